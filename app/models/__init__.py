@@ -1,0 +1,1 @@
+"""Pure data, frozen pydantic models: the values that flow through the pipeline."""

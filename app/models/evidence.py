@@ -1,0 +1,49 @@
+"""Evidence gathered read-only from the cluster, already redacted and bounded.
+
+Kubernetes objects are kept as the JSON the API server returns (camelCase keys, as `kubectl get -o json`
+prints them), so a snapshot file and the live API give the detectors the very same input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.models.incident import Incident, WorkloadRef
+
+K8sObject = dict[str, Any]
+
+
+class Evidence(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    incident: Incident
+    workload: WorkloadRef
+    # The live workload object (Deployment, StatefulSet, ...), and the controller objects between it and
+    # the pods (ReplicaSets of a Deployment, newest revision first).
+    object: K8sObject
+    replicasets: list[K8sObject] = Field(default_factory=list)
+    pods: list[K8sObject] = Field(default_factory=list)
+    # Events whose involvedObject is the workload, one of its ReplicaSets, or one of its pods.
+    events: list[K8sObject] = Field(default_factory=list)
+    # "pod/container" -> tail of the previous container's log (or the current one when none), redacted.
+    logs: dict[str, str] = Field(default_factory=dict)
+    nodes: list[K8sObject] = Field(default_factory=list)
+    # Other objects in the namespace that detectors compare against (ConfigMaps' names and keys only, PVCs,
+    # StorageClasses, HPAs, ResourceQuotas): never Secrets' data.
+    related: list[K8sObject] = Field(default_factory=list)
+    # The GitOps objects that manage the workload (Argo CD Application, Flux Kustomization/HelmRelease).
+    gitops: list[K8sObject] = Field(default_factory=list)
+
+    def events_for(self, kind: str, name: str) -> list[K8sObject]:
+        return [
+            e for e in self.events
+            if e.get("involvedObject", {}).get("kind") == kind and e.get("involvedObject", {}).get("name") == name
+        ]
+
+    def pod_named(self, name: str) -> K8sObject | None:
+        for pod in self.pods:
+            if pod.get("metadata", {}).get("name") == name:
+                return pod
+        return None

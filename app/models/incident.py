@@ -1,0 +1,84 @@
+"""An incident is one alert as the pipeline sees it, and the workload it is about."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.models.alertmanager import Alert
+
+# Labels that name a workload directly, with the kind they name (kubernetes-mixin, see FACTS.md).
+WORKLOAD_LABELS: dict[str, str] = {
+    "deployment": "Deployment",
+    "statefulset": "StatefulSet",
+    "daemonset": "DaemonSet",
+    "job_name": "Job",
+    "cronjob": "CronJob",
+    "horizontalpodautoscaler": "HorizontalPodAutoscaler",
+}
+
+
+class WorkloadRef(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+    @property
+    def short(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+class Incident(BaseModel):
+    """One alert: what fired, about what, and the labels that locate it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    alertname: str
+    fingerprint: str
+    status: Literal["firing", "resolved"]
+    starts_at: datetime
+    ends_at: datetime | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+    @classmethod
+    def from_alert(cls, alert: Alert) -> Incident:
+        return cls(
+            alertname=alert.alertname,
+            fingerprint=alert.fingerprint,
+            status=alert.status,
+            starts_at=alert.startsAt,
+            ends_at=alert.endsAt,
+            labels=dict(alert.labels),
+            annotations=dict(alert.annotations),
+        )
+
+    @property
+    def namespace(self) -> str | None:
+        return self.labels.get("namespace") or None
+
+    @property
+    def pod(self) -> str | None:
+        return self.labels.get("pod") or None
+
+    @property
+    def container(self) -> str | None:
+        return self.labels.get("container") or None
+
+    def workload_hint(self) -> WorkloadRef | None:
+        """The workload a workload-level alert names; pod-level alerts return None (walk owners)."""
+        ns = self.namespace
+        if not ns:
+            return None
+        for label, kind in WORKLOAD_LABELS.items():
+            value = self.labels.get(label)
+            if value:
+                return WorkloadRef(kind=kind, namespace=ns, name=value)
+        return None

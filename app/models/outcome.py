@@ -1,0 +1,39 @@
+"""What handling one alert produced: the JSON line `autofix handle` prints, and the stage log."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+OutcomeKind = Literal["pr_opened", "pr_updated", "duplicate", "no_fix", "skipped", "failed"]
+
+
+class StageRecord(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    stage: str
+    seconds: float
+    decision: str  # what the stage concluded, one line
+
+
+class Outcome(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    alertname: str
+    fingerprint: str
+    outcome: OutcomeKind
+    reason: str = ""
+    pr_url: str | None = None
+    branch: str | None = None
+    risk: float | None = None
+    mlflow_run_id: str | None = None
+    stages: list[StageRecord] = Field(default_factory=list)
+    workload: str | None = None
+    cause: str | None = None
+
+    def result(self) -> dict[str, Any]:
+        """The public shape printed by `autofix handle` (keys fixed by the interface)."""
+        return self.model_dump(
+            include={"alertname", "fingerprint", "outcome", "reason", "pr_url", "branch", "risk", "mlflow_run_id"}
+        )

@@ -1,0 +1,89 @@
+"""Settings from the environment (pydantic-settings), grouped by edge. No global instance: build one in main/cli.
+
+A wrong value fails at start with a message naming the variable (see ``load``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.errors import ConfigError
+
+DEFAULT_POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+
+    # git
+    git_url: str = Field(default="", validation_alias="AUTOFIX_GIT_URL")
+    git_base: str = Field(default="main", validation_alias="AUTOFIX_GIT_BASE")
+    git_author: str = Field(default="gitops-autofix[bot] <gitops-autofix@users.noreply.github.com>",
+                            validation_alias="AUTOFIX_GIT_AUTHOR")
+    # forge
+    forge: Literal["github", "local"] = Field(default="github", validation_alias="AUTOFIX_FORGE")
+    github_repo: str = Field(default="", validation_alias="AUTOFIX_GITHUB_REPO")
+    github_token: SecretStr | None = Field(default=None, validation_alias="GITHUB_TOKEN")
+    github_api_url: str = Field(default="https://api.github.com", validation_alias="AUTOFIX_GITHUB_API_URL")
+    # cluster
+    kubeconfig: str | None = Field(default=None, validation_alias="KUBECONFIG")
+    # tracking
+    mlflow_tracking_uri: str | None = Field(default=None, validation_alias="MLFLOW_TRACKING_URI")
+    mlflow_ui_url: str | None = Field(default=None, validation_alias="AUTOFIX_MLFLOW_UI_URL")
+    # llm
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
+    llm_model: str = Field(default="gpt-4o-mini", validation_alias="AUTOFIX_LLM_MODEL")
+    # service and store
+    data_dir: Path = Field(default=Path(".autofix"), validation_alias="AUTOFIX_DATA_DIR")
+    webhook_token: SecretStr | None = Field(default=None, validation_alias="AUTOFIX_WEBHOOK_TOKEN")
+    policy_dir: Path = Field(default=DEFAULT_POLICY_DIR, validation_alias="AUTOFIX_POLICY_DIR")
+    workers: int = Field(default=2, ge=1, le=64, validation_alias="AUTOFIX_WORKERS")
+    lease_seconds: float = Field(default=300.0, gt=0, validation_alias="AUTOFIX_LEASE_SECONDS")
+
+    @field_validator("github_repo")
+    @classmethod
+    def _repo_shape(cls, value: str) -> str:
+        if value and (value.count("/") != 1 or not all(value.split("/"))):
+            raise ValueError("must look like owner/name")
+        return value
+
+    @field_validator("github_api_url", "openai_base_url", "mlflow_ui_url")
+    @classmethod
+    def _url_shape(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/") if value else value
+
+    @property
+    def tracking_uri(self) -> str:
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def store_path(self) -> Path:
+        return self.data_dir / "jobs.sqlite3"
+
+    @property
+    def llm_enabled(self) -> bool:
+        return self.openai_api_key is not None and bool(self.openai_api_key.get_secret_value())
+
+
+_ALIASES = {name: (f.validation_alias or name) for name, f in Settings.model_fields.items()}
+
+
+def load(**overrides: object) -> Settings:
+    """Build Settings from the environment; raise ConfigError naming the variable that is wrong."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as err:
+        problems = []
+        for e in err.errors():
+            field = str(e["loc"][0]) if e["loc"] else "?"
+            problems.append(f"{_ALIASES.get(field, field)}: {e['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from err
