@@ -108,3 +108,9 @@ class Advisor(Protocol):
     def model(self) -> str: ...
 
     def explain(self, evidence_summary: str, root_cause: str) -> str | None: ...
+
+
+class Handler(Protocol):
+    """Handles one alert end to end (the pipeline). Raises TemporaryError when the job should be retried."""
+
+    def handle(self, incident: Any) -> Any: ...  # app.models.incident.Incident -> app.models.outcome.Outcome

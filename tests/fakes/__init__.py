@@ -1,0 +1,1 @@
+"""Loopback servers and recording fakes that answer like the real APIs."""
