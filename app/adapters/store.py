@@ -1,0 +1,339 @@
+"""Durable job store on SQLite: one job per alert delivery, leased by workers.
+
+Alertmanager re-sends the same notification many times (retries, group_interval, repeat_interval), so every
+alert gets a dedupe key ``fingerprint|startsAt|status``: a repeated delivery maps to the job already stored.
+
+A job moves queued -> running (leased) -> done | failed, or back to queued by ``retry``. A lease has an
+expiry in wall-clock seconds (shared by every process on the machine): a job whose worker died, in this
+process or in one that was SIGKILLed, is leased again once its lease expires. Every change to a running job
+checks that the lease is still held by the caller, so a job completes exactly once even if two workers race.
+
+All access goes through one connection guarded by a lock; writes use ``BEGIN IMMEDIATE`` so that a second
+process waits on ``busy_timeout`` instead of failing half-way through a read-then-write.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from app.errors import TemporaryError
+from app.models.alertmanager import Alert, WebhookPayload
+from app.models.incident import Incident
+
+log = logging.getLogger(__name__)
+
+JobState = Literal["queued", "running", "done", "failed"]
+STATES: tuple[JobState, ...] = ("queued", "running", "done", "failed")
+DEFAULT_MAX_ATTEMPTS = 8
+BUSY_TIMEOUT_MS = 5000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    dedupe_key       TEXT    NOT NULL UNIQUE,
+    fingerprint      TEXT    NOT NULL,
+    alertname        TEXT    NOT NULL,
+    alert_status     TEXT    NOT NULL,
+    alert            TEXT    NOT NULL,
+    state            TEXT    NOT NULL DEFAULT 'queued'
+                     CHECK (state IN ('queued', 'running', 'done', 'failed')),
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    lease_owner      TEXT,
+    lease_expires_at REAL,
+    available_at     REAL    NOT NULL,
+    result           TEXT,
+    error            TEXT,
+    created_at       REAL    NOT NULL,
+    updated_at       REAL    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_queued ON jobs (state, available_at, id);
+CREATE INDEX IF NOT EXISTS jobs_leases ON jobs (state, lease_expires_at);
+CREATE INDEX IF NOT EXISTS jobs_fingerprint ON jobs (fingerprint, id);
+"""
+
+_COLUMNS = (
+    "id, dedupe_key, fingerprint, alertname, alert_status, alert, state, attempts, lease_owner, "
+    "lease_expires_at, available_at, result, error, created_at, updated_at"
+)
+
+
+class StoreUnavailable(TemporaryError):
+    """The database cannot be used right now (locked, disk full, I/O error): the caller should retry."""
+
+    code = "store_unavailable"
+
+
+@dataclass(frozen=True)
+class EnqueueResult:
+    job_id: int
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    dedupe_key: str
+    fingerprint: str
+    alertname: str
+    alert_status: str
+    alert: dict[str, Any]  # {"alert": <the alert object>, "receiver", "externalURL", "groupKey", "commonLabels"}
+    state: JobState
+    attempts: int
+    lease_owner: str | None
+    lease_expires_at: float | None
+    available_at: float
+    result: dict[str, Any] | None
+    error: str | None
+    created_at: float
+    updated_at: float
+
+    def incident(self) -> Incident:
+        return Incident.from_alert(Alert.model_validate(self.alert["alert"]))
+
+
+def dedupe_key(alert: Alert) -> str:
+    """Same alert, same episode, same status: the same notification content, whatever delivery it came in."""
+    return f"{alert.fingerprint}|{alert.startsAt.isoformat()}|{alert.status}"
+
+
+def _alert_document(payload: WebhookPayload, alert: Alert) -> str:
+    return json.dumps(
+        {
+            "alert": alert.model_dump(mode="json"),
+            "receiver": payload.receiver,
+            "externalURL": payload.externalURL,
+            "groupKey": payload.groupKey,
+            "commonLabels": payload.commonLabels,
+        },
+        sort_keys=True,
+    )
+
+
+def _row_to_job(row: sqlite3.Row) -> Job:
+    return Job(
+        id=row["id"],
+        dedupe_key=row["dedupe_key"],
+        fingerprint=row["fingerprint"],
+        alertname=row["alertname"],
+        alert_status=row["alert_status"],
+        alert=json.loads(row["alert"]),
+        state=row["state"],
+        attempts=row["attempts"],
+        lease_owner=row["lease_owner"],
+        lease_expires_at=row["lease_expires_at"],
+        available_at=row["available_at"],
+        result=json.loads(row["result"]) if row["result"] is not None else None,
+        error=row["error"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+class JobStore:
+    """Jobs in one SQLite file. Thread-safe; several processes may share the file."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self.max_attempts = max_attempts
+        self._clock = clock
+        self._lock = threading.RLock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = self._connect(path)
+        except sqlite3.Error as err:
+            raise StoreUnavailable(f"cannot open job store {path}: {err}") from err
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN ourselves, so no implicit transaction is left open.
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: a commit is on disk before enqueue returns, so a 202 survives a power cut, not just a crash.
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.executescript(_SCHEMA)
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; sqlite errors become StoreUnavailable."""
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as err:
+                raise StoreUnavailable(f"job store unavailable: {err}") from err
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException as err:
+                self._rollback()
+                if isinstance(err, sqlite3.Error):
+                    raise StoreUnavailable(f"job store unavailable: {err}") from err
+                raise
+
+    def _rollback(self) -> None:
+        try:
+            self._conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.warning("job store rollback failed", exc_info=True)
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as err:
+                raise StoreUnavailable(f"job store unavailable: {err}") from err
+
+    # --- intake -------------------------------------------------------------------------------------
+
+    def enqueue(self, payload: WebhookPayload) -> list[EnqueueResult]:
+        """Store one job per alert in one transaction; a known dedupe key returns the existing job."""
+        now = self._clock()
+        results: list[EnqueueResult] = []
+        with self._tx() as conn:
+            for alert in payload.alerts:
+                key = dedupe_key(alert)
+                cur = conn.execute(
+                    "INSERT INTO jobs (dedupe_key, fingerprint, alertname, alert_status, alert, available_at,"
+                    " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (dedupe_key) DO NOTHING",
+                    (key, alert.fingerprint, alert.alertname, alert.status, _alert_document(payload, alert),
+                     now, now, now),
+                )
+                if cur.rowcount == 1:
+                    results.append(EnqueueResult(job_id=int(cur.lastrowid or 0), duplicate=False))
+                else:
+                    row = conn.execute("SELECT id FROM jobs WHERE dedupe_key = ?", (key,)).fetchone()
+                    results.append(EnqueueResult(job_id=int(row["id"]), duplicate=True))
+        return results
+
+    # --- leases -------------------------------------------------------------------------------------
+
+    def lease(self, worker: str, *, ttl: float) -> Job | None:
+        """Take the oldest due queued job, or a running job whose lease expired; None when there is none."""
+        with self._tx() as conn:
+            while True:
+                now = self._clock()
+                row = conn.execute(
+                    f"SELECT {_COLUMNS} FROM jobs"
+                    " WHERE (state = 'queued' AND available_at <= ?)"
+                    "    OR (state = 'running' AND lease_expires_at <= ?)"
+                    " ORDER BY available_at, id LIMIT 1",
+                    (now, now),
+                ).fetchone()
+                if row is None:
+                    return None
+                if row["state"] == "running" and row["attempts"] >= self.max_attempts:
+                    # A job that kills its worker every time must not take the service down forever.
+                    self._abandon(conn, row, now)
+                    continue
+                conn.execute(
+                    "UPDATE jobs SET state = 'running', lease_owner = ?, lease_expires_at = ?,"
+                    " attempts = attempts + 1, updated_at = ? WHERE id = ?",
+                    (worker, now + ttl, now, row["id"]),
+                )
+                if row["state"] == "running":
+                    log.warning("job lease expired, taking it over",
+                                extra={"job_id": row["id"], "previous_owner": row["lease_owner"], "worker": worker})
+                fresh = conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (row["id"],)).fetchone()
+                return _row_to_job(fresh)
+
+    def _abandon(self, conn: sqlite3.Connection, row: sqlite3.Row, now: float) -> None:
+        error = f"lease expired after {row['attempts']} attempts (worker lost each time)"
+        conn.execute(
+            "UPDATE jobs SET state = 'failed', error = ?, lease_owner = NULL, lease_expires_at = NULL,"
+            " updated_at = ? WHERE id = ?",
+            (error, now, row["id"]),
+        )
+        log.error("job failed: lease expired too often", extra={"job_id": row["id"], "attempts": row["attempts"]})
+
+    def heartbeat(self, job_id: int, worker: str, ttl: float) -> bool:
+        """Extend our lease; False when the lease is no longer ours (taken over, or the job finished)."""
+        now = self._clock()
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE jobs SET lease_expires_at = ?, updated_at = ?"
+                " WHERE id = ? AND state = 'running' AND lease_owner = ?",
+                (now + ttl, now, job_id, worker),
+            )
+            return cur.rowcount == 1
+
+    # --- endings ------------------------------------------------------------------------------------
+
+    def complete(self, job_id: int, worker: str, result: dict[str, Any]) -> bool:
+        """Mark done with its result, only while we hold the lease: at most one caller ever gets True."""
+        return self._finish(job_id, worker, state="done", result=result, error=None)
+
+    def fail(self, job_id: int, worker: str, *, error: str, result: dict[str, Any] | None = None) -> bool:
+        return self._finish(job_id, worker, state="failed", result=result, error=error)
+
+    def _finish(
+        self, job_id: int, worker: str, *, state: JobState, result: dict[str, Any] | None, error: str | None
+    ) -> bool:
+        now = self._clock()
+        result_text = json.dumps(result, sort_keys=True) if result is not None else None
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE jobs SET state = ?, result = ?, error = ?, lease_owner = NULL, lease_expires_at = NULL,"
+                " updated_at = ? WHERE id = ? AND state = 'running' AND lease_owner = ?",
+                (state, result_text, error, now, job_id, worker),
+            )
+            return cur.rowcount == 1
+
+    def retry(self, job_id: int, worker: str, *, delay: float, error: str) -> bool:
+        """Queue the job again after ``delay`` seconds, or fail it once it has used ``max_attempts``."""
+        now = self._clock()
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE jobs SET"
+                " state = CASE WHEN attempts >= ? THEN 'failed' ELSE 'queued' END,"
+                " error = ?, available_at = ?, lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
+                " WHERE id = ? AND state = 'running' AND lease_owner = ?",
+                (self.max_attempts, error, now + max(delay, 0.0), now, job_id, worker),
+            )
+            return cur.rowcount == 1
+
+    # --- queries ------------------------------------------------------------------------------------
+
+    def get(self, job_id: int) -> Job | None:
+        rows = self._read(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+        return _row_to_job(rows[0]) if rows else None
+
+    def find(self, fingerprint: str) -> list[Job]:
+        rows = self._read(f"SELECT {_COLUMNS} FROM jobs WHERE fingerprint = ? ORDER BY id", (fingerprint,))
+        return [_row_to_job(r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Number of jobs in each state (every state present, zero included)."""
+        counts: dict[str, int] = dict.fromkeys(STATES, 0)
+        for row in self._read("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state"):
+            counts[row["state"]] = int(row["n"])
+        return counts
+
+    def ping(self) -> bool:
+        """True when the database answers a query (readiness)."""
+        try:
+            self._read("SELECT 1")
+        except StoreUnavailable:
+            return False
+        return True

@@ -1,0 +1,101 @@
+"""POST /webhooks/alertmanager: validate, store durably, answer fast; the workers do the rest.
+
+Alertmanager retries 5xx and drops 4xx until the next group_interval (FACTS.md), so: 2xx for every
+well-formed payload (the pipeline decides later what to ignore), 4xx for what retrying cannot fix
+(auth, size, shape), 503 only when the store is unavailable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from app.adapters.store import StoreUnavailable
+from app.api.deps import Authorized, MetricsDep, PoolDep, StoreDep
+from app.models.alertmanager import WebhookPayload
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["webhooks"])
+
+MAX_BODY_BYTES = 1024 * 1024  # real payloads are a few KiB; MAX_ALERTS alerts fit well within this
+
+
+class Accepted(BaseModel):
+    jobs: list[int]
+    duplicates: int
+
+
+class PayloadTooLarge(Exception):
+    """The body is over MAX_BODY_BYTES."""
+
+
+async def read_bounded(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The body, refusing it early by Content-Length and, for chunked bodies, as soon as it grows past limit."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _validation_problems(err: ValidationError) -> list[dict[str, Any]]:
+    # No input values in the answer: they may be large, and they are the sender's data, not ours to echo.
+    return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in err.errors(include_url=False)]
+
+
+def parse_payload(body: bytes) -> WebhookPayload:
+    """The payload, or HTTPException(422) saying what is wrong with it."""
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise HTTPException(status_code=422, detail=f"malformed JSON: {err}") from err
+    try:
+        return WebhookPayload.model_validate(document)
+    except ValidationError as err:
+        raise HTTPException(status_code=422, detail=_validation_problems(err)) from err
+
+
+@router.post(
+    "/webhooks/alertmanager",
+    status_code=202,
+    response_model=Accepted,
+    summary="Alertmanager webhook receiver (payload version 4)",
+    responses={401: {"description": "Missing or wrong bearer token"}, 413: {"description": "Body over 1 MiB"},
+               422: {"description": "Not JSON, or not an Alertmanager v4 payload"},
+               503: {"description": "Job store unavailable: Alertmanager should retry"}},
+)
+async def receive_alerts(
+    request: Request, _auth: Authorized, store: StoreDep, pool: PoolDep, metrics: MetricsDep
+) -> Accepted:
+    """Store one job per alert (repeated deliveries map to the stored job) and answer 202 with their ids."""
+    try:
+        body = await read_bounded(request)
+    except PayloadTooLarge as err:
+        raise HTTPException(status_code=413, detail=f"body larger than {MAX_BODY_BYTES} bytes") from err
+    payload = parse_payload(body)
+    try:
+        results = await run_in_threadpool(store.enqueue, payload)
+    except StoreUnavailable as err:
+        log.error("webhook not stored: job store unavailable", extra={"error": str(err)})
+        raise HTTPException(status_code=503, detail="job store unavailable, retry later",
+                            headers={"Retry-After": "5"}) from err
+    pool.wake()
+    duplicates = sum(r.duplicate for r in results)
+    for alert in payload.alerts:
+        metrics.alerts_received.labels(status=alert.status).inc()
+    metrics.duplicates.inc(duplicates)
+    log.info("webhook stored", extra={"receiver": payload.receiver, "alerts": len(payload.alerts),
+                                      "duplicates": duplicates, "truncated": payload.truncatedAlerts})
+    return Accepted(jobs=[r.job_id for r in results], duplicates=duplicates)

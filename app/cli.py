@@ -1,0 +1,161 @@
+"""The `autofix` command: serve, handle, demo, explain, policy check.
+
+Imports are lazy so `autofix --help` stays fast: a sub-command pays only for what it uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("app.cli")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from app.errors import ConfigError
+
+    try:
+        result: int = args.func(args)
+        return result
+    except ConfigError as err:
+        print(f"autofix: {err}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autofix", description="Alertmanager alerts -> GitOps pull requests")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the webhook service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.set_defaults(func=_serve)
+
+    handle = sub.add_parser("handle", help="run one webhook payload through the pipeline, print JSON results")
+    handle.add_argument("payload", type=Path)
+    handle.add_argument("--snapshot", type=Path, help="read the cluster from a `kubectl get -o json` List dump")
+    handle.set_defaults(func=_handle)
+
+    demo = sub.add_parser("demo", help="run the shipped example: no cluster, no GitHub, no LLM")
+    demo.add_argument("--example", type=Path, default=None, help="example directory (default examples/demo)")
+    demo.set_defaults(func=_demo)
+
+    explain = sub.add_parser("explain", help="show each stage's decision for the jobs of an alert fingerprint")
+    explain.add_argument("fingerprint")
+    explain.set_defaults(func=_explain)
+
+    policy = sub.add_parser("policy", help="policy tools")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True)
+    check = policy_sub.add_parser("check", help="validate a policy directory")
+    check.add_argument("directory", type=Path)
+    check.set_defaults(func=_policy_check)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from app import settings as settings_mod
+    from app.main import run
+
+    run(settings_mod.load(), host=args.host, port=args.port)
+    return 0
+
+
+def _handle(args: argparse.Namespace) -> int:
+    from app import settings as settings_mod
+    from app.pipeline import build_pipeline
+
+    payload = _read_payload(args.payload)
+    cluster = None
+    if args.snapshot is not None:
+        from app.adapters.snapshot import SnapshotCluster
+
+        cluster = SnapshotCluster.from_file(args.snapshot)
+    pipeline = build_pipeline(settings_mod.load(), cluster=cluster)
+    results = handle_payload(pipeline, payload)
+    print(json.dumps({"results": results}, indent=2))
+    return 0
+
+
+def handle_payload(pipeline: Any, payload: Any) -> list[dict[str, Any]]:
+    """Each alert of the payload through the pipeline, in order; a transient failure is reported, not raised."""
+    from app.errors import TemporaryError
+    from app.models.incident import Incident
+    from app.models.outcome import Outcome
+
+    results = []
+    for alert in payload.alerts:
+        try:
+            outcome = pipeline.handle(Incident.from_alert(alert))
+        except TemporaryError as err:
+            outcome = Outcome(alertname=alert.alertname, fingerprint=alert.fingerprint, outcome="failed",
+                              reason=f"temporary failure, retry later: {err}")
+        results.append(outcome.result())
+    return results
+
+
+def _read_payload(path: Path) -> Any:
+    from pydantic import ValidationError
+
+    from app.errors import ConfigError
+    from app.models.alertmanager import WebhookPayload
+
+    try:
+        return WebhookPayload.model_validate_json(path.read_bytes())
+    except (OSError, ValidationError) as err:
+        raise ConfigError(f"{path}: not a valid Alertmanager webhook payload: {err}") from err
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from app import demo
+
+    return demo.run(args.example)
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from app import settings as settings_mod
+    from app.adapters.store import JobStore
+
+    settings = settings_mod.load()
+    store = JobStore(settings.store_path)
+    jobs = store.find(args.fingerprint)
+    if not jobs:
+        print(f"no job for fingerprint {args.fingerprint} in {settings.store_path}", file=sys.stderr)
+        return 1
+    for job in jobs:
+        print(f"job {job.id}: {job.alertname} {job.alert_status} state={job.state} attempts={job.attempts}")
+        result = job.result or {}
+        for stage in result.get("stages", []):
+            print(f"  {stage['stage']:<10} {stage['seconds']:8.3f}s  {stage['decision']}")
+        if result:
+            print(f"  outcome: {result.get('outcome')}: {result.get('reason')}")
+            if result.get("pr_url"):
+                print(f"  pr: {result['pr_url']}")
+        if job.error:
+            print(f"  error: {job.error}")
+    return 0
+
+
+def _policy_check(args: argparse.Namespace) -> int:
+    from app import policies
+    from app.errors import ConfigError
+
+    try:
+        policy = policies.load(args.directory)
+    except ConfigError as err:
+        print(f"invalid policy: {err}", file=sys.stderr)
+        return 1
+    print(f"policy OK: {args.directory} (version {policy.digest})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""Roll a container's image back to the one the previous working ReplicaSet ran."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app import fieldpaths, fixers
+from app.errors import NoFix
+from app.models.changes import FieldChange, Plan
+from app.models.diagnosis import Diagnosis
+from app.policies import Policy
+
+CAUSE = "image_pull_after_rollout"
+
+
+def plan(diagnosis: Diagnosis, document: dict[str, Any], policy: Policy) -> Plan:
+    facts = diagnosis.finding.facts
+    container, init = str(facts["container"]), bool(facts.get("init"))
+    path = fixers.container_path(str(document.get("kind")), container, init=init, field="image")
+    try:
+        in_git = fieldpaths.get(document, path)
+    except (KeyError, IndexError, TypeError) as err:
+        raise NoFix(f"the manifest in git has no image for container {container}", code="no_image_in_git") from err
+    good, bad = str(facts["previous_image"]), str(facts["failing_image"])
+    if in_git == good:
+        raise NoFix(f"git already has image {good}: the rollback is waiting to be synced", code="already_in_git")
+    if in_git != bad:
+        raise NoFix(f"git has image {in_git}, neither the failing {bad} nor the working {good}: someone changed "
+                    "it since; not overriding", code="git_moved")
+    return Plan(cause=CAUSE, summary=f"Roll back image of container {container} to {good}",
+                changes=[FieldChange(path=path, old=in_git, new=good,
+                                     reason=f"revision {facts.get('previous_revision')} ran it; {bad} cannot be pulled")])

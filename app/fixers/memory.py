@@ -1,0 +1,54 @@
+"""Raise a container's memory limit after OOM kills: observed limit x policy step, whole Mi, capped."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app import fieldpaths, fixers, quantities
+from app.errors import NoFix
+from app.models.changes import FieldChange, Plan
+from app.models.diagnosis import Diagnosis
+from app.policies import Policy
+
+CAUSE = "oom_killed"
+
+
+def plan(diagnosis: Diagnosis, document: dict[str, Any], policy: Policy) -> Plan:
+    facts = diagnosis.finding.facts
+    container, init = str(facts["container"]), bool(facts.get("init"))
+    kind = str(document.get("kind"))
+    limit_path = fixers.container_path(kind, container, init=init, field="resources.limits.memory")
+    request_path = fixers.container_path(kind, container, init=init, field="resources.requests.memory")
+    in_git = _value(document, limit_path)
+    if in_git is None:
+        raise NoFix(f"the manifest in git sets no memory limit for container {container}", code="no_limit_in_git")
+    observed = quantities.parse_bytes(str(facts["observed_limit"]))
+    git_bytes = quantities.parse_bytes(str(in_git))
+    if git_bytes > observed:
+        raise NoFix(f"git already sets memory limit {in_git} (the cluster runs {facts['observed_limit']}): "
+                    "a raise is waiting to be synced", code="already_in_git")
+    wanted = int(observed * policy.memory.step)
+    cap = min(quantities.parse_bytes(policy.memory.max), int(git_bytes * policy.memory.max_ratio_to_git))
+    new_bytes = min(wanted, cap)
+    new_value = quantities.format_mebibytes(new_bytes)
+    if quantities.parse_bytes(new_value) > cap:  # rounding up to a whole Mi may cross the cap: round down
+        new_value = f"{cap // 2**20}Mi"
+    if quantities.parse_bytes(new_value) <= git_bytes:
+        raise NoFix(f"memory limit {in_git} of {container} is at the policy's cap ({policy.memory.max}, "
+                    f"x{policy.memory.max_ratio_to_git:g} of git): escalate to the owners", code="at_cap")
+    changes = [FieldChange(path=limit_path, old=in_git, new=new_value,
+                           reason=f"x{policy.memory.step:g} of the observed limit {facts['observed_limit']}")]
+    request = _value(document, request_path)
+    if request is not None and quantities.parse_bytes(str(request)) > quantities.parse_bytes(new_value):
+        changes.append(FieldChange(path=request_path, old=request, new=new_value,
+                                   reason="a request may not exceed its limit"))
+    capped = " (capped by policy)" if new_bytes < wanted else ""
+    return Plan(cause=CAUSE, changes=changes,
+                summary=f"Raise memory limit of container {container} to {new_value}{capped}")
+
+
+def _value(document: dict[str, Any], path: str) -> Any:
+    try:
+        return fieldpaths.get(document, path)
+    except (KeyError, IndexError, TypeError):
+        return None

@@ -1,0 +1,143 @@
+"""The web service: create_app wires settings, job store, worker pool, routers and error handlers.
+
+Lifecycle: the pool starts with the app (lifespan) and stops on shutdown; a job still running at shutdown
+keeps its lease, which expires so the next process takes the job up again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from app.adapters.store import JobStore, StoreUnavailable
+from app.api import alerts, health, jobs, metrics
+from app.api.deps import Services
+from app.api.telemetry import Metrics
+from app.ports import Handler
+from app.settings import Settings
+from app.worker import WorkerPool
+
+if TYPE_CHECKING:
+    import uvicorn
+
+log = logging.getLogger(__name__)
+
+# Alertmanager keeps its connection open between notifications; above any group_interval we expect (FACTS.md).
+KEEP_ALIVE_SECONDS = 75
+GRACEFUL_SHUTDOWN_SECONDS = 30
+POOL_STOP_SECONDS = 10.0
+WEBHOOK_PATH = "/webhooks/alertmanager"
+
+
+def create_app(settings: Settings, *, pipeline: Handler | None = None) -> FastAPI:
+    """The FastAPI app; ``pipeline`` defaults to the real one built from settings."""
+    if pipeline is None:
+        # Imported here: the pipeline pulls in heavy clients, and tests inject their own handler.
+        from app.pipeline import build_pipeline
+
+        pipeline = build_pipeline(settings)
+    metrics_ = Metrics()
+    store = JobStore(settings.store_path)
+    pool = WorkerPool(store, pipeline, workers=settings.workers, lease_seconds=settings.lease_seconds,
+                      on_outcome=metrics_.job_finished)
+    services = Services(settings=settings, store=store, pool=pool, metrics=metrics_)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        pool.start()
+        try:
+            yield
+        finally:
+            if pool.stop(POOL_STOP_SECONDS):
+                store.close()  # only when no worker thread can still touch the connection
+
+    app = FastAPI(title="GitOps Autofix", version="0.1.0", lifespan=lifespan, docs_url="/docs")
+    app.state.services = services
+    for module in (alerts, health, jobs, metrics):
+        app.include_router(module.router)
+    _install_error_handlers(app)
+    _install_request_log(app, metrics_)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def store_unavailable(_: Request, err: Exception) -> Response:
+        log.error("request failed: job store unavailable", extra={"error": str(err)})
+        return JSONResponse({"detail": "job store unavailable, retry later"}, status_code=503,
+                            headers={"Retry-After": "5"})
+
+    async def invalid_request(_: Request, err: Exception) -> Response:
+        assert isinstance(err, RequestValidationError)
+        problems = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in err.errors()]
+        return JSONResponse({"detail": problems}, status_code=422)
+
+    async def unexpected(request: Request, err: Exception) -> Response:
+        # The traceback goes to our log; the client learns nothing about our internals.
+        log.error("request failed", extra={"path": request.url.path}, exc_info=err)
+        return JSONResponse({"detail": "internal error"}, status_code=500)
+
+    app.add_exception_handler(StoreUnavailable, store_unavailable)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(Exception, unexpected)
+
+
+def _install_request_log(app: FastAPI, metrics_: Metrics) -> None:
+    """Structured request log and webhook metrics: path without query string, never headers."""
+
+    @app.middleware("http")
+    async def request_log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        elapsed = time.perf_counter() - started
+        path = request.url.path
+        if path == WEBHOOK_PATH:
+            metrics_.webhook_latency.observe(elapsed)
+            metrics_.webhook_requests.labels(code=str(response.status_code)).inc()
+        log.debug("http request", extra={"method": request.method, "path": path,
+                                        "status": response.status_code, "ms": round(elapsed * 1000, 1)})
+        return response
+
+
+class DropQueryString(logging.Filter):
+    """Cuts the query string from uvicorn's access log lines: a token misplaced there must not be logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], args[2].split("?", 1)[0], *args[3:])
+        return True
+
+
+def _redact_access_log() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, DropQueryString) for f in access.filters):
+        access.addFilter(DropQueryString())
+
+
+def server_config(app: FastAPI, *, host: str, port: int) -> uvicorn.Config:
+    """uvicorn settings for Alertmanager as a client: long keep-alive, graceful stop, no query strings logged."""
+    import uvicorn
+
+    _redact_access_log()
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        proxy_headers=False,
+    )
+
+
+def run(settings: Settings, host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Serve until SIGTERM/SIGINT, then finish in-flight requests and stop the workers."""
+    import uvicorn
+
+    uvicorn.Server(server_config(create_app(settings), host=host, port=port)).run()

@@ -1,0 +1,115 @@
+"""Branch name, commit message, PR title and body: all rendered from the diagnosis and the change record.
+
+Anything that came from the cluster or an alert is untrusted: it goes inside code blocks (no mentions,
+no closing keywords, no HTML are interpreted there), with fences neutralised and lengths bounded.
+"""
+
+from __future__ import annotations
+
+import re
+
+from app.models.changes import ChangeSet
+from app.models.diagnosis import Diagnosis
+from app.models.incident import WorkloadRef
+
+MAX_LINE = 300
+MAX_EVIDENCE_LINES = 20
+MAX_DIFF_CHARS = 20_000
+_SLUG = re.compile(r"[^a-z0-9.-]+")
+
+CAUSE_TITLES = {
+    "oom_killed": ("Raise memory limit of {w} to {new}", "after OOMKilled"),
+    "image_pull_after_rollout": ("Roll back image of {w} to {new}", "after ImagePullBackOff"),
+}
+
+
+def slug(value: str) -> str:
+    return _SLUG.sub("-", value.lower()).strip("-")[:63] or "x"
+
+
+def branch(workload: WorkloadRef, cause: str) -> str:
+    return f"autofix/{slug(workload.namespace)}/{slug(workload.name)}/{slug(cause.replace('_', '-'))}"
+
+
+def title(workload: WorkloadRef, diagnosis: Diagnosis, changeset: ChangeSet) -> str:
+    new = changeset.plan.changes[0].new if changeset.plan.changes else ""
+    what, why = CAUSE_TITLES.get(diagnosis.cause, (changeset.plan.summary + " in {w}", f"after {diagnosis.cause}"))
+    return f"{what.format(w=workload.short, new=new)} {why}"[:200]
+
+
+def commit_message(workload: WorkloadRef, diagnosis: Diagnosis, changeset: ChangeSet) -> str:
+    lines = [title(workload, diagnosis, changeset), "", _plain(diagnosis.finding.root_cause), ""]
+    for c in changeset.plan.changes:
+        lines.append(f"{changeset.location.path}: {c.path}: {c.old} -> {c.new}")
+    lines += ["", f"Cause: {diagnosis.cause}", f"Risk: {changeset.risk.level} ({changeset.risk.score:.2f})"]
+    return "\n".join(lines) + "\n"
+
+
+def pr_body(*, workload: WorkloadRef, diagnosis: Diagnosis, changeset: ChangeSet, run_url: str,
+            model_note: str | None = None, explanation: str | None = None) -> str:
+    f = diagnosis.finding
+    loc = changeset.location
+    out = [
+        "## Root cause",
+        "",
+        _plain(f.root_cause),
+        "",
+    ]
+    if explanation:
+        out += ["<details><summary>Model's explanation (" + _plain(model_note or "LLM") + ")</summary>", "",
+                _fence(explanation.splitlines()), "", "</details>", ""]
+    out += [
+        "## Evidence",
+        "",
+        f"Alert `{_inline(diagnosis.detector)}` matched; detector confidence {f.confidence:.0%}.",
+        "",
+        _fence(f.evidence[:MAX_EVIDENCE_LINES]),
+        "",
+    ]
+    if diagnosis.others:
+        out += ["Also seen (not fixed here): " + "; ".join(_plain(o.root_cause) for o in diagnosis.others), ""]
+    out += ["## Change", ""]
+    out += ["| file | field | before | after | why |", "| --- | --- | --- | --- | --- |"]
+    for c in changeset.plan.changes:
+        out.append(f"| `{_inline(loc.path)}` | `{_inline(c.path)}` | `{_inline(str(c.old))}` | "
+                   f"`{_inline(str(c.new))}` | {_cell(c.reason)} |")
+    out += ["", f"Found by: {_plain(loc.note or loc.source)}.", "", "```diff",
+            _defence(changeset.diff[:MAX_DIFF_CHARS]).rstrip("\n"), "```", ""]
+    out += ["## Checks", ""] + [f"- {_plain(v)}" for v in changeset.validation] + [""]
+    r = changeset.risk
+    out += [f"## Risk: {r.level} ({r.score:.2f})", "", "| factor | value | weight | why |", "| --- | --- | --- | --- |"]
+    out += [f"| {x.name} | {x.value:.2f} | {x.weight:g} | {_cell(x.explanation)} |" for x in r.factors]
+    out += ["", "## Record", "", f"Every step of this decision is recorded in MLflow: {run_url}", ""]
+    if diagnosis.proposed_by != "rule":
+        out += [f"This change was proposed by a model ({_plain(diagnosis.proposed_by)}) and passed the same "
+                "validation and policy gates as a rule's.", ""]
+    out += ["## Roll back", "", "Revert this pull request's merge commit; Argo CD or Flux rolls the previous "
+            "values out again.", "", "---", "Opened by GitOps Autofix. It never changes the cluster: a human "
+            "merges, the GitOps controller deploys."]
+    return "\n".join(out) + "\n"
+
+
+def _plain(text: str) -> str:
+    """One line of untrusted text outside code: no markup, mentions or closing keywords take effect."""
+    text = " ".join(str(text).split())[:MAX_LINE]
+    text = re.sub(r"[<>`*_\[\]|#\\]", lambda m: "\\" + m.group(0), text)
+    text = text.replace("@", "@\u200b")  # no mention pings
+    return re.sub(r"(?i)\b(close[sd]?|fix(e[sd])?|resolve[sd]?)(\s+)(#|[\w.-]+/[\w.-]+#)", r"\1\u200b\3\4", text)
+
+
+def _cell(text: str) -> str:
+    return _plain(text).replace("|", "\\|")
+
+
+def _inline(text: str) -> str:
+    return " ".join(text.split()).replace("`", "'")[:MAX_LINE]
+
+
+def _defence(text: str) -> str:
+    """Inside a fence: break any ``` so untrusted text cannot close it."""
+    return text.replace("```", "`\u200b``")
+
+
+def _fence(lines: list[str]) -> str:
+    body = "\n".join(_defence(line[:MAX_LINE]) for line in lines)
+    return "```text\n" + body + "\n```"

@@ -1,0 +1,118 @@
+"""Risk: a weighted geometric mean of explained factors, each clipped to [0.01, 1].
+
+A factor is "how much could this go wrong along one axis". The geometric mean means every axis counts;
+the clip means a near-zero factor cannot cancel a large one completely.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from typing import Any
+
+from app import kube, quantities
+from app.models.changes import Plan, Risk, RiskFactor
+from app.policies import Policy
+
+FLOOR, CEIL = 0.01, 1.0
+DEFAULT_WEIGHTS = {"blast_radius": 1.0, "resource_sensitivity": 1.0, "rollback_complexity": 1.0,
+                   "namespace_scope": 1.0, "change_magnitude": 1.0}
+
+# How sensitive a change to this field is, by the last meaningful part of its path.
+FIELD_SENSITIVITY = {"memory": 0.3, "cpu": 0.3, "image": 0.5, "maxReplicas": 0.3, "livenessProbe": 0.4,
+                     "readinessProbe": 0.4, "startupProbe": 0.3, "storageClassName": 0.6, "name": 0.4}
+KIND_SENSITIVITY = {"StatefulSet": 0.3, "DaemonSet": 0.2, "CronJob": -0.1, "Job": -0.1}
+
+
+def clip(value: float) -> float:
+    return min(CEIL, max(FLOOR, value))
+
+
+def score(factors: list[RiskFactor]) -> float:
+    total = sum(f.weight for f in factors)
+    if total <= 0:
+        return 0.0
+    return math.exp(sum(f.weight * math.log(clip(f.value)) for f in factors) / total)
+
+
+def level(value: float, policy: Policy) -> str:
+    thresholds = {"medium": 0.3, "high": 0.6, **policy.risk.thresholds}
+    if value >= thresholds["high"]:
+        return "high"
+    if value >= thresholds["medium"]:
+        return "medium"
+    return "low"
+
+
+def assess(*, workload: dict[str, Any], namespace: str, plan: Plan, policy: Policy,
+           namespace_labels: dict[str, str] | None = None) -> Risk:
+    weights = {**DEFAULT_WEIGHTS, **policy.risk.weights}
+    raw = [
+        ("blast_radius", *_blast_radius(workload)),
+        ("resource_sensitivity", *_sensitivity(workload, plan)),
+        ("rollback_complexity", *_rollback(workload)),
+        ("namespace_scope", *_namespace(namespace, namespace_labels or {}, policy)),
+        ("change_magnitude", *_magnitude(plan)),
+    ]
+    factors = [RiskFactor(name=n, value=round(clip(v), 4), weight=weights.get(n, 1.0), explanation=why)
+               for n, v, why in raw]
+    value = round(score(factors), 4)
+    return Risk(score=value, level=level(value, policy), factors=factors)
+
+
+def _blast_radius(workload: dict[str, Any]) -> tuple[float, str]:
+    kind = workload.get("kind")
+    if kind == "DaemonSet":
+        return 0.8, "DaemonSet: the change rolls to every node"
+    spec = workload.get("spec") or {}
+    replicas = int(spec.get("replicas") or spec.get("maxReplicas") or 1)
+    return 0.1 + min(0.8, replicas / 25), f"{replicas} replica(s) roll out with the change"
+
+
+def _sensitivity(workload: dict[str, Any], plan: Plan) -> tuple[float, str]:
+    fields = [c.path.rsplit(".", 1)[-1] for c in plan.changes]
+    base = max((FIELD_SENSITIVITY.get(f, 0.5) for f in fields), default=0.5)
+    if any(".requests." in c.path for c in plan.changes):
+        base = max(base, 0.4)
+    kind = str(workload.get("kind"))
+    value = base + KIND_SENSITIVITY.get(kind, 0.0)
+    return value, f"{kind} field(s) {', '.join(sorted(set(fields)))}"
+
+
+def _rollback(workload: dict[str, Any]) -> tuple[float, str]:
+    kind = str(workload.get("kind"))
+    pod_spec = kube.pod_spec_of(workload, kind)
+    claims = [v for v in pod_spec.get("volumes") or [] if "persistentVolumeClaim" in v]
+    inits = [c.get("name", "") for c in pod_spec.get("initContainers") or []]
+    migrations = [n for n in inits if any(w in n.lower() for w in ("migrat", "schema", "flyway", "liquibase"))]
+    if kind == "StatefulSet" or (workload.get("spec") or {}).get("volumeClaimTemplates"):
+        return 0.7, "StatefulSet: pods roll one by one with their volumes"
+    if migrations:
+        return 0.6, f"init container(s) {', '.join(migrations)} look like migrations"
+    if claims:
+        return 0.5, f"{len(claims)} persistent volume claim(s) mounted"
+    return 0.15, "stateless: revert the commit to roll back"
+
+
+def _namespace(namespace: str, labels: dict[str, str], policy: Policy) -> tuple[float, str]:
+    env = (labels.get("environment") or labels.get("env") or "").lower()
+    production = env in ("prod", "production") or any(
+        fnmatch.fnmatchcase(namespace, p) for p in policy.risk.production_namespaces)
+    if production:
+        return 0.9, f"namespace {namespace} is production"
+    return 0.3, f"namespace {namespace} is not marked production"
+
+
+def _magnitude(plan: Plan) -> tuple[float, str]:
+    ratios = []
+    for change in plan.changes:
+        try:
+            old, new = float(quantities.parse(str(change.old))), float(quantities.parse(str(change.new)))
+        except (ValueError, ArithmeticError):
+            continue
+        if old > 0 and new > 0:
+            ratios.append(new / old)
+    if not ratios:
+        return 0.4, "a value replaced, not scaled"
+    worst = max(ratios, key=lambda r: abs(math.log2(r)))
+    return 0.1 + abs(math.log2(worst)) / 2, f"largest change x{worst:.2f} of the value in git"

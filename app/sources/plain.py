@@ -1,0 +1,26 @@
+"""Plain YAML anywhere in the repo: used when no Argo CD or Flux object is readable. Exactly one match."""
+
+from __future__ import annotations
+
+from app.errors import NoFix
+from app.models.changes import Location
+from app.models.evidence import Evidence
+from app.sources import RepoIdentity, RepoView, manifests
+
+
+def locate(ev: Evidence, repo: RepoView, identity: RepoIdentity) -> Location | None:
+    if ev.gitops:
+        return None  # a GitOps owner was found: only its own source may decide
+    files = repo.list_files()
+    texts = {f: repo.read_text(f) for f in files}
+    found = manifests.find(texts, ev.workload, api_version=str(ev.object.get("apiVersion") or ""),
+                           default_namespace=None)
+    if not found:
+        return None
+    if len(found) > 1:
+        where = ", ".join(f"{p}#{i}" for p, i in found)
+        raise NoFix(f"{ev.workload} is defined in more than one place ({where}) and no Argo CD or Flux object "
+                    "says which one is deployed: not guessing", code="ambiguous_manifest")
+    path, index = found[0]
+    return Location(path=path, document_index=index, source="plain",
+                    note="the only manifest in the repo with this kind, name and namespace")
