@@ -27,6 +27,7 @@ from app.models.outcome import Outcome, OutcomeKind, StageRecord
 from app.policies import Policy
 from app.ports import ClusterReader, Forge, RunHandle, RunRecord, Tracker, Workspace
 from app.sources import RepoIdentity, yaml_rt
+from app.sources.repo_urls import RepoIdentity as GitRepoIdentity
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +181,8 @@ class Pipeline:
                  handle: RunHandle) -> Outcome:
         branch = render.branch(workload, diagnosis.cause)
         title = render.title(workload, diagnosis, changeset)
-        body = render.pr_body(workload=workload, diagnosis=diagnosis, changeset=changeset, run_url=handle.url)
+        body = render.pr_body(workload=workload, diagnosis=diagnosis, changeset=changeset, run_url=handle.url,
+                              alert=run.incident.alertname)
         labels = [*self.policy.labels, f"risk:{changeset.risk.level}"]
         run.record.artifacts["pr_body.md"] = body
         common = {"branch": branch, "risk": changeset.risk.score}
@@ -262,7 +264,7 @@ def build_pipeline(settings: Any, *, cluster: ClusterReader | None = None) -> Pi
     tracker = MlflowTracker(settings.tracking_uri, ui_url=settings.mlflow_ui_url,
                             artifact_root=(settings.data_dir / "mlartifacts").resolve())
     return Pipeline(policy=policy, cluster=cluster, workspace=workspace, forge=forge, tracker=tracker,
-                    identity=RepoIdentity(git_url=settings.git_url, github_repo=settings.github_repo),
+                    identity=GitRepoIdentity(git_url=settings.git_url, github_repo=settings.github_repo),
                     base=settings.git_base)
 
 

@@ -16,6 +16,7 @@ MAX_LINE = 300
 MAX_EVIDENCE_LINES = 20
 MAX_DIFF_CHARS = 20_000
 _SLUG = re.compile(r"[^a-z0-9.-]+")
+_CLOSING = re.compile(r"(?i)\b(close[sd]?|fix(?:e[sd])?|resolve[sd]?)()(\s+)(#|[\w.-]+/[\w.-]+#)")
 
 CAUSE_TITLES = {
     "oom_killed": ("Raise memory limit of {w} to {new}", "after OOMKilled"),
@@ -45,7 +46,7 @@ def commit_message(workload: WorkloadRef, diagnosis: Diagnosis, changeset: Chang
     return "\n".join(lines) + "\n"
 
 
-def pr_body(*, workload: WorkloadRef, diagnosis: Diagnosis, changeset: ChangeSet, run_url: str,
+def pr_body(*, workload: WorkloadRef, diagnosis: Diagnosis, changeset: ChangeSet, run_url: str, alert: str,
             model_note: str | None = None, explanation: str | None = None) -> str:
     f = diagnosis.finding
     loc = changeset.location
@@ -61,7 +62,8 @@ def pr_body(*, workload: WorkloadRef, diagnosis: Diagnosis, changeset: ChangeSet
     out += [
         "## Evidence",
         "",
-        f"Alert `{_inline(diagnosis.detector)}` matched; detector confidence {f.confidence:.0%}.",
+        f"Alert `{_inline(alert)}`; detector `{_inline(diagnosis.detector)}` matched "
+        f"with confidence {f.confidence:.0%}.",
         "",
         _fence(f.evidence[:MAX_EVIDENCE_LINES]),
         "",
@@ -75,7 +77,7 @@ def pr_body(*, workload: WorkloadRef, diagnosis: Diagnosis, changeset: ChangeSet
                    f"`{_inline(str(c.new))}` | {_cell(c.reason)} |")
     out += ["", f"Found by: {_plain(loc.note or loc.source)}.", "", "```diff",
             _defence(changeset.diff[:MAX_DIFF_CHARS]).rstrip("\n"), "```", ""]
-    out += ["## Checks", ""] + [f"- {_plain(v)}" for v in changeset.validation] + [""]
+    out += ["## Checks", ""] + [f"- `{_inline(v)}`" for v in changeset.validation] + [""]
     r = changeset.risk
     out += [f"## Risk: {r.level} ({r.score:.2f})", "", "| factor | value | weight | why |", "| --- | --- | --- | --- |"]
     out += [f"| {x.name} | {x.value:.2f} | {x.weight:g} | {_cell(x.explanation)} |" for x in r.factors]
@@ -94,7 +96,8 @@ def _plain(text: str) -> str:
     text = " ".join(str(text).split())[:MAX_LINE]
     text = re.sub(r"[<>`*_\[\]|#\\]", lambda m: "\\" + m.group(0), text)
     text = text.replace("@", "@\u200b")  # no mention pings
-    return re.sub(r"(?i)\b(close[sd]?|fix(e[sd])?|resolve[sd]?)(\s+)(#|[\w.-]+/[\w.-]+#)", r"\1\u200b\3\4", text)
+    # "closes #12" would close an unrelated issue on merge: break the keyword.
+    return _CLOSING.sub(lambda m: m.group(1) + "\u200b" + m.group(3) + m.group(4), text)
 
 
 def _cell(text: str) -> str:

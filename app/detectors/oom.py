@@ -28,7 +28,7 @@ def detect(ev: Evidence) -> Diagnosis | None:
         f" finishedAt={hit['finished_at']}",
         f"restartCount={hit['restarts']} across {len({h['pod'] for h in hits})} pod(s)",
         f"memory limit={limits.get('memory', 'none')} request={requests.get('memory', 'none')}",
-        *[kube.event_line(e) for e in ev.events_for("Pod", pod)[:5]],
+        *[kube.event_line(e) for e in ev.events_for("Pod", pod) if e.get("type") == "Warning"][:5],
     ]
     finding = Finding(
         cause=CAUSE,
