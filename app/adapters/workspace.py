@@ -1,0 +1,404 @@
+"""The GitOps repository as a local git clone, driven through the git CLI.
+
+Every git call is an argv list (never a shell) with a timeout, ``GIT_TERMINAL_PROMPT=0`` and the host's
+global/system git config switched off, so a developer's ``commit.gpgsign`` or credential helper cannot leak
+into the bot. For https remotes the token arrives per call as an ``http.extraHeader`` passed through
+``GIT_CONFIG_COUNT`` environment variables: it never lands in the URL, in ``.git/config``, or in the
+process argv (which ``ps`` shows to every user).
+
+One clone is shared by all workers of a process (and by processes on the same volume), so each operation
+holds a lock: a ``threading.Lock`` for threads plus ``fcntl.flock`` on ``<checkout>.lock`` for processes.
+Between operations another worker may sync the clone to a newer base, so each thread remembers the base
+commit its own ``sync()`` returned and reads and branches from that commit: a fix is always built on the
+exact text it was computed from, never silently on top of a base that moved underneath it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from app.errors import ConfigError, PermanentError, TemporaryError
+from app.ports import PushResult
+
+log = logging.getLogger(__name__)
+
+BRANCH_PREFIX = "autofix/"
+LOCAL_TIMEOUT = 60.0
+NETWORK_TIMEOUT = 180.0
+_AUTHOR_RE = re.compile(r"^\s*(?P<name>[^<>]+?)\s*<(?P<email>[^<>\s]+@[^<>\s]+)>\s*$")
+
+# stderr fragments (LC_ALL=C) that tell a permanent remote problem from a transient one.
+_AUTH_MARKERS = (
+    "authentication failed",
+    "could not read username",
+    "could not read password",
+    "terminal prompts disabled",
+    "access denied",
+    "permission denied",
+    "returned error: 401",
+    "returned error: 403",
+    "invalid username or password",
+)
+_NOT_FOUND_MARKERS = (
+    "repository not found",
+    "does not appear to be a git repository",
+    "returned error: 404",
+    "not a git repository",
+    "' not found",  # "fatal: repository 'https://…/x.git/' not found" (smart HTTP 404)
+)
+_REJECT_MARKERS = ("[rejected]", "[remote rejected]", "failed to push some refs")
+
+_LOCKS: dict[Path, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _process_lock(checkout: Path) -> threading.Lock:
+    """One threading.Lock per checkout for the whole process, shared by every GitWorkspace on it."""
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(checkout, threading.Lock())
+
+
+@dataclass(frozen=True)
+class _Identity:
+    name: str
+    email: str
+
+
+def parse_author(author: str) -> _Identity:
+    """'Name <email>' -> identity; a malformed value is a configuration error."""
+    match = _AUTHOR_RE.match(author)
+    if match is None:
+        raise ConfigError("git author must look like 'Name <email>'")
+    return _Identity(name=match["name"], email=match["email"])
+
+
+def check_relative_path(path: str) -> str:
+    """Refuse a repository path that could escape the checkout or touch git's own files."""
+    if not path or "\x00" in path or "\\" in path:
+        raise PermanentError("refused path: empty, NUL or backslash", code="unsafe_path")
+    if path.startswith("/"):
+        raise PermanentError(f"refused absolute path {path!r}", code="unsafe_path")
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise PermanentError(f"refused path {path!r}: empty, '.' or '..' component", code="unsafe_path")
+    # .git/hooks/* written by an edit would run on the next commit: git's own files are off limits.
+    if any(part.lower() == ".git" for part in parts):
+        raise PermanentError(f"refused path {path!r} inside .git", code="unsafe_path")
+    return str(PurePosixPath(path))
+
+
+class GitWorkspace:
+    """Workspace over a git clone at ``checkout``; writes reach the remote only as ``autofix/`` branches."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        base: str,
+        checkout: Path,
+        author: str,
+        auth_header: Callable[[], str | None] | None = None,
+        lock_timeout: float = 600.0,
+        network_timeout: float = NETWORK_TIMEOUT,
+    ) -> None:
+        if not url:
+            raise ConfigError("git url is empty")
+        if not base or base.startswith("-") or base.startswith(BRANCH_PREFIX):
+            raise ConfigError(f"invalid base branch {base!r}")
+        self._url = url
+        self._base = base
+        self._checkout = Path(checkout).absolute()
+        self._identity = parse_author(author)
+        self._auth_header = auth_header
+        self._lock_timeout = lock_timeout
+        self._network_timeout = network_timeout
+        self._thread_lock = _process_lock(self._checkout)
+        self._lock_file = self._checkout.parent / f"{self._checkout.name}.lock"
+        self._pinned = threading.local()  # per worker thread: the base sha its sync() returned
+
+    # ---- Workspace protocol -------------------------------------------------------------------------
+
+    @property
+    def root(self) -> Path:
+        return self._checkout
+
+    def sync(self) -> str:
+        """Fetch the base, hard-reset a clean work tree on it, and pin it for this thread."""
+        with self._locked():
+            self._ensure_clone()
+            self._fetch(f"+refs/heads/{self._base}:{self._base_ref}", missing_code="no_base")
+            sha = self._rev_parse(self._base_ref)
+            self._checkout_clean(sha)
+        self._pinned.sha = sha
+        log.info("workspace synced", extra={"base": self._base, "commit": sha})
+        return sha
+
+    def read_text(self, path: str) -> str:
+        with self._locked():
+            self._at_pinned()
+            target = self._safe_join(path)
+            if not target.is_file():
+                raise PermanentError(f"no such file in the repository: {path}", code="not_found")
+            data = target.read_bytes()
+        try:
+            # bytes -> str without newline translation: CRLF files must come back unchanged.
+            return data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise PermanentError(f"{path} is not UTF-8 text", code="not_text") from err
+
+    def list_files(self, *, suffixes: Sequence[str] = (".yaml", ".yml")) -> list[str]:
+        with self._locked():
+            self._at_pinned()
+            out = self._git("ls-files", "-z")
+        names = [name for name in out.split("\x00") if name]
+        wanted = tuple(suffixes)
+        return sorted(name for name in names if not wanted or name.endswith(wanted))
+
+    def push_branch(self, branch: str, files: Mapping[str, str], *, message: str) -> PushResult:
+        self._check_branch(branch)
+        if not files:
+            raise PermanentError("nothing to push: no files given", code="no_change")
+        paths = [check_relative_path(path) for path in files]
+        with self._locked():
+            base_sha = self._at_pinned()
+            try:
+                return self._commit_and_push(branch, base_sha, dict(zip(paths, files.values(), strict=True)),
+                                             message=message)
+            finally:
+                # Leave the shared tree clean at this thread's base whatever happened.
+                self._checkout_clean(base_sha)
+
+    def remote_branch_diff(self, branch: str) -> str | None:
+        self._check_branch(branch)
+        remote_ref = f"refs/remotes/origin/{branch}"
+        with self._locked():
+            self._ensure_clone()
+            if not self._remote_has(f"refs/heads/{branch}"):
+                self._git("update-ref", "-d", remote_ref, check=False)
+                return None
+            self._fetch(f"+refs/heads/{branch}:{remote_ref}", missing_code="no_branch")
+            base = self._at_pinned()
+            # three dots: the branch's own changes since it left the base, even if the base moved on.
+            return self._git("diff", "--no-color", "--no-ext-diff", "--no-textconv", f"{base}...{remote_ref}")
+
+    # ---- branch building ------------------------------------------------------------------------------
+
+    def _commit_and_push(self, branch: str, base_sha: str, files: Mapping[str, str], *, message: str) -> PushResult:
+        self._checkout_clean(base_sha)
+        for path, text in files.items():
+            self._write(path, text)
+        self._git("add", "--", *files)
+        staged = self._git("diff", "--cached", "--name-only", "-z")
+        if not staged.strip("\x00"):
+            raise PermanentError(f"the change to {branch} is identical to {self._base}", code="no_change")
+        self._git(
+            "-c", f"user.name={self._identity.name}", "-c", f"user.email={self._identity.email}",
+            "commit", "--quiet", "--no-verify", "--cleanup=whitespace", "-m", message,
+        )
+        commit = self._rev_parse("HEAD")
+        diff = self._git("diff", "--no-color", "--no-ext-diff", "--no-textconv", base_sha, commit)
+        self._push(commit, branch)
+        log.info("branch pushed", extra={"branch": branch, "commit": commit, "base_commit": base_sha})
+        return PushResult(branch=branch, commit=commit, base_commit=base_sha, diff=diff)
+
+    def _write(self, path: str, text: str) -> None:
+        target = self._safe_join(path)
+        if target.is_symlink():
+            raise PermanentError(f"refused to write through symlink {path!r}", code="unsafe_path")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self._safe_join(path)  # the created parents must still be inside the checkout
+        target.write_bytes(text.encode("utf-8"))  # exactly the given text, no newline translation
+
+    def _push(self, commit: str, branch: str) -> None:
+        # --force: autofix/ branches are ours; an open PR's branch is replaced by the newer fix.
+        self._git("push", "--force", "--porcelain", "origin", f"{commit}:refs/heads/{branch}",
+                  network=True, timeout=self._network_timeout)
+
+    def _check_branch(self, branch: str) -> None:
+        if branch == self._base or not branch.startswith(BRANCH_PREFIX):
+            raise PermanentError(f"refused branch {branch!r}: only new {BRANCH_PREFIX}* branches are written",
+                                 code="unsafe_branch")
+        result = self._run(["check-ref-format", f"refs/heads/{branch}"], in_checkout=False, check=False)
+        if result.returncode != 0:
+            raise PermanentError(f"invalid branch name {branch!r}", code="unsafe_branch")
+
+    # ---- paths --------------------------------------------------------------------------------------
+
+    def _safe_join(self, path: str) -> Path:
+        """Join a repository path under the checkout; refuse it if it resolves outside (symlinks)."""
+        relative = check_relative_path(path)
+        root = self._checkout.resolve()
+        target = self._checkout / relative
+        resolved = target.resolve()
+        if resolved != root and root not in resolved.parents:
+            raise PermanentError(f"refused path {path!r}: resolves outside the checkout", code="unsafe_path")
+        if resolved == root or (root / ".git") in (resolved, *resolved.parents):
+            raise PermanentError(f"refused path {path!r}: not a repository file", code="unsafe_path")
+        return target
+
+    # ---- clone state --------------------------------------------------------------------------------
+
+    @property
+    def _base_ref(self) -> str:
+        return f"refs/remotes/origin/{self._base}"
+
+    def _pinned_sha(self) -> str | None:
+        sha: str | None = getattr(self._pinned, "sha", None)
+        return sha
+
+    def _at_pinned(self) -> str:
+        """Make the work tree show this thread's base commit (syncing first if this thread never did)."""
+        sha = self._pinned_sha()
+        if sha is None:
+            self._ensure_clone()
+            self._fetch(f"+refs/heads/{self._base}:{self._base_ref}", missing_code="no_base")
+            sha = self._rev_parse(self._base_ref)
+            self._pinned.sha = sha
+        if self._git("rev-parse", "--verify", "--quiet", "HEAD^{commit}", check=False).strip() != sha:
+            self._checkout_clean(sha)
+        return sha
+
+    def _ensure_clone(self) -> None:
+        if not (self._checkout / ".git").is_dir():
+            self._checkout.mkdir(parents=True, exist_ok=True)
+            # init + remote add instead of clone: every network call then goes through one code path.
+            self._git("init", "--quiet")
+            self._git("remote", "add", "origin", self._url)
+            log.info("workspace created", extra={"checkout": str(self._checkout)})
+            return
+        current = self._git("remote", "get-url", "origin", check=False).strip()
+        if current != self._url:
+            self._git("remote", "set-url", "origin", self._url)
+
+    def _checkout_clean(self, sha: str) -> None:
+        self._git("checkout", "--quiet", "--force", "--detach", sha)
+        self._git("reset", "--quiet", "--hard", sha)
+        self._git("clean", "--quiet", "-ffdx")
+
+    def _fetch(self, refspec: str, *, missing_code: str) -> None:
+        try:
+            self._git("fetch", "--quiet", "--no-tags", "--prune", "origin", refspec,
+                      network=True, timeout=self._network_timeout)
+        except TemporaryError as err:
+            if "couldn't find remote ref" in str(err).lower():
+                raise PermanentError(f"the remote has no branch for {refspec.split(':')[0]}",
+                                     code=missing_code) from err
+            raise
+
+    def _remote_has(self, ref: str) -> bool:
+        result = self._run(["ls-remote", "--exit-code", "origin", ref], network=True,
+                           timeout=self._network_timeout, check=False)
+        if result.returncode == 2:  # --exit-code: 2 means "no matching refs", not a failure
+            return False
+        if result.returncode != 0:
+            raise self._error(["ls-remote"], result, network=True)
+        return True
+
+    def _rev_parse(self, ref: str) -> str:
+        return self._git("rev-parse", "--verify", f"{ref}^{{commit}}").strip()
+
+    # ---- running git --------------------------------------------------------------------------------
+
+    def _git(self, *args: str, network: bool = False, timeout: float = LOCAL_TIMEOUT, check: bool = True) -> str:
+        result = self._run(list(args), network=network, timeout=timeout, check=check)
+        return result.stdout.decode("utf-8", errors="replace")
+
+    def _run(self, args: list[str], *, in_checkout: bool = True, network: bool = False,
+             timeout: float = LOCAL_TIMEOUT, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        workdir = self._checkout if in_checkout else None
+        argv = ["git", "-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false", *args]
+        try:
+            result = subprocess.run(argv, cwd=workdir, env=self._env(network), capture_output=True,
+                                    timeout=timeout, check=False, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as err:
+            raise TemporaryError(f"git {args[0]} timed out after {timeout:.0f}s", code="git_timeout") from err
+        except OSError as err:
+            raise PermanentError(f"cannot run git: {err}", code="git_missing") from err
+        if check and result.returncode != 0:
+            raise self._error(args, result, network=network)
+        return result
+
+    def _env(self, network: bool) -> dict[str, str]:
+        env = {key: value for key, value in os.environ.items() if not key.startswith("GIT_")}
+        env.update({
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_ASKPASS": "true",  # never prompt: an empty password fails fast instead of hanging
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "GIT_LITERAL_PATHSPECS": "1",  # a path is a path, never a glob or ':(magic)'
+            "LC_ALL": "C",  # stable stderr for error mapping
+            "GIT_SSH_COMMAND": os.environ.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes"),
+        })
+        header = self._header() if network else None
+        if header:
+            env.update({"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
+                        "GIT_CONFIG_VALUE_0": header})
+        return env
+
+    def _header(self) -> str | None:
+        if self._auth_header is None or not self._url.lower().startswith(("https://", "http://")):
+            return None
+        return self._auth_header()
+
+    def _error(self, args: Sequence[str], result: subprocess.CompletedProcess[bytes], *,
+               network: bool) -> PermanentError | TemporaryError:
+        stderr = self._redact(result.stderr.decode("utf-8", errors="replace").strip())
+        summary = f"git {args[0]} failed ({result.returncode}): {stderr[-800:]}"
+        lowered = stderr.lower()
+        if any(marker in lowered for marker in _NOT_FOUND_MARKERS) and network:
+            return PermanentError(summary, code="git_repo_not_found")
+        if any(marker in lowered for marker in _AUTH_MARKERS) and network:
+            return PermanentError(summary, code="git_auth")
+        if any(marker in lowered for marker in _REJECT_MARKERS):
+            return TemporaryError(summary, code="git_push_rejected", delay=60.0)
+        if network:  # DNS, refused connections, resets, 5xx: the remote may be back soon
+            return TemporaryError(summary, code="git_network")
+        return PermanentError(summary, code="git_failed")
+
+    def _redact(self, text: str) -> str:
+        header = self._header()
+        if header:
+            text = text.replace(header, "Authorization: ***")
+            secret = header.split(" ")[-1]
+            if len(secret) > 6:
+                text = text.replace(secret, "***")
+        return text
+
+    # ---- locking ------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        if not self._thread_lock.acquire(timeout=self._lock_timeout):
+            raise TemporaryError("workspace busy: lock not acquired in time", code="workspace_busy")
+        try:
+            self._lock_file.parent.mkdir(parents=True, exist_ok=True)
+            with self._lock_file.open("a") as handle:
+                self._flock(handle.fileno())
+                try:
+                    yield
+                finally:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
+    def _flock(self, fd: int) -> None:
+        deadline = time.monotonic() + self._lock_timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise TemporaryError("workspace busy: another process holds the clone",
+                                         code="workspace_busy") from None
+                time.sleep(0.05)

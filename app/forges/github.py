@@ -1,0 +1,274 @@
+"""GitHub pull requests through PyGithub: the only module that imports ``github``.
+
+Writes may be sent twice: PyGithub's retry re-posts POSTs after a 5xx or a secondary rate limit, and the
+worker retries whole jobs. So ``open_pr`` looks the PR up before creating it, treats GitHub's 422 "A pull
+request already exists" as success, and only adds labels that are missing.
+
+Rate limits are waited out inside PyGithub only when the wait is short (``max_wait``); a longer wait
+becomes a TemporaryError whose ``delay`` tells the worker when to come back, so no worker sleeps a minute.
+Every PyGithub or network error is mapped here to our errors, chained with ``from err``; the token never
+appears in a message.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+
+from app.errors import ConfigError, PermanentError, TemporaryError
+from app.ports import PullRequest
+
+if TYPE_CHECKING:
+    from github.PullRequest import PullRequest as GhPull
+    from github.Repository import Repository
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DELAY = 60.0
+PR_STATES = ("open", "closed", "merged", "all")
+
+
+class GitHubForge:
+    """Forge over one GitHub (or GitHub Enterprise) repository, authenticated with a token."""
+
+    def __init__(
+        self,
+        repo: str,
+        *,
+        api_url: str,
+        token: str,
+        write_spacing: float = 1.0,
+        request_spacing: float = 0.25,
+        retries: int = 3,
+        backoff: float = 0.5,
+        max_wait: float = 10.0,
+        timeout: int = 15,
+    ) -> None:
+        from github import Auth, Github
+
+        owner, _, name = repo.partition("/")
+        if not owner or not name or "/" in name:
+            raise ConfigError(f"GitHub repository must look like owner/name, got {repo!r}")
+        if not token:
+            raise ConfigError("GitHub token is empty")
+        self._repo_name = repo
+        self._owner = owner
+        self._token = token
+        self._client = Github(
+            auth=Auth.Token(token),
+            base_url=api_url.rstrip("/"),
+            timeout=timeout,
+            retry=_retry(total=retries, backoff=backoff, max_wait=max_wait),
+            seconds_between_requests=request_spacing or None,
+            seconds_between_writes=write_spacing or None,
+        )
+        self._repo: Repository | None = None
+
+    # ---- Forge protocol -----------------------------------------------------------------------------
+
+    def find_open_pr(self, branch: str) -> PullRequest | None:
+        with self._mapped("find pull request"):
+            pull = self._find_open(branch)
+            return None if pull is None else _to_pr(pull)
+
+    def open_pr(self, *, branch: str, base: str, title: str, body: str, labels: Sequence[str]) -> PullRequest:
+        with self._mapped("open pull request"):
+            pull = self._find_open(branch)
+            if pull is None:
+                pull = self._create(branch=branch, base=base, title=title, body=body)
+            self._ensure_labels(pull, labels)
+            log.info("pull request open", extra={"pr": pull.number, "branch": branch, "repo": self._repo_name})
+            return _to_pr(pull, labels=_merge_labels(pull, labels))
+
+    def update_pr(self, pr: PullRequest, *, title: str, body: str, comment: str) -> PullRequest:
+        with self._mapped("update pull request"):
+            pull = self._repository().get_pull(pr.number)
+            pull.edit(title=title, body=body)
+            if comment:
+                pull.create_issue_comment(comment)
+            log.info("pull request updated", extra={"pr": pr.number, "repo": self._repo_name})
+            return _to_pr(pull)
+
+    def comment(self, pr: PullRequest, body: str) -> None:
+        with self._mapped("comment on pull request"):
+            self._repository().get_pull(pr.number).create_issue_comment(body)
+
+    # ---- beyond the protocol ------------------------------------------------------------------------
+
+    def list_prs(self, label: str, state: str = "all") -> list[PullRequest]:
+        """PRs carrying ``label``; state is open, closed (not merged), merged, or all. For ledger rebuilds."""
+        if state not in PR_STATES:
+            raise ValueError(f"state must be one of {PR_STATES}")
+        api_state = {"merged": "closed"}.get(state, state)
+        with self._mapped("list pull requests"):
+            issues = self._repository().get_issues(state=api_state, labels=[label])
+            found = []
+            for issue in issues:
+                if issue.pull_request is None:
+                    continue  # a plain issue carrying the label
+                pr = _to_pr(issue.as_pull_request())  # the issue lacks head.ref: one GET per PR
+                if state in ("open", "all") or pr.state == state:
+                    found.append(pr)
+            return found
+
+    def auth_header(self) -> str:
+        """An http.extraHeader for git over https: GitHub accepts basic auth as x-access-token:<token>."""
+        pair = base64.b64encode(f"x-access-token:{self._token}".encode()).decode()
+        return f"Authorization: Basic {pair}"
+
+    # ---- PyGithub calls -----------------------------------------------------------------------------
+
+    def _repository(self) -> Repository:
+        if self._repo is None:
+            self._repo = self._client.get_repo(self._repo_name)
+        return self._repo
+
+    def _find_open(self, branch: str) -> GhPull | None:
+        pulls = self._repository().get_pulls(state="open", head=f"{self._owner}:{branch}")
+        return next(iter(pulls), None)
+
+    def _create(self, *, branch: str, base: str, title: str, body: str) -> GhPull:
+        from github import GithubException
+
+        try:
+            return self._repository().create_pull(base=base, head=branch, title=title, body=body)
+        except GithubException as err:
+            if not _already_exists(err):
+                raise
+            # A re-posted create (retry after a lost response) or a racing worker got there first.
+            log.info("pull request already exists", extra={"branch": branch, "repo": self._repo_name})
+            pull = self._find_open(branch)
+            if pull is None:
+                raise TemporaryError("GitHub says the pull request exists but it is not listed yet",
+                                     code="github_pr_race", delay=5.0) from err
+            return pull
+
+    def _ensure_labels(self, pull: GhPull, labels: Sequence[str]) -> None:
+        have = {label.name for label in pull.labels}
+        missing = [label for label in dict.fromkeys(labels) if label not in have]
+        if missing:
+            pull.add_to_labels(*missing)
+
+    # ---- error mapping ------------------------------------------------------------------------------
+
+    @contextmanager
+    def _mapped(self, action: str) -> Iterator[None]:
+        from github import GithubException
+        from requests import RequestException
+
+        try:
+            yield
+        except GithubException as err:
+            raise self._github_error(action, err) from err
+        except RequestException as err:  # connection refused, timeouts, exhausted connection retries
+            raise TemporaryError(f"GitHub unreachable while trying to {action}: {type(err).__name__}",
+                                 code="github_unavailable") from err
+
+    def _github_error(self, action: str, err: Any) -> PermanentError | TemporaryError:
+        status: int = err.status
+        headers = {str(k).lower(): str(v) for k, v in (err.headers or {}).items()}
+        message = _message(err.data)
+        text = f"GitHub {status} while trying to {action} on {self._repo_name}: {message}"
+        text = text.replace(self._token, "***")  # GitHub never echoes it, but a proxy's error page might
+        if status == 429 or status >= 500 or _rate_limited(status, headers, message):
+            delay = _delay(headers, getattr(err, "wait", None))
+            log.warning("github temporary error", extra={"status": status, "delay": delay, "action": action})
+            return TemporaryError(text, code="github_unavailable", delay=delay)
+        if status == 401:
+            return PermanentError(f"GitHub rejected the token (401 Bad credentials) for {self._repo_name}",
+                                  code="github_auth")
+        if status == 404:
+            return PermanentError(f"GitHub repository {self._repo_name} or object not found (404): check the "
+                                  "repository name and that the token can see it", code="github_not_found")
+        if status == 403:
+            return PermanentError(text + " (the token lacks permission)", code="github_forbidden")
+        return PermanentError(text, code="github_rejected")
+
+
+# ---- helpers ----------------------------------------------------------------------------------------
+
+
+def _retry(*, total: int, backoff: float, max_wait: float) -> Any:
+    """GithubRetry that never sleeps longer than ``max_wait``: longer waits surface as the last response."""
+    from github import GithubRetry
+    from urllib3.exceptions import MaxRetryError, ResponseError
+
+    class CappedRetry(GithubRetry):
+        def increment(self, method: str | None = None, url: str | None = None, response: Any = None,
+                      error: Exception | None = None, _pool: Any = None, _stacktrace: Any = None) -> Any:
+            wait = _header_wait(response.headers) if response is not None else None
+            if wait is not None and wait > (self.max_rate_limit_wait or max_wait):
+                # With raise_on_status=False urllib3 returns this response; PyGithub raises it with headers.
+                raise MaxRetryError(_pool, url or "", ResponseError(f"Retry-After {wait:.0f}s too long"))
+            return super().increment(method, url, response, error, _pool, _stacktrace)
+
+    return CappedRetry(total=total, backoff_factor=backoff, backoff_max=max_wait, raise_on_status=False,
+                       secondary_rate_wait=DEFAULT_DELAY, max_rate_limit_wait=max_wait)
+
+
+def _header_wait(headers: Any, now: Callable[[], float] = time.time) -> float | None:
+    value = headers.get("Retry-After") if headers is not None else None
+    if value is None:
+        return None
+    value = str(value).strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(parsedate_to_datetime(value).timestamp() - now(), 0.0)
+    except (TypeError, ValueError):
+        return None
+
+
+def _delay(headers: dict[str, str], wait: float | None) -> float:
+    """Seconds until GitHub wants us back: Retry-After, else the rate-limit reset, else a default."""
+    retry_after = _header_wait({"Retry-After": headers["retry-after"]}) if "retry-after" in headers else None
+    if retry_after is not None:
+        return max(retry_after, 1.0)
+    reset = headers.get("x-ratelimit-reset", "")
+    if headers.get("x-ratelimit-remaining") == "0" and reset.isdigit():
+        return max(float(reset) - time.time() + 1.0, 1.0)
+    if wait:
+        return max(float(wait), 1.0)
+    return DEFAULT_DELAY
+
+
+def _rate_limited(status: int, headers: dict[str, str], message: str) -> bool:
+    if status != 403:
+        return False
+    lowered = message.lower()
+    return ("retry-after" in headers or headers.get("x-ratelimit-remaining") == "0"
+            or "rate limit" in lowered or lowered.endswith("please wait a few minutes before you try again."))
+
+
+def _message(data: Any) -> str:
+    if isinstance(data, dict):
+        parts = [str(data.get("message", ""))]
+        parts += [str(e.get("message", "")) for e in data.get("errors", []) if isinstance(e, dict)]
+        return "; ".join(p for p in parts if p)
+    return "" if data is None else str(data)[:300]
+
+
+def _already_exists(err: Any) -> bool:
+    return bool(err.status == 422 and "pull request already exists" in _message(err.data).lower())
+
+
+def _merge_labels(pull: GhPull, labels: Sequence[str]) -> tuple[str, ...]:
+    names = [label.name for label in pull.labels]
+    return tuple(dict.fromkeys([*names, *labels]))
+
+
+def _to_pr(pull: GhPull, *, labels: tuple[str, ...] | None = None) -> PullRequest:
+    state = "merged" if pull.merged_at is not None else pull.state
+    return PullRequest(
+        number=pull.number,
+        url=pull.html_url,
+        branch=pull.head.ref,
+        state=state,
+        title=pull.title,
+        labels=labels if labels is not None else tuple(label.name for label in pull.labels),
+    )

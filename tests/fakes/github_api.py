@@ -1,0 +1,383 @@
+"""A loopback fake of the GitHub REST endpoints GitHubForge uses, answering like api.github.com.
+
+Run it as a context manager; point PyGithub's ``base_url`` at ``fake.api_url``. It records every request
+(``.requests``), keeps pull requests and comments in ``.pulls`` / ``.comments`` for assertions, checks the
+token, can serve under a GitHub Enterprise prefix (``/api/v3``) and can inject faults (``fail_next``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+DOCS = "https://docs.github.com/rest"
+SECONDARY_RATE_LIMIT = {
+    "message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+    "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+}
+PRIMARY_RATE_LIMIT = {
+    "message": "API rate limit exceeded for installation ID 1.",
+    "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+}
+
+
+@dataclass(frozen=True)
+class Recorded:
+    method: str
+    path: str  # without the Enterprise prefix
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class _Fault:
+    status: int
+    headers: dict[str, str]
+    body: Any
+    method: str | None = None
+    path: str | None = None
+    processed: bool = False
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method in (None, method)) and (self.path is None or path.endswith(self.path))
+
+
+@dataclass
+class _State:
+    pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    faults: deque[_Fault] = field(default_factory=deque)
+    next_id: int = 1000
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()  # noqa: S324 - a fake commit id, not security
+
+
+class FakeGitHub:
+    """GitHub REST fake for one repository ("owner/name")."""
+
+    def __init__(self, repo: str = "owner/name", *, token: str = "test-token", prefix: str = "") -> None:
+        self.repo = repo
+        self.owner, self.name = repo.split("/")
+        self.token = token
+        self.prefix = prefix.rstrip("/")
+        self.requests: list[Recorded] = []
+        self._state = _State()
+        self._lock = threading.Lock()
+        self._server: http.server.ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle ----------------------------------------------------------------------------------
+
+    def __enter__(self) -> FakeGitHub:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        fake = self
+
+        class Handler(_Handler):
+            owner = fake
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-github",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def api_url(self) -> str:
+        assert self._server is not None, "start the fake first"
+        return f"http://127.0.0.1:{self._server.server_address[1]}{self.prefix}"
+
+    # ---- state for tests ----------------------------------------------------------------------------
+
+    @property
+    def pulls(self) -> dict[int, dict[str, Any]]:
+        return self._state.pulls
+
+    @property
+    def comments(self) -> dict[int, list[dict[str, Any]]]:
+        return self._state.comments
+
+    def fail_next(self, n: int, status: int, headers: dict[str, str] | None = None, body: Any = None, *,
+                  method: str | None = None, path: str | None = None, processed: bool = False) -> None:
+        """The next ``n`` requests answer ``status`` with these headers and JSON body.
+
+        ``method`` and ``path`` (a suffix of the path) narrow which requests the fault hits. With
+        ``processed`` the request is carried out first and only its answer is lost (a proxy's 502 after
+        GitHub created the PR), which is what makes re-posted writes dangerous.
+        """
+        default = {"message": "Server Error"} if status >= 500 else {"message": "Error"}
+        with self._lock:
+            for _ in range(n):
+                self._state.faults.append(_Fault(status, dict(headers or {}), default if body is None else body,
+                                                 method=method, path=path, processed=processed))
+
+    def merge(self, number: int) -> None:
+        with self._lock:
+            pr = self._state.pulls[number]
+            pr.update(state="closed", merged=True, merged_at=_now(), closed_at=_now(),
+                      merge_commit_sha=_sha(f"merge-{number}"))
+
+    def close(self, number: int) -> None:
+        with self._lock:
+            self._state.pulls[number].update(state="closed", closed_at=_now())
+
+    def create_pull(self, *, head: str, base: str = "main", title: str = "t", body: str = "",
+                    labels: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Seed a PR directly (as if someone opened it before)."""
+        with self._lock:
+            pr = self._new_pull({"head": head, "base": base, "title": title, "body": body})
+            pr["labels"] = [self._label(name) for name in labels]
+            return pr
+
+    def requests_to(self, method: str, suffix: str = "") -> list[Recorded]:
+        return [r for r in self.requests if r.method == method and r.path.endswith(suffix)]
+
+    # ---- JSON shapes --------------------------------------------------------------------------------
+
+    def _repo_path(self) -> str:
+        return f"/repos/{self.owner}/{self.name}"
+
+    def _repo_json(self) -> dict[str, Any]:
+        api = self.api_url
+        return {
+            "id": 42, "node_id": "R_kgDOfake", "name": self.name, "full_name": self.repo,
+            "private": True, "owner": self._user_json(self.owner, "Organization"),
+            "html_url": f"https://github.example/{self.repo}", "url": f"{api}{self._repo_path()}",
+            "default_branch": "main", "visibility": "private", "archived": False,
+            "pulls_url": f"{api}{self._repo_path()}/pulls{{/number}}",
+            "issues_url": f"{api}{self._repo_path()}/issues{{/number}}",
+        }
+
+    def _user_json(self, login: str, kind: str = "Bot") -> dict[str, Any]:
+        return {"login": login, "id": 7, "node_id": "U_fake", "type": kind, "site_admin": False,
+                "url": f"{self.api_url}/users/{login}", "html_url": f"https://github.example/{login}"}
+
+    def _label(self, name: str) -> dict[str, Any]:
+        self._state.next_id += 1
+        return {"id": self._state.next_id, "node_id": f"LA_{self._state.next_id}", "name": name,
+                "url": f"{self.api_url}{self._repo_path()}/labels/{name}", "color": "ededed",
+                "default": False, "description": None}
+
+    def _new_pull(self, data: dict[str, Any]) -> dict[str, Any]:
+        number = max([*self._state.pulls, *self._state.comments, 0]) + 1
+        branch = str(data["head"]).split(":", 1)[-1]
+        api, path, now = self.api_url, self._repo_path(), _now()
+        pr = {
+            "url": f"{api}{path}/pulls/{number}", "id": 5000 + number, "node_id": f"PR_{number}",
+            "html_url": f"https://github.example/{self.repo}/pull/{number}",
+            "diff_url": f"https://github.example/{self.repo}/pull/{number}.diff",
+            "issue_url": f"{api}{path}/issues/{number}",
+            "comments_url": f"{api}{path}/issues/{number}/comments",
+            "number": number, "state": "open", "locked": False, "title": data["title"], "body": data.get("body"),
+            "user": self._user_json("gitops-autofix[bot]"), "labels": [], "draft": bool(data.get("draft", False)),
+            "created_at": now, "updated_at": now, "closed_at": None, "merged_at": None, "merge_commit_sha": None,
+            "head": {"label": f"{self.owner}:{branch}", "ref": branch, "sha": _sha(branch),
+                     "user": self._user_json(self.owner, "Organization"), "repo": self._repo_json()},
+            "base": {"label": f"{self.owner}:{data['base']}", "ref": data["base"], "sha": _sha(data["base"]),
+                     "user": self._user_json(self.owner, "Organization"), "repo": self._repo_json()},
+            "merged": False, "mergeable": None, "comments": 0, "commits": 1,
+        }
+        self._state.pulls[number] = pr
+        self._state.comments[number] = []
+        return pr
+
+    @staticmethod
+    def _listed(pr: dict[str, Any]) -> dict[str, Any]:
+        """The list endpoints omit `merged` and the counters (only the single-PR GET has them)."""
+        return {k: v for k, v in pr.items() if k not in ("merged", "mergeable", "comments", "commits")}
+
+    def _issue_json(self, pr: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "url": pr["issue_url"], "id": pr["id"] + 1, "node_id": f"I_{pr['number']}", "number": pr["number"],
+            "html_url": pr["html_url"], "title": pr["title"], "body": pr["body"], "state": pr["state"],
+            "state_reason": "completed" if pr["state"] == "closed" else None,
+            "labels": pr["labels"], "user": pr["user"], "comments": len(self._state.comments[pr["number"]]),
+            "created_at": pr["created_at"], "updated_at": pr["updated_at"], "closed_at": pr["closed_at"],
+            "pull_request": {"url": pr["url"], "html_url": pr["html_url"], "diff_url": pr["diff_url"],
+                             "patch_url": pr["html_url"] + ".patch", "merged_at": pr["merged_at"]},
+        }
+
+    # ---- routing ------------------------------------------------------------------------------------
+
+    def handle(self, method: str, raw_path: str, headers: dict[str, str], body: Any) -> tuple[int, dict[str, str], Any]:
+        split = urlsplit(raw_path)
+        path, query = split.path, dict(parse_qsl(split.query))
+        if self.prefix:
+            if not path.startswith(self.prefix + "/"):
+                return 404, {}, {"message": "Not Found", "documentation_url": DOCS}
+            path = path[len(self.prefix):]
+        with self._lock:
+            self.requests.append(Recorded(method, path, query, headers, body))
+            fault = next((f for f in self._state.faults if f.matches(method, path)), None)
+            if fault is not None:
+                self._state.faults.remove(fault)
+                if fault.processed and self._authorized(headers):
+                    self._route(method, path, query, body)
+                return fault.status, fault.headers, fault.body
+            if not self._authorized(headers):
+                return 401, {}, {"message": "Bad credentials", "documentation_url": DOCS, "status": "401"}
+            return self._route(method, path, query, body)
+
+    def _authorized(self, headers: dict[str, str]) -> bool:
+        value = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+        scheme, _, credential = value.partition(" ")
+        return scheme.lower() in ("token", "bearer") and credential == self.token
+
+    def _route(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, dict[str, str], Any]:
+        base = self._repo_path()
+        if not path.startswith(base):
+            return _not_found()
+        rest = path[len(base):].strip("/").split("/") if path != base else []
+        match method, rest:
+            case "GET", []:
+                return 200, {}, self._repo_json()
+            case "GET", ["pulls"]:
+                return 200, {}, self._list_pulls(query)
+            case "POST", ["pulls"]:
+                return self._create_pull(body)
+            case "GET", ["pulls", number] if self._has(number):
+                return 200, {}, self._state.pulls[int(number)]
+            case "PATCH", ["pulls", number] if self._has(number):
+                return self._edit_pull(int(number), body)
+            case "GET", ["issues"]:
+                return 200, {}, self._list_issues(query)
+            case "GET", ["issues", number, "labels"] if self._has(number):
+                return 200, {}, self._state.pulls[int(number)]["labels"]
+            case "POST", ["issues", number, "labels"] if self._has(number):
+                return self._add_labels(int(number), body)
+            case "GET", ["issues", number, "comments"] if self._has(number):
+                return 200, {}, self._state.comments[int(number)]
+            case "POST", ["issues", number, "comments"] if self._has(number):
+                return self._add_comment(int(number), body)
+        return _not_found()
+
+    def _has(self, number: str) -> bool:
+        return number.isdigit() and int(number) in self._state.pulls
+
+    def _list_pulls(self, query: dict[str, str]) -> list[dict[str, Any]]:
+        state = query.get("state", "open")
+        found = []
+        for pr in sorted(self._state.pulls.values(), key=lambda p: -int(p["number"])):
+            if state != "all" and pr["state"] != state:
+                continue
+            if "head" in query and query["head"] != pr["head"]["label"]:
+                continue
+            if "base" in query and query["base"] != pr["base"]["ref"]:
+                continue
+            found.append(self._listed(pr))
+        return found
+
+    def _list_issues(self, query: dict[str, str]) -> list[dict[str, Any]]:
+        state = query.get("state", "open")
+        wanted = {name for name in query.get("labels", "").split(",") if name}
+        found = []
+        for pr in sorted(self._state.pulls.values(), key=lambda p: -int(p["number"])):
+            names = {label["name"] for label in pr["labels"]}
+            if (state == "all" or pr["state"] == state) and wanted <= names:
+                found.append(self._issue_json(pr))
+        return found
+
+    def _create_pull(self, body: Any) -> tuple[int, dict[str, str], Any]:
+        if not isinstance(body, dict) or not all(body.get(k) for k in ("title", "head", "base")):
+            return 422, {}, {"message": "Validation Failed", "documentation_url": DOCS,
+                             "errors": [{"resource": "PullRequest", "code": "missing_field", "field": "head"}]}
+        label = body["head"] if ":" in body["head"] else f"{self.owner}:{body['head']}"
+        if any(pr["state"] == "open" and pr["head"]["label"] == label for pr in self._state.pulls.values()):
+            return 422, {}, {
+                "message": "Validation Failed",
+                "errors": [{"resource": "PullRequest", "code": "custom",
+                            "message": f"A pull request already exists for {label}."}],
+                "documentation_url": "https://docs.github.com/rest/pulls/pulls#create-a-pull-request",
+                "status": "422",
+            }
+        return 201, {}, self._new_pull(body)
+
+    def _edit_pull(self, number: int, body: Any) -> tuple[int, dict[str, str], Any]:
+        pr = self._state.pulls[number]
+        for key in ("title", "body", "state"):
+            if isinstance(body, dict) and key in body:
+                pr[key] = body[key]
+        pr["updated_at"] = _now()
+        return 200, {}, pr
+
+    def _add_labels(self, number: int, body: Any) -> tuple[int, dict[str, str], Any]:
+        names = body.get("labels", []) if isinstance(body, dict) else body
+        pr = self._state.pulls[number]
+        have = {label["name"] for label in pr["labels"]}
+        for name in names:
+            if name not in have:
+                pr["labels"].append(self._label(name))
+                have.add(name)
+        return 200, {}, pr["labels"]
+
+    def _add_comment(self, number: int, body: Any) -> tuple[int, dict[str, str], Any]:
+        self._state.next_id += 1
+        cid, pr = self._state.next_id, self._state.pulls[number]
+        comment = {
+            "id": cid, "node_id": f"IC_{cid}", "url": f"{self.api_url}{self._repo_path()}/issues/comments/{cid}",
+            "html_url": f"{pr['html_url']}#issuecomment-{cid}", "issue_url": pr["issue_url"],
+            "body": body.get("body") if isinstance(body, dict) else None,
+            "user": self._user_json("gitops-autofix[bot]"), "created_at": _now(), "updated_at": _now(),
+        }
+        self._state.comments[number].append(comment)
+        return 201, {}, comment
+
+
+def _not_found() -> tuple[int, dict[str, str], Any]:
+    return 404, {}, {"message": "Not Found", "documentation_url": DOCS, "status": "404"}
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as requests expects
+    disable_nagle_algorithm = True  # headers and body go out in two writes: avoid 40 ms delayed-ACK stalls
+    owner: FakeGitHub
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", errors="replace")
+        status, headers, payload = self.owner.handle(self.command, self.path, dict(self.headers), body)
+        data = b"" if payload is None else json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("X-GitHub-Request-Id", "FAKE:0001")
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve  # noqa: N815 - http.server API
+
+    def log_message(self, *args: Any) -> None:
+        pass
