@@ -114,7 +114,7 @@ def _nodes(cluster: ClusterReader, pods: list[K8sObject]) -> list[K8sObject]:
     pending = any((p.get("status") or {}).get("phase") == "Pending" for p in pods)
     if not pending:
         return []
-    return [{"metadata": {"name": kube.name(n), "labels": kube.labels(n)},
+    return [{"metadata": {"name": kube.name(n), "labels": kube.labels_of(n)},
              "spec": {"unschedulable": (n.get("spec") or {}).get("unschedulable", False),
                       "taints": (n.get("spec") or {}).get("taints", [])},
              "status": {"allocatable": (n.get("status") or {}).get("allocatable", {})}}
@@ -141,7 +141,7 @@ def _gitops(cluster: ClusterReader, workload: K8sObject) -> list[K8sObject]:
         ns, _, name = app_name.rpartition("_")
         apps = cluster.list("Application", ns or None)
         found += [a for a in apps if kube.name(a) == name]
-    labels = kube.labels(workload)
+    labels = kube.labels_of(workload)
     for kind, (name_key, ns_key) in (("Kustomization", FLUX_KS), ("HelmRelease", FLUX_HR)):
         if labels.get(name_key):
             obj = cluster.get(kind, labels.get(ns_key) or "flux-system", labels[name_key])
@@ -152,10 +152,11 @@ def _gitops(cluster: ClusterReader, workload: K8sObject) -> list[K8sObject]:
 
 def _argocd_app(workload: K8sObject) -> str | None:
     """App name from the tracking annotation when it names this very object, else the instance label."""
-    tracking = kube.annotations(workload).get(ARGOCD_TRACKING)
+    tracking = kube.annotations_of(workload).get(ARGOCD_TRACKING)
     if tracking and ":" in tracking:
         app, _, rest = tracking.partition(":")
         # rest: <group>/<kind>:<namespace>/<name>; a copied annotation naming another object doesn't count.
         if rest.endswith(f"/{kube.name(workload)}") and f"/{workload.get('kind', '')}:" in rest:
             return app
-    return kube.labels(workload).get(INSTANCE_LABEL)
+    instance = kube.labels_of(workload).get(INSTANCE_LABEL)
+    return str(instance) if instance else None

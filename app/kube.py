@@ -32,11 +32,11 @@ def name(obj: K8sObject) -> str:
     return str(meta(obj).get("name", ""))
 
 
-def annotations(obj: K8sObject) -> dict[str, str]:
+def annotations_of(obj: K8sObject) -> dict[str, str]:
     return dict(meta(obj).get("annotations") or {})
 
 
-def labels(obj: K8sObject) -> dict[str, str]:
+def labels_of(obj: K8sObject) -> dict[str, str]:
     return dict(meta(obj).get("labels") or {})
 
 
@@ -54,7 +54,7 @@ def owned_by(obj: K8sObject, owner: K8sObject) -> bool:
 
 def revision(rs: K8sObject) -> int:
     try:
-        return int(annotations(rs).get("deployment.kubernetes.io/revision", "0"))
+        return int(annotations_of(rs).get("deployment.kubernetes.io/revision", "0"))
     except ValueError:
         return 0
 
