@@ -81,7 +81,7 @@ def pr_body(*, workload: WorkloadRef, diagnosis: Diagnosis, changeset: ChangeSet
     r = changeset.risk
     out += [f"## Risk: {r.level} ({r.score:.2f})", "", "| factor | value | weight | why |", "| --- | --- | --- | --- |"]
     out += [f"| {x.name} | {x.value:.2f} | {x.weight:g} | {_cell(x.explanation)} |" for x in r.factors]
-    out += ["", "## Record", "", f"Every step of this decision is recorded in MLflow: {run_url}", ""]
+    out += ["", "## Record", "", _record_line(run_url), ""]
     if diagnosis.proposed_by != "rule":
         out += [f"This change was proposed by a model ({_plain(diagnosis.proposed_by)}) and passed the same "
                 "validation and policy gates as a rule's.", ""]
@@ -89,6 +89,16 @@ def pr_body(*, workload: WorkloadRef, diagnosis: Diagnosis, changeset: ChangeSet
             "values out again.", "", "---", "Opened by GitOps Autofix. It never changes the cluster: a human "
             "merges, the GitOps controller deploys."]
     return "\n".join(out) + "\n"
+
+
+def _record_line(run_url: str) -> str:
+    """A link when MLflow has a UI to link to; else the run id and how to open the local store."""
+    if run_url.startswith(("http://", "https://")):
+        return f"Every step of this decision is recorded in MLflow: {run_url}"
+    store, _, run_id = run_url.partition("/#/")
+    run_id = run_id.rsplit("/", 1)[-1]
+    return (f"Every step of this decision is recorded in MLflow run `{_inline(run_id)}` "
+            f"(open it with `mlflow ui --backend-store-uri {_inline(store)}`).")
 
 
 def _plain(text: str) -> str:
