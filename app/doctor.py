@@ -1,0 +1,210 @@
+"""`autofix doctor`: check every edge the bot talks to with the configuration it will run with.
+
+Each check returns a row (name, status, detail) and never raises: one broken edge must not hide the state of
+the others. The table is what an operator reads right after installing the chart, so every failing row says
+what to fix. The cluster is checked with SelfSubjectAccessReviews (what the bot may do), not by trying:
+the bot must be able to read every kind it reads, and must NOT be able to write or to read Secrets.
+The git check pushes a scratch branch ``autofix/doctor/<random>`` and deletes it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from app.adapters.snapshot import RESOURCES
+
+log = logging.getLogger(__name__)
+
+Status = Literal["ok", "fail", "skip"]
+READ_VERBS = ("get", "list", "watch")
+WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
+HTTP_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+
+
+@dataclass(frozen=True)
+class Permission:
+    verb: str
+    group: str
+    resource: str
+    subresource: str = ""
+
+    def __str__(self) -> str:
+        sub = f"/{self.subresource}" if self.subresource else ""
+        return f"{self.verb} {self.resource}{sub}" + (f".{self.group}" if self.group else "")
+
+
+def needed_permissions() -> list[Permission]:
+    """What the bot reads: every kind of the adapters' table with get/list/watch, and pod logs."""
+    needed = [Permission(verb, r.group, r.plural) for r in RESOURCES.values() for verb in READ_VERBS]
+    return [*needed, Permission("get", "", "pods", "log")]
+
+
+def forbidden_permissions() -> list[Permission]:
+    """What the bot must never be granted: any write on what it reads, and reading Secrets."""
+    secrets_read = [Permission(verb, "", "secrets") for verb in READ_VERBS]
+    return [*secrets_read, *(Permission(verb, r.group, r.plural) for r in RESOURCES.values() for verb in WRITE_VERBS)]
+
+
+def run(settings: Any) -> list[Check]:
+    """All checks, in the order an operator fixes them."""
+    rows = [_guard("policy", lambda: _policy(settings))]
+    cluster, row = _cluster(settings)
+    rows.append(row)
+    rows.append(_guard("cluster permissions", lambda: _permissions(cluster)) if cluster is not None
+                else Check("cluster permissions", "skip", "cluster not reachable"))
+    forge_row, auth_header = _forge(settings)
+    rows.append(forge_row)
+    rows.append(_guard("git clone and push", lambda: _git(settings, auth_header)))
+    rows.append(_guard("mlflow", lambda: _mlflow(settings)))
+    rows.append(_guard("llm", lambda: _llm(settings)))
+    return rows
+
+
+def render_table(rows: Iterable[Check]) -> str:
+    rows = list(rows)
+    width = max(len(row.name) for row in rows)
+    lines = [f"{'check':<{width}}  status  detail", f"{'-' * width}  ------  ------"]
+    lines += [f"{row.name:<{width}}  {row.status.upper():<6}  {row.detail}" for row in rows]
+    return "\n".join(lines)
+
+
+def _guard(name: str, check: Callable[[], tuple[Status, str]]) -> Check:
+    try:
+        status, detail = check()
+    except Exception as err:  # a doctor reports every failure as a row; it never crashes on one
+        log.info("doctor check failed", extra={"check": name, "error": type(err).__name__})
+        return Check(name, "fail", _describe(err))
+    return Check(name, status, detail)
+
+
+def _describe(err: Exception) -> str:
+    message = getattr(err, "message", None) or str(err) or type(err).__name__
+    return " ".join(str(message).split())[:300]
+
+
+# ---- the checks ---------------------------------------------------------------------------------------
+
+
+def _policy(settings: Any) -> tuple[Status, str]:
+    from app import policies
+
+    policy = policies.load(settings.policy_dir)
+    return "ok", f"{settings.policy_dir} (version {policy.digest})"
+
+
+def _cluster(settings: Any) -> tuple[Any, Check]:
+    from app.adapters.cluster import KubeCluster
+
+    try:
+        cluster = KubeCluster.from_config(settings.kubeconfig)
+        namespaces = cluster.list("Namespace", None)
+    except Exception as err:
+        return None, Check("cluster", "fail", _describe(err))
+    return cluster, Check("cluster", "ok", f"reachable, {len(namespaces)} namespace(s) visible")
+
+
+def _permissions(cluster: Any) -> tuple[Status, str]:
+    def allowed(p: Permission) -> bool:
+        return bool(cluster.can_i(p.verb, p.resource, group=p.group, subresource=p.subresource))
+
+    needed = needed_permissions()
+    missing = [str(p) for p in needed if not allowed(p)]
+    excess = [str(p) for p in forbidden_permissions() if allowed(p)]
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)}: {', '.join(missing[:8])}")
+    if excess:
+        problems.append(f"must NOT have {len(excess)}: {', '.join(excess[:8])}")
+    if problems:
+        return "fail", "; ".join(problems)
+    return "ok", f"{len(needed)} read permissions granted; no write verb, no Secrets"
+
+
+def _forge(settings: Any) -> tuple[Check, Any]:
+    if settings.forge == "local":
+        return Check("forge", "skip", f"local forge: PRs are written under {settings.data_dir / 'prs'}"), None
+    from app.pipeline import _build_forge
+
+    try:
+        forge, auth_header = _build_forge(settings)
+        permissions = forge.repo_permissions()  # type: ignore[attr-defined]
+    except Exception as err:
+        return Check("forge", "fail", _describe(err)), None
+    how = "GitHub App installation token" if settings.github_app_enabled else "token"
+    if not permissions.get("push"):
+        return Check("forge", "fail", f"{how} cannot push to {settings.github_repo} (permissions.push is "
+                                      "false): grant Contents and Pull requests write"), auth_header
+    return Check("forge", "ok", f"{how} can push to {settings.github_repo} at {settings.github_api_url}"), \
+        auth_header
+
+
+def _git(settings: Any, auth_header: Any) -> tuple[Status, str]:
+    from app.adapters.workspace import GitWorkspace
+
+    if not settings.git_url:
+        return "fail", "AUTOFIX_GIT_URL is not set"
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    branch = f"autofix/doctor/{secrets.token_hex(4)}"
+    with tempfile.TemporaryDirectory(prefix="doctor-", dir=settings.data_dir) as scratch:
+        workspace = GitWorkspace(settings.git_url, base=settings.git_base, checkout=Path(scratch) / "repo",
+                                 author=settings.git_author, auth_header=auth_header)
+        base = workspace.sync()
+        workspace.push_branch(branch, {".autofix-doctor": f"written by autofix doctor on {branch}\n"},
+                              message="autofix doctor: scratch branch, deleted right away")
+        workspace.delete_remote_branch(branch)
+    return "ok", f"cloned {settings.git_base} at {base[:12]}, pushed and deleted {branch}"
+
+
+def _mlflow(settings: Any) -> tuple[Status, str]:
+    from app.adapters.tracking import MlflowTracker
+
+    uri = settings.tracking_uri
+    if uri.startswith(("http://", "https://")):
+        # MLflow's client retries a dead server for minutes; a quick probe fails fast instead.
+        _http_get(uri.rstrip("/") + "/health", headers={})
+    tracker = MlflowTracker(uri, ui_url=settings.mlflow_ui_url,
+                            artifact_root=(settings.data_dir / "mlartifacts").resolve())
+    return "ok", f"{_redact_uri(uri)}: experiment id {tracker.experiment_id()}"
+
+
+def _llm(settings: Any) -> tuple[Status, str]:
+    if not settings.llm_enabled:
+        return "skip", "no OPENAI_API_KEY: diagnosis is deterministic only"
+    from app.adapters.llm import OpenAIAdvisor
+
+    advisor = OpenAIAdvisor(settings.openai_api_key.get_secret_value(), base_url=settings.openai_base_url,
+                            model=settings.llm_model, timeout=HTTP_TIMEOUT, max_retries=0)
+    where = settings.openai_base_url or "api.openai.com"
+    return "ok", f"{where}: {advisor.check()}"  # lists the models: costs no tokens
+
+
+def _http_get(url: str, *, headers: dict[str, str]) -> None:
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - http(s) URL from settings
+    try:
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:  # noqa: S310
+            response.read(1 << 16)
+    except urllib.error.HTTPError as err:
+        raise RuntimeError(f"{_redact_uri(url)} answered HTTP {err.code}") from err
+    except (urllib.error.URLError, OSError) as err:
+        raise RuntimeError(f"{_redact_uri(url)} unreachable: {getattr(err, 'reason', err)}") from err
+
+
+def _redact_uri(uri: str) -> str:
+    from app import redact
+
+    return redact.text(uri)  # credentials inside a tracking URI must not reach the terminal
