@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from app.errors import NoFix
-from app.fixers import image, memory
+from app.fixers import commands, config_refs, cpu, hpa, image, memory, probes, requests, storage
 from app.models.changes import Plan
 from app.models.diagnosis import Diagnosis
 from app.policies import Policy
@@ -18,7 +18,15 @@ Fixer = Callable[[Diagnosis, dict[str, Any], Policy], Plan]
 
 REGISTRY: dict[str, Fixer] = {
     memory.CAUSE: memory.plan,
+    requests.CAUSE: requests.plan,
+    cpu.CAUSE: cpu.plan,
+    hpa.CAUSE: hpa.plan,
+    storage.CAUSE: storage.plan,
     image.CAUSE: image.plan,
+    config_refs.CAUSE: config_refs.plan,
+    probes.CAUSE: probes.plan,
+    probes.SLOW_START: probes.plan_slow_start,
+    commands.CAUSE: commands.plan,
 }
 
 
