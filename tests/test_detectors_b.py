@@ -293,3 +293,30 @@ def test_alert_specific_detectors_win_over_history() -> None:
 def test_no_detector_claims_an_unrelated_scenario() -> None:
     causes = {d.cause for d in detectors.diagnose(_evidence("oom-statefulset"))}
     assert not causes & {"unschedulable", "cpu_throttling", "hpa_maxed_out", "pvc_storage_class", "rollout_stuck"}
+
+
+def test_alert_reason_picks_the_finding_that_explains_it() -> None:
+    """A KubeContainerWaiting ImagePullBackOff alert on a pod that was also OOM-killed gets the image fix."""
+    from app.detectors import rank
+    from app.models.diagnosis import Diagnosis, Finding
+    from app.models.evidence import Evidence
+    from app.models.incident import Incident, WorkloadRef
+
+    incident = Incident(alertname="KubeContainerWaiting", fingerprint="0123456789abcdef", status="firing",
+                        starts_at="2026-11-23T15:00:00Z",
+                        labels={"namespace": "shop", "pod": "checkout-6f5d4c8b9-x2v7q", "container": "checkout",
+                                "reason": "ImagePullBackOff"})
+    ev = Evidence(incident=incident, workload=WorkloadRef(kind="Deployment", namespace="shop", name="checkout"),
+                  object={"kind": "Deployment"})
+
+    def diag(cause: str, container: str) -> Diagnosis:
+        return Diagnosis(detector=cause, finding=Finding(cause=cause, confidence=0.9, root_cause=cause,
+                                                         container=container))
+
+    oom, pull, other = diag("oom_killed", "checkout"), diag("image_pull_after_rollout", "checkout"), \
+        diag("oom_killed", "sidecar")
+    assert [d.cause for d in rank(ev, [oom, pull])] == ["image_pull_after_rollout", "oom_killed"]
+    crash = ev.model_copy(update={"incident": incident.model_copy(update={"labels": {
+        "namespace": "shop", "container": "checkout", "reason": "CrashLoopBackOff"}})})
+    # No cause named by the reason: registry order stands, but the alert's container wins.
+    assert [d.finding.container for d in rank(crash, [other, oom])] == ["checkout", "sidecar"]

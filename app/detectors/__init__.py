@@ -43,7 +43,40 @@ REGISTRY: list[tuple[str, Detector]] = [
 ]
 
 
+# What an alert's own `reason` label (kube-state-metrics' waiting/terminated reason) or name says the
+# cause is: a finding that matches it explains the alert better than one that merely comes first.
+REASON_CAUSES: dict[str, frozenset[str]] = {
+    "ImagePullBackOff": frozenset({"image_pull_after_rollout"}),
+    "ErrImagePull": frozenset({"image_pull_after_rollout"}),
+    "CreateContainerConfigError": frozenset({"config_reference", "missing_secret", "missing_config"}),
+    "OOMKilled": frozenset({"oom_killed"}),
+    "RunContainerError": frozenset({"bad_command"}),
+    "StartError": frozenset({"bad_command"}),
+    "ContainerCannotRun": frozenset({"bad_command"}),
+}
+ALERT_CAUSES: dict[str, frozenset[str]] = {
+    "CPUThrottlingHigh": frozenset({"cpu_throttling"}),
+    "KubeHpaMaxedOut": frozenset({"hpa_maxed_out"}),
+    "KubernetesContainerOomKiller": frozenset({"oom_killed"}),
+    "KubeJobFailed": frozenset({"oom_killed", "application_error"}),
+}
+
+
 def diagnose(evidence: Evidence) -> list[Diagnosis]:
-    """Every detector that matched, in registry order: the first explains the alert, the rest are noted."""
+    """Every detector that matched, the one that best explains the alert first, the rest noted."""
     found = [d for _, detect in REGISTRY if (d := detect(evidence)) is not None]
-    return rollout.annotate(evidence, found)  # a stuck rollout is the context of the first finding
+    return rollout.annotate(evidence, rank(evidence, found))  # a stuck rollout is the first finding's context
+
+
+def rank(evidence: Evidence, found: list[Diagnosis]) -> list[Diagnosis]:
+    """Stable order: findings the alert's reason/name points at, then its container, then registry order."""
+    labels = evidence.incident.labels
+    wanted = REASON_CAUSES.get(labels.get("reason", ""), frozenset()) | ALERT_CAUSES.get(
+        evidence.incident.alertname, frozenset())
+    container = labels.get("container")
+
+    def key(d: Diagnosis) -> tuple[bool, bool]:
+        return (bool(wanted) and d.cause not in wanted,
+                bool(container) and d.finding.container not in (None, container))
+
+    return sorted(found, key=key)
