@@ -6,6 +6,7 @@ no closing keywords, no HTML are interpreted there), with fences neutralised and
 
 from __future__ import annotations
 
+import json
 import re
 
 from app.models.changes import ChangeSet
@@ -21,6 +22,15 @@ _CLOSING = re.compile(r"(?i)\b(close[sd]?|fix(?:e[sd])?|resolve[sd]?)()(\s+)(#|[
 CAUSE_TITLES = {
     "oom_killed": ("Raise memory limit of {w} to {new}", "after OOMKilled"),
     "image_pull_after_rollout": ("Roll back image of {w} to {new}", "after ImagePullBackOff"),
+    "model_proposed": ("Set {field} of {w} to {new}", "(proposed by a model)"),
+    "config_reference": ("Fix ConfigMap reference of {w} to {new}", "after CreateContainerConfigError"),
+    "probe_misconfigured": ("Point {field} of {w} at {new}", "after probe failures"),
+    "slow_start": ("Give {w} time to start with a startupProbe", "after liveness kills during startup"),
+    "bad_command": ("Restore command of {w} to {new}", "after executable not found"),
+    "unschedulable": ("Lower {field} of {w} to {new}", "to fit the largest node (FailedScheduling)"),
+    "cpu_throttling": ("Raise CPU limit of {w} to {new}", "after CPUThrottlingHigh"),
+    "hpa_maxed_out": ("Raise maxReplicas of {w} to {new}", "after KubeHpaMaxedOut"),
+    "pvc_storage_class": ("Use StorageClass {new} for {w}", "after ProvisioningFailed"),
 }
 
 
@@ -35,13 +45,14 @@ def branch(workload: WorkloadRef, cause: str) -> str:
 def title(workload: WorkloadRef, diagnosis: Diagnosis, changeset: ChangeSet) -> str:
     new = changeset.plan.changes[0].new if changeset.plan.changes else ""
     what, why = CAUSE_TITLES.get(diagnosis.cause, (changeset.plan.summary + " in {w}", f"after {diagnosis.cause}"))
-    return f"{what.format(w=workload.short, new=new)} {why}"[:200]
+    field = changeset.plan.changes[0].path.rpartition("].")[2] if changeset.plan.changes else ""
+    return f"{what.format(w=workload.short, new=new, field=field)} {why}"[:200]
 
 
 def commit_message(workload: WorkloadRef, diagnosis: Diagnosis, changeset: ChangeSet) -> str:
     lines = [title(workload, diagnosis, changeset), "", _plain(diagnosis.finding.root_cause), ""]
     for c in changeset.plan.changes:
-        lines.append(f"{changeset.location.path}: {c.path}: {c.old} -> {c.new}")
+        lines.append(f"{edited_file(changeset)}: {c.path}: {c.old} -> {c.new}")
     lines += ["", f"Cause: {diagnosis.cause}", f"Risk: {changeset.risk.level} ({changeset.risk.score:.2f})"]
     return "\n".join(lines) + "\n"
 
@@ -73,10 +84,11 @@ def pr_body(*, workload: WorkloadRef, diagnosis: Diagnosis, changeset: ChangeSet
     out += ["## Change", ""]
     out += ["| file | field | before | after | why |", "| --- | --- | --- | --- | --- |"]
     for c in changeset.plan.changes:
-        out.append(f"| `{_inline(loc.path)}` | `{_inline(c.path)}` | `{_inline(str(c.old))}` | "
-                   f"`{_inline(str(c.new))}` | {_cell(c.reason)} |")
-    out += ["", f"Found by: {_plain(loc.note or loc.source)}.", "", "```diff",
-            _defence(changeset.diff[:MAX_DIFF_CHARS]).rstrip("\n"), "```", ""]
+        out.append(f"| `{_inline(edited_file(changeset))}` | `{_inline(c.path)}` | `{_inline(_value(c.old))}` | "
+                   f"`{_inline(_value(c.new))}` | {_cell(c.reason)} |")
+    out += ["", f"Found by: {_plain(loc.note or loc.source)}.", ""]
+    out += _layout_lines(changeset)
+    out += ["```diff", _defence(changeset.diff[:MAX_DIFF_CHARS]).rstrip("\n"), "```", ""]
     out += ["## Checks", ""] + [f"- `{_inline(v)}`" for v in changeset.validation] + [""]
     r = changeset.risk
     out += [f"## Risk: {r.level} ({r.score:.2f})", "", "| factor | value | weight | why |", "| --- | --- | --- | --- |"]
@@ -99,6 +111,38 @@ def _record_line(run_url: str) -> str:
     run_id = run_id.rsplit("/", 1)[-1]
     return (f"Every step of this decision is recorded in MLflow run `{_inline(run_id)}` "
             f"(open it with `mlflow ui --backend-store-uri {_inline(store)}`).")
+
+
+def edited_file(changeset: ChangeSet) -> str:
+    """The file the change is written in (a patch or values file for overlays and charts)."""
+    paths = sorted({e.path for e in changeset.edits})
+    return paths[0] if len(paths) == 1 else changeset.location.path
+
+
+def _layout_lines(changeset: ChangeSet) -> list[str]:
+    """Where each field is written when that is not the workload manifest, what it reaches, render status."""
+    out: list[str] = []
+    for edit in changeset.edits:
+        if edit.what != "workload manifest":
+            keys = ", ".join(f"`{_inline(c.path)}`" for c in edit.changes)
+            out.append(f"- Written in `{_inline(edit.path)}` ({_plain(edit.what)}): {keys}")
+    if changeset.location.environments:
+        envs = ", ".join(f"`{_inline(e)}`" for e in changeset.location.environments)
+        out.append(f"- Environments this change reaches: {envs}")
+    if changeset.rendered and not changeset.rendered.startswith("not needed"):
+        state, _, how = changeset.rendered.partition(":")
+        label = "Render verified" if state == "verified" else "Render not verified"
+        out.append(f"- {label}: {_plain(how.strip())}")
+    return [*out, ""] if out else []
+
+
+def _value(value: object) -> str:
+    """A field value as a reviewer reads it: mappings and lists as compact JSON, absent as "(unset)"."""
+    if value is None:
+        return "(unset)"
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(", ", ": "))
+    return str(value)
 
 
 def _plain(text: str) -> str:
