@@ -6,30 +6,49 @@ TemporaryError -> re-raised for the worker to retry (the run is recorded as such
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 import logging
+import os
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
-from app import detectors, fixers, render, risk, sources, targets, validation
+from app import advice, detectors, fieldpaths, fixers, gates, kube, render, risk, sources, targets, validation
 from app import evidence as evidence_stage
-from app.errors import NoFix, PermanentError, TemporaryError
-from app.models.changes import ChangeSet, FileChange, Location
+from app import ledger as ledger_mod
+from app.errors import AutofixError, NoFix, PermanentError, TemporaryError
+from app.fixers import model as model_fixer
+from app.models.changes import ChangeSet, FileChange, FileEdit, Location, Plan
 from app.models.diagnosis import Diagnosis
 from app.models.evidence import Evidence
 from app.models.incident import Incident, WorkloadRef
 from app.models.outcome import Outcome, OutcomeKind, StageRecord
 from app.policies import Policy
-from app.ports import ClusterReader, Forge, RunHandle, RunRecord, Tracker, Workspace
+from app.ports import (
+    Advisor,
+    ClusterReader,
+    Forge,
+    Ledger,
+    PullRequest,
+    Remediation,
+    RunHandle,
+    RunRecord,
+    Tracker,
+    Workspace,
+)
 from app.sources import RepoIdentity, yaml_rt
 from app.sources.repo_urls import RepoIdentity as GitRepoIdentity
 
 log = logging.getLogger(__name__)
+LEDGER_LABEL = "autofix"  # the ledger is rebuilt from the PRs carrying it: always put on our PRs
+T = TypeVar("T")
 
 _branch_locks: dict[str, threading.Lock] = {}
 _branch_locks_guard = threading.Lock()
@@ -50,6 +69,10 @@ class _Run:
     record: RunRecord = field(default_factory=RunRecord)
     workload: WorkloadRef | None = None
     cause: str | None = None
+    namespace_labels: dict[str, str] = field(default_factory=dict)
+    images: tuple[str, ...] = ()
+    advice_note: str | None = None  # set when a model was consulted: every outcome's reason says so
+    explanation: str | None = None  # the model's narrative for the PR
 
     @contextmanager
     def stage(self, name: str) -> Iterator[list[str]]:
@@ -61,24 +84,36 @@ class _Run:
             seconds = time.perf_counter() - start
             self.record.metrics[f"seconds_{name}"] = round(seconds, 6)
             self.stages.append(StageRecord(stage=name, seconds=round(seconds, 6),
-                                           decision=decision[0] if decision else "error"))
+                                           decision=decision[0] if decision else self._stopped()))
+
+    def _stopped(self) -> str:
+        """A stage that raised: its decision is why it stopped (shown by `autofix explain` and /jobs)."""
+        err = sys.exc_info()[1]
+        return f"stopped: {err}"[:500] if isinstance(err, AutofixError) else "error"
 
     def outcome(self, kind: OutcomeKind, reason: str, **extra: Any) -> Outcome:
         return Outcome(alertname=self.incident.alertname, fingerprint=self.incident.fingerprint, outcome=kind,
-                       reason=reason, stages=list(self.stages), cause=self.cause,
+                       reason=reason + (f" ({self.advice_note})" if self.advice_note else ""),
+                       stages=list(self.stages), cause=self.cause,
                        workload=str(self.workload) if self.workload else None, **extra)
 
 
 class Pipeline:
     def __init__(self, *, policy: Policy, cluster: ClusterReader, workspace: Workspace, forge: Forge,
-                 tracker: Tracker, identity: RepoIdentity, base: str) -> None:
+                 tracker: Tracker, identity: RepoIdentity, base: str, advisor: Advisor | None = None,
+                 ledger: Ledger | None = None, own_namespace: str | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.policy = policy
+        self.advisor = advisor
         self.cluster = cluster
         self.workspace = workspace
         self.forge = forge
         self.tracker = tracker
         self.identity = identity
         self.base = base
+        self.ledger = ledger
+        self.own_namespace = own_namespace
+        self.clock = clock
 
     def handle(self, incident: Incident) -> Outcome:
         run = _Run(incident=incident)
@@ -110,11 +145,11 @@ class Pipeline:
     def _flow(self, incident: Incident, run: _Run, handle: RunHandle) -> Outcome:
         with run.stage("intake") as decision:
             if incident.status == "resolved":
-                decision.append("resolved alert: nothing to fix")
-                return run.outcome("skipped", "alert resolved")
-            if incident.namespace and not self.policy.namespace_allowed(incident.namespace):
-                decision.append(f"namespace {incident.namespace} denied by policy")
-                return run.outcome("skipped", f"namespace {incident.namespace} is denied by policy")
+                return self._resolved(incident, run, decision)
+            denied = incident.namespace and self.policy.namespace_denial(incident.namespace, own=self.own_namespace)
+            if denied:
+                decision.append(denied)
+                return run.outcome("skipped", denied)
             decision.append("firing alert accepted")
         with run.stage("target") as decision:
             workload = targets.resolve(self.cluster, incident)
@@ -122,12 +157,17 @@ class Pipeline:
             decision.append(f"workload {workload}")
             if workload.kind not in self.policy.kinds:
                 return run.outcome("skipped", f"kind {workload.kind} is not allowed by policy")
+            run.namespace_labels = self._namespace_labels(workload.namespace)
+            denied = self.policy.namespace_denial(workload.namespace, labels=run.namespace_labels,
+                                                  own=self.own_namespace)
+            if denied:
+                return run.outcome("skipped", denied)
         with run.stage("evidence") as decision:
             ev = evidence_stage.gather(self.cluster, workload, incident)
             decision.append(f"{len(ev.pods)} pod(s), {len(ev.events)} event(s), {len(ev.logs)} log(s)")
             run.record.artifacts["evidence.json"] = ev.model_dump_json(indent=2)
         with run.stage("diagnosis") as decision:
-            diagnosis = self._diagnose(ev)
+            diagnosis = self._diagnose(ev, run)
             run.cause = diagnosis.cause
             decision.append(f"{diagnosis.detector}: {diagnosis.cause}"
                             + ("" if diagnosis.fixable else " (no fix)"))
@@ -136,54 +176,79 @@ class Pipeline:
             if not diagnosis.fixable:
                 raise NoFix(f"{diagnosis.finding.root_cause} No fix: {diagnosis.no_fix_reason}", code="no_fix")
         changeset = self._change(ev, diagnosis, run)
+        baseline = self._history(ev, diagnosis, run, handle)
+        self._gate(ev, diagnosis, changeset, run, baseline)
+        self._explain(ev, diagnosis, run)
         return self._publish(workload, diagnosis, changeset, run, handle)
 
-    def _diagnose(self, ev: Evidence) -> Diagnosis:
+    def _diagnose(self, ev: Evidence, run: _Run) -> Diagnosis:
         found = detectors.diagnose(ev)
         if not found:
-            raise NoFix(f"no detector recognised the failure of {ev.workload}: see the evidence in MLflow",
-                        code="unknown_cause")
+            return self._ask_model(ev, run)
         first = found[0]
         return first.model_copy(update={"others": [d.finding for d in found[1:]]})
 
     def _change(self, ev: Evidence, diagnosis: Diagnosis, run: _Run) -> ChangeSet:
         with run.stage("source") as decision:
             base_commit = self.workspace.sync()
+            # The repository index at this commit (built once, then updated from git diff) serves lookups.
+            run.record.metrics.update(self.workspace.index.metrics())
             location = sources.locate(ev, self.workspace, self.identity)
             decision.append(f"{location.path}#{location.document_index} via {location.source} at {base_commit[:12]}")
             run.record.tags["manifest"] = location.path
         with run.stage("plan") as decision:
-            text = self.workspace.read_text(location.path)
-            document = yaml_rt.documents(text)[location.document_index]
+            # Plan on the workload as git produces it: the manifest itself, or the rendered overlay/chart.
+            document = sources.effective(location, ev, self.workspace)
             _check_opt_out(document, diagnosis.cause)
-            plan = fixers.plan(diagnosis, document, self.policy)
+            planner = fixers.plan if diagnosis.proposed_by == "rule" else model_fixer.plan
+            plan = planner(diagnosis, document, self.policy)
             decision.append(plan.summary)
         with run.stage("validate") as decision:
-            new_text = yaml_rt.edit(text, document_index=location.document_index,
-                                    changes=[(c.path, c.new) for c in plan.changes], prefix=location.prefix)
-            checks = validation.check(text, new_text, document_index=location.document_index,
-                                      prefix=location.prefix, plan=plan)
-            decision.append(f"{len(checks)} check(s) passed")
+            _check_allowed(plan)
+            edits = sources.edits(location, plan, ev, self.workspace, document)
+            files, checks = _apply_edits(self.workspace, edits, plan, tag_files=location.layout != "plain")
+            rendered, render_checks = sources.verify(location, ev, self.workspace, plan,
+                                                     {f.path: f.new_text for f in files})
+            checks += render_checks
+            after = _applied(document, plan)
+            if location.layout != "plain":
+                # The edited file is a patch, values file or kustomization, not the workload: the policy's paths
+                # and bounds are judged on the effective workload here, and the publish gates see the files.
+                checks += gates.check(old=document, new=after, plan=plan, policy=self.policy, kind=ev.workload.kind,
+                                      proposed_by=diagnosis.proposed_by)
+            location = location.model_copy(update={
+                "path": _shown_path(location, edits), "document_index": edits[0].document_index,
+                "environments": sources.environments(location, edits, self.workspace)})
+            run.record.tags["manifest"] = edits[0].path
+            run.record.tags["render"] = rendered[:250]
+            decision.append(f"{len(checks)} check(s) passed; {', '.join(f.path for f in files)}; render {rendered}")
             run.record.metrics["validation_passed"] = 1.0
         with run.stage("risk") as decision:
-            assessed = risk.assess(workload=document, namespace=ev.workload.namespace, plan=plan, policy=self.policy)
+            assessed = risk.assess(workload=document, namespace=ev.workload.namespace, plan=plan, policy=self.policy,
+                                   namespace_labels=run.namespace_labels, related=ev.related)
             decision.append(f"{assessed.level} ({assessed.score:.2f})")
             run.record.metrics["risk"] = assessed.score
             for factor in assessed.factors:
                 run.record.metrics[f"risk_{factor.name}"] = factor.value
-        change = FileChange(path=location.path, old_text=text, new_text=new_text,
-                            diff=_unified(location, text, new_text))
-        run.record.artifacts["patch.diff"] = change.diff
-        run.record.artifacts["manifest/" + location.path.rsplit("/", 1)[-1]] = new_text
-        return ChangeSet(location=location, plan=plan, files=[change], risk=assessed, validation=checks)
+        run.record.artifacts["patch.diff"] = "".join(f.diff for f in files)
+        for change in files:
+            run.record.artifacts["manifest/" + change.path.rsplit("/", 1)[-1]] = change.new_text
+        layered = location.layout != "plain"
+        return ChangeSet(location=location, plan=plan, files=files, risk=assessed, validation=checks, edits=edits,
+                         rendered=rendered, workload_old=document if layered else None,
+                         workload_new=after if layered else None)
 
     def _publish(self, workload: WorkloadRef, diagnosis: Diagnosis, changeset: ChangeSet, run: _Run,
                  handle: RunHandle) -> Outcome:
         branch = render.branch(workload, diagnosis.cause)
         title = render.title(workload, diagnosis, changeset)
         body = render.pr_body(workload=workload, diagnosis=diagnosis, changeset=changeset, run_url=handle.url,
-                              alert=run.incident.alertname)
-        labels = [*self.policy.labels, f"risk:{changeset.risk.level}"]
+                              alert=run.incident.alertname, explanation=run.explanation,
+                              model_note=f"model {self.advisor.model}" if self.advisor else None)
+        team_labels, reviewers, teams = self.policy.owners_for(workload.namespace)
+        labels = list(dict.fromkeys([LEDGER_LABEL, *self.policy.labels, *team_labels, f"risk:{changeset.risk.level}"]))
+        entry = self._remediation(workload, diagnosis, changeset, run, branch)
+        body += "\n" + ledger_mod.marker(entry) + "\n"
         run.record.artifacts["pr_body.md"] = body
         common = {"branch": branch, "risk": changeset.risk.score}
         with _lock_for(branch), run.stage("publish") as decision:
@@ -191,9 +256,16 @@ class Pipeline:
             if existing is not None:
                 remote = self.workspace.remote_branch_diff(branch)
                 if remote is not None and _changed_lines(remote) == _changed_lines(changeset.diff):
+                    if not set(labels) <= set(existing.labels) or self._unrecorded(existing):
+                        # Opened by a run that crashed before labels and ledger (tests/test_faults.py): finish it.
+                        existing = self.forge.open_pr(branch=branch, base=self.base, title=title, body=body,
+                                                      labels=labels)
+                        self._record(entry, existing, existing=True)
                     decision.append(f"PR #{existing.number} already proposes this change")
                     return run.outcome("duplicate", f"PR #{existing.number} already proposes this change",
                                        pr_url=existing.url, **common)
+            if existing is None:
+                self._check_budget()
             self.workspace.push_branch(branch, {f.path: f.new_text for f in changeset.files},
                                        message=render.commit_message(workload, diagnosis, changeset))
             if existing is not None:
@@ -201,10 +273,178 @@ class Pipeline:
                                           comment=f"Updated by GitOps Autofix with new evidence: {changeset.plan.summary}. "
                                                   f"Run: {handle.url}")
                 decision.append(f"PR #{pr.number} updated")
+                self._record(entry, pr, existing=True)
                 return run.outcome("pr_updated", f"updated PR #{pr.number}", pr_url=pr.url, **common)
             pr = self.forge.open_pr(branch=branch, base=self.base, title=title, body=body, labels=labels)
+            self._record(entry, pr, existing=False)
+            if reviewers or teams:
+                self.forge.request_reviewers(pr, reviewers=reviewers, teams=teams)
             decision.append(f"PR #{pr.number} opened")
         return run.outcome("pr_opened", title, pr_url=pr.url, **common)
+
+    # ---------------------------------------------------------------- trust boundaries (app/gates.py, app/ledger.py)
+
+    def _namespace_labels(self, namespace: str) -> dict[str, str]:
+        """The Namespace's labels (protected? which environment?); unreadable means we cannot tell: stop."""
+        try:
+            obj = self.cluster.get("Namespace", None, namespace)
+        except PermanentError as err:
+            raise NoFix(f"cannot read Namespace {namespace} to check whether it is protected ({err.message})",
+                        code="namespace_unreadable") from err
+        return {str(k): str(v) for k, v in ((obj or {}).get("metadata") or {}).get("labels", {}).items()}
+
+    def _history(self, ev: Evidence, diagnosis: Diagnosis, run: _Run, handle: RunHandle) -> dict[str, Any]:
+        """The ledger's word on this workload and cause: escalate, respect a "no", or go on from a baseline."""
+        run.images = _images(ev)
+        if self.ledger is None:
+            return {}
+        branch = render.branch(ev.workload, diagnosis.cause)
+        with run.stage("ledger") as decision:
+            entries = ledger_mod.sync(self.ledger, self.forge, label=LEDGER_LABEL, branch=branch)
+            verdict = ledger_mod.decide(entries, now=self.clock(), limits=self.policy.limits, images=run.images)
+            run.record.tags["ledger"] = verdict.action
+            decision.append(f"{verdict.action}: {verdict.reason or f'{len(entries)} earlier PR(s) for {branch}'}")
+            if verdict.action == "escalate" and verdict.pr is not None:
+                self._escalate(verdict, verdict.pr, diagnosis, run, handle)
+                raise NoFix(verdict.reason, code="escalated")
+            if verdict.action == "cooldown":
+                raise NoFix(verdict.reason, code="cooldown")
+        return verdict.baseline
+
+    def _escalate(self, verdict: ledger_mod.Verdict, merged: Remediation, diagnosis: Diagnosis, run: _Run,
+                  handle: RunHandle) -> None:
+        """One comment per merged fix with the new evidence: the humans who merged it decide what next."""
+        if merged.escalated_at is not None and merged.escalated_at >= (merged.merged_at or 0):
+            return
+        self.forge.comment(_as_pr(merged), ledger_mod.escalation_comment(
+            verdict, alert=run.incident.alertname, root_cause=diagnosis.finding.root_cause,
+            evidence=diagnosis.finding.evidence, run_url=handle.url))
+        assert self.ledger is not None
+        self.ledger.record(replace(merged, escalated_at=self.clock()))
+
+    def _gate(self, ev: Evidence, diagnosis: Diagnosis, changeset: ChangeSet, run: _Run,
+              baseline: dict[str, Any]) -> None:
+        """Every change, a rule's or a model's, passes the same gates; a refusal is recorded, never published."""
+        loc = changeset.location
+        with run.stage("gates") as decision:
+            try:
+                passed: list[str] = []
+                for f in changeset.files:
+                    if f.path != loc.path:
+                        passed += gates.check_file(f.old_text, f.new_text)
+                        continue
+                    old, new = gates.objects(f.old_text, f.new_text, index=loc.document_index, prefix=loc.prefix)
+                    passed += gates.check(old=old, new=new, plan=changeset.plan, policy=self.policy,
+                                          kind=ev.workload.kind, proposed_by=diagnosis.proposed_by, baseline=baseline)
+            except NoFix as err:
+                run.record.tags["gate"] = "refused"
+                run.record.artifacts["gates.txt"] = err.message + "\n"
+                raise
+            run.record.tags["gate"] = "passed"
+            run.record.artifacts["gates.txt"] = "\n".join(passed) + "\n"
+            decision.append(f"{len(passed)} gate(s) passed")
+
+    def _resolved(self, incident: Incident, run: _Run, decision: list[str]) -> Outcome:
+        """An alert resolved: say so on its open PR (once), and close it if the policy asks."""
+        open_entries = []
+        if self.ledger is not None:
+            ledger_mod.sync(self.ledger, self.forge, label=LEDGER_LABEL)
+            for branch in {e.branch for e in self.ledger.entries() if e.fingerprint == incident.fingerprint}:
+                open_entries += [e for e in ledger_mod.sync(self.ledger, self.forge, label=LEDGER_LABEL, branch=branch)
+                                 if e.fingerprint == incident.fingerprint and e.state == "open" and not e.resolved_at]
+        if not open_entries:
+            decision.append("resolved alert: no open PR of ours to update")
+            return run.outcome("skipped", "alert resolved")
+        at = (incident.ends_at or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        closing = self.policy.limits.close_pr_on_resolve
+        text = ledger_mod.resolved_comment(alert=incident.alertname, resolved_at=at, closing=closing)
+        for entry in open_entries:
+            if closing:
+                self.forge.close_pr(_as_pr(entry), comment=text)
+            else:
+                self.forge.comment(_as_pr(entry), text)
+            assert self.ledger is not None
+            self.ledger.record(replace(entry, resolved_at=self.clock(), state="closed" if closing else entry.state))
+        numbers = ", ".join(f"#{e.pr_number}" for e in open_entries)
+        decision.append(f"resolved at {at}: {'closed' if closing else 'commented on'} PR {numbers}")
+        return run.outcome("skipped", f"alert resolved at {at} without the change: "
+                                      f"{'closed' if closing else 'commented on'} PR {numbers}",
+                           pr_url=open_entries[0].pr_url)
+
+    def _check_budget(self) -> None:
+        if self.ledger is None:
+            return
+        per_hour = self.policy.limits.prs_per_hour
+        wait = ledger_mod.budget_wait(self.ledger, now=self.clock(), per_hour=per_hour)
+        if wait is not None:
+            raise TemporaryError(f"PR budget exhausted ({per_hour} new PRs per hour): retry in {wait:.0f} s",
+                                 code="pr_budget", delay=wait)
+
+    def _remediation(self, workload: WorkloadRef, diagnosis: Diagnosis, changeset: ChangeSet, run: _Run,
+                     branch: str) -> Remediation:
+        changes = changeset.plan.changes
+        return Remediation(workload=str(workload), cause=diagnosis.cause, branch=branch, pr_number=0, pr_url="",
+                           state="open", before={c.path: c.old for c in changes},
+                           after={c.path: c.new for c in changes}, fingerprint=run.incident.fingerprint,
+                           images=run.images, opened_at=self.clock())
+
+    def _unrecorded(self, pr: PullRequest) -> bool:
+        return self.ledger is not None and not any(e.pr_number == pr.number for e in self.ledger.entries(branch=pr.branch))
+
+    def _record(self, entry: Remediation, pr: PullRequest, *, existing: bool) -> None:
+        if self.ledger is None:
+            return
+        known = [e for e in self.ledger.entries(branch=entry.branch) if e.pr_number == pr.number]
+        opened = known[0].opened_at if existing and known else entry.opened_at
+        self.ledger.record(replace(entry, pr_number=pr.number, pr_url=pr.url, opened_at=opened))
+
+    # ---------------------------------------------------------------- the optional LLM (app/advice.py)
+
+    def _ask_model(self, ev: Evidence, run: _Run) -> Diagnosis:
+        """No detector matched: a model may propose a change (gated by app/fixers/model.py), else no_fix."""
+        unknown = f"no detector recognised the failure of {ev.workload}: see the evidence in MLflow"
+        allowed = self.policy.llm_paths_for(ev.workload.kind)
+        if self.advisor is None or not allowed:
+            raise NoFix(unknown, code="unknown_cause")
+        answer = self._consult(run, advice.propose_prompt(ev, allowed), self.advisor.propose)
+        if answer is None:
+            raise NoFix(unknown, code="unknown_cause")
+        run.advice_note = (f"model {self.advisor.model} consulted: proposed {len(answer.value.changes)} change(s), "
+                           "gated by policy")
+        return advice.diagnosis_from(answer.value, ev, model=self.advisor.model)
+
+    def _explain(self, ev: Evidence, diagnosis: Diagnosis, run: _Run) -> None:
+        """A detector matched: a model may write the narrative shown in the PR; the rule's fix stands."""
+        if self.advisor is None or diagnosis.proposed_by != "rule" or not (
+                self.policy.llm.enabled and self.policy.llm.explain):
+            return
+        with run.stage("explain") as decision:
+            answer = self._consult(run, advice.explain_prompt(ev, diagnosis), self.advisor.explain)
+            if answer is not None:
+                run.explanation = advice.narrative(answer.value)
+                run.advice_note = f"model {self.advisor.model} consulted: wrote the explanation"
+            decision.append(run.advice_note or "no explanation")
+
+    def _consult(self, run: _Run, prompt: advice.Prompt,
+                 call: Callable[[advice.Prompt], advice.Answer[T]]) -> advice.Answer[T] | None:
+        """Ask the model; any failure is recorded and answered with None: the deterministic result stands."""
+        model = self.advisor.model if self.advisor else "?"
+        record = run.record
+        record.params["model"] = model
+        record.artifacts[f"llm/{prompt.purpose}_prompt.md"] = f"# system\n\n{prompt.system}\n\n# user\n\n{prompt.user}\n"
+        try:
+            answer = call(prompt)
+        except advice.AdvisorError as err:
+            _record_usage(record, err.usage)
+            record.tags["llm_outcome"] = err.code
+            run.advice_note = f"model {model} consulted: {err.message}; deterministic result kept"
+            log.warning("llm fallback", extra={"code": err.code, "purpose": prompt.purpose})
+            return None
+        _record_usage(record, answer.usage)
+        record.tags["llm_outcome"] = "answered"
+        value = answer.value.model_dump(mode="json") if hasattr(answer.value, "model_dump") else answer.value
+        record.artifacts[f"llm/{prompt.purpose}_answer.json"] = json.dumps(value, indent=2)
+        return answer
 
     def _finish(self, handle: RunHandle, run: _Run, outcome: Outcome | None, *, status: str) -> None:
         record = run.record
@@ -223,6 +463,16 @@ class Pipeline:
         self.tracker.finish_run(handle, record, status=status)
 
 
+def _record_usage(record: RunRecord, usage: advice.Usage | None) -> None:
+    """Tokens in/out, latency and the model that answered go to MLflow (summed over the run's calls)."""
+    if usage is None:
+        return
+    record.params["llm_model"] = usage.model
+    for key, value in (("llm_tokens_in", usage.tokens_in), ("llm_tokens_out", usage.tokens_out),
+                       ("llm_seconds", usage.seconds)):
+        record.metrics[key] = record.metrics.get(key, 0.0) + float(value)
+
+
 def _check_opt_out(document: Any, cause: str) -> None:
     """The team's own "no", written on the manifest in git, wins over any rule."""
     annotations = ((document or {}).get("metadata") or {}).get("annotations") or {}
@@ -231,6 +481,71 @@ def _check_opt_out(document: Any, cause: str) -> None:
     skipped = {c.strip() for c in str(annotations.get("autofix.io/ignore-causes", "")).split(",")}
     if cause in skipped:
         raise NoFix(f"the manifest in git opts out of fixes for {cause}", code="opted_out")
+
+
+def _images(ev: Evidence) -> tuple[str, ...]:
+    """The images the workload runs: a new one is new evidence after a human said no."""
+    spec = kube.pod_spec_of(ev.object, ev.workload.kind)
+    return tuple(sorted({str(c.get("image")) for key in ("containers", "initContainers")
+                         for c in spec.get(key) or [] if c.get("image")}))
+
+
+def _as_pr(entry: Remediation) -> PullRequest:
+    return PullRequest(number=entry.pr_number, url=entry.pr_url, branch=entry.branch, state=entry.state)
+
+
+def _applied(workload: dict[str, Any], plan: Plan) -> dict[str, Any]:
+    """The effective workload with the plan applied (what the render showed, when one was verified)."""
+    out = copy.deepcopy(workload)
+    for change in plan.changes:
+        keys = fieldpaths.resolve(out, change.path)
+        node: Any = out
+        for key in keys[:-1]:
+            node = node.setdefault(key, {}) if isinstance(key, str) else node[key]
+        node[keys[-1]] = change.new
+    return out
+
+
+def _shown_path(location: Location, edits: list[FileEdit]) -> str:
+    """The workload manifest when it is what was edited; else the render root (never an edited file, so
+    the publish gates judge edited patches and values files as files, not as the workload)."""
+    if location.layout == "plain":
+        return edits[0].path
+    return location.render_dir or f"{location.app or 'chart'} (Helm values)"
+
+
+def _check_allowed(plan: Plan) -> None:
+    """The policy's paths bound the workload fields, whichever file ends up holding them."""
+    for change in plan.changes:
+        if plan.allowed_paths and not any(fieldpaths.matches(change.path, g) for g in plan.allowed_paths):
+            raise PermanentError(f"change not allowed for {plan.cause}: {change.path}", code="validation_failed")
+
+
+def _apply_edits(repo: Workspace, edits: list[FileEdit], plan: Plan, *,
+                 tag_files: bool) -> tuple[list[FileChange], list[str]]:
+    """Edit each file with the round-trip editor and check every edited document; one FileChange per file."""
+    originals: dict[str, str] = {}
+    texts: dict[str, str] = {}
+    checks: list[str] = []
+    for edit in edits:
+        old = texts.get(edit.path) or originals.setdefault(edit.path, repo.read_text(edit.path))
+        new = yaml_rt.edit(old, document_index=edit.document_index, changes=[(c.path, c.new) for c in edit.changes],
+                           prefix=edit.prefix)
+        # The workload document itself is checked against the plan and the policy's paths; a patch, values
+        # file or kustomization against exactly the translated changes (the render checks the workload).
+        whole = not edit.prefix and edit.changes == plan.changes
+        sub = plan if whole else Plan(cause=plan.cause, summary=plan.summary, changes=edit.changes)
+        passed = validation.check(old, new, document_index=edit.document_index, prefix=edit.prefix, plan=sub)
+        checks += [f"{edit.path}: {c}" if tag_files else c for c in passed]
+        texts[edit.path] = new
+    files = [FileChange(path=p, old_text=originals[p], new_text=t, diff=_unified_path(p, originals[p], t))
+             for p, t in texts.items()]
+    return files, checks
+
+
+def _unified_path(path: str, old: str, new: str) -> str:
+    return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                        fromfile=f"a/{path}", tofile=f"b/{path}"))
 
 
 def _unified(location: Location, old: str, new: str) -> str:
@@ -246,13 +561,14 @@ def _changed_lines(diff: str) -> list[str]:
 def build_pipeline(settings: Any, *, cluster: ClusterReader | None = None) -> Pipeline:
     """Wire the real adapters from Settings. Heavy libraries are imported here, not at module import."""
     from app import policies
+    from app.adapters.store import JobStore
     from app.adapters.tracking import MlflowTracker
     from app.adapters.workspace import GitWorkspace
     from app.errors import ConfigError
 
+    policy = policies.load(settings.policy_dir)  # first: an invalid policy stops everything, with its line
     if not settings.git_url:
         raise ConfigError("AUTOFIX_GIT_URL: required (clone URL of the GitOps repo)")
-    policy = policies.load(settings.policy_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     forge, auth_header = _build_forge(settings)
     if cluster is None:
@@ -263,9 +579,22 @@ def build_pipeline(settings: Any, *, cluster: ClusterReader | None = None) -> Pi
                              author=settings.git_author, auth_header=auth_header)
     tracker = MlflowTracker(settings.tracking_uri, ui_url=settings.mlflow_ui_url,
                             artifact_root=(settings.data_dir / "mlartifacts").resolve())
+    advisor = _build_advisor(settings, policy)
     return Pipeline(policy=policy, cluster=cluster, workspace=workspace, forge=forge, tracker=tracker,
+                    advisor=advisor,
                     identity=GitRepoIdentity(git_url=settings.git_url, github_repo=settings.github_repo),
-                    base=settings.git_base)
+                    base=settings.git_base, ledger=JobStore(settings.store_path),
+                    own_namespace=getattr(settings, "pod_namespace", None) or os.environ.get("POD_NAMESPACE"))
+
+
+def _build_advisor(settings: Any, policy: Policy) -> Advisor | None:
+    """The optional LLM: only with OPENAI_API_KEY set and the policy's llm.enabled."""
+    if not settings.llm_enabled or not policy.llm.enabled:
+        return None
+    from app.adapters.llm import OpenAIAdvisor
+
+    return OpenAIAdvisor(settings.openai_api_key.get_secret_value(), base_url=settings.openai_base_url,
+                         model=settings.llm_model)
 
 
 def _build_forge(settings: Any) -> tuple[Forge, Any]:
@@ -275,11 +604,17 @@ def _build_forge(settings: Any) -> tuple[Forge, Any]:
         from app.forges.local import LocalForge
 
         return LocalForge(settings.data_dir / "prs"), None
-    if not settings.github_repo or settings.github_token is None:
-        raise ConfigError("AUTOFIX_GITHUB_REPO and GITHUB_TOKEN: required with the github forge "
-                          "(or set AUTOFIX_FORGE=local for a dry run)")
-    from app.forges.github import GitHubForge
+    has_app = bool(getattr(settings, "github_app_enabled", False))
+    if not settings.github_repo or (settings.github_token is None and not has_app):
+        raise ConfigError("AUTOFIX_GITHUB_REPO and GITHUB_TOKEN (or AUTOFIX_GITHUB_APP_ID): required with the "
+                          "github forge (or set AUTOFIX_FORGE=local for a dry run)")
+    from app.forges.github import AppCredentials, GitHubForge
 
-    forge = GitHubForge(settings.github_repo, api_url=settings.github_api_url,
-                        token=settings.github_token.get_secret_value())
+    app = None
+    if has_app:  # a GitHub App wins over a token: its installation tokens expire, a leaked PAT does not
+        app = AppCredentials(app_id=settings.github_app_id, private_key=settings.github_app_key(),
+                             installation_id=settings.github_app_installation_id)
+    token = settings.github_token.get_secret_value() if settings.github_token is not None and app is None else ""
+    forge = GitHubForge(settings.github_repo, api_url=settings.github_api_url, token=token, app=app,
+                        write_spacing=settings.github_write_spacing)
     return forge, forge.auth_header

@@ -29,6 +29,15 @@ class Settings(BaseSettings):
     github_repo: str = Field(default="", validation_alias="AUTOFIX_GITHUB_REPO")
     github_token: SecretStr | None = Field(default=None, validation_alias="GITHUB_TOKEN")
     github_api_url: str = Field(default="https://api.github.com", validation_alias="AUTOFIX_GITHUB_API_URL")
+    # GitHub asks integrations to space content-creating requests; PyGithub's default is 1 s.
+    github_write_spacing: float = Field(default=1.0, ge=0, le=60, validation_alias="AUTOFIX_GITHUB_WRITE_SPACING")
+    # GitHub App (instead of GITHUB_TOKEN): installation tokens are minted and renewed by the bot
+    github_app_id: int | None = Field(default=None, gt=0, validation_alias="AUTOFIX_GITHUB_APP_ID")
+    github_app_installation_id: int | None = Field(default=None, gt=0,
+                                                   validation_alias="AUTOFIX_GITHUB_APP_INSTALLATION_ID")
+    github_app_private_key: SecretStr | None = Field(default=None, validation_alias="AUTOFIX_GITHUB_APP_PRIVATE_KEY")
+    github_app_private_key_file: Path | None = Field(default=None,
+                                                     validation_alias="AUTOFIX_GITHUB_APP_PRIVATE_KEY_FILE")
     # cluster
     kubeconfig: str | None = Field(default=None, validation_alias="KUBECONFIG")
     # tracking
@@ -68,6 +77,23 @@ class Settings(BaseSettings):
     @property
     def store_path(self) -> Path:
         return self.data_dir / "jobs.sqlite3"
+
+    @property
+    def github_app_enabled(self) -> bool:
+        return self.github_app_id is not None
+
+    def github_app_key(self) -> str:
+        """The App's PEM private key, from the env variable or the file (a mounted Secret)."""
+        if self.github_app_private_key is not None and self.github_app_private_key.get_secret_value().strip():
+            return self.github_app_private_key.get_secret_value().replace("\\n", "\n")
+        if self.github_app_private_key_file is None:
+            raise ConfigError("AUTOFIX_GITHUB_APP_PRIVATE_KEY_FILE or AUTOFIX_GITHUB_APP_PRIVATE_KEY: required "
+                              "with AUTOFIX_GITHUB_APP_ID")
+        try:
+            return self.github_app_private_key_file.read_text(encoding="utf-8")
+        except OSError as err:
+            raise ConfigError(f"AUTOFIX_GITHUB_APP_PRIVATE_KEY_FILE: cannot read "
+                              f"{self.github_app_private_key_file}: {err.strerror}") from err
 
     @property
     def llm_enabled(self) -> bool:
