@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("fingerprint")
     explain.set_defaults(func=_explain)
 
+    doctor = sub.add_parser("doctor", help="check cluster permissions, git push, forge, MLflow, policy and LLM")
+    doctor.set_defaults(func=_doctor)
+
     policy = sub.add_parser("policy", help="policy tools")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)
     check = policy_sub.add_parser("check", help="validate a policy directory")
@@ -141,7 +144,38 @@ def _explain(args: argparse.Namespace) -> int:
                 print(f"  pr: {result['pr_url']}")
         if job.error:
             print(f"  error: {job.error}")
+        _print_ledger(store, result)
     return 0
+
+
+def _print_ledger(store: Any, result: dict[str, Any]) -> None:
+    """The PRs the bot proposed before for this workload and cause: why it escalated or kept quiet."""
+    from app import ledger, render
+    from app.models.incident import WorkloadRef
+
+    kind, _, rest = str(result.get("workload") or "").partition("/")
+    namespace, _, name = rest.partition("/")
+    if not (name and result.get("cause")):
+        return
+    branch = render.branch(WorkloadRef(kind=kind, namespace=namespace, name=name), str(result["cause"]))
+    for e in store.entries(branch=branch):
+        ended = {"merged": e.merged_at, "closed": e.closed_at}.get(e.state)
+        print(f"  ledger: PR #{e.pr_number} {e.state}" + (f" at {ledger.when(ended)}" if ended else "")
+              + f", opened {ledger.when(e.opened_at)}: "
+              + ", ".join(f"{path.rsplit('.', 2)[-2]}.{path.rsplit('.', 1)[-1]} {e.before.get(path)} -> {new}"
+                          for path, new in e.after.items()))
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from app import doctor
+    from app import settings as settings_mod
+
+    rows = doctor.run(settings_mod.load())
+    print(doctor.render_table(rows))
+    failed = [row.name for row in rows if row.status == "fail"]
+    if failed:
+        print(f"\n{len(failed)} check(s) failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _policy_check(args: argparse.Namespace) -> int:

@@ -24,6 +24,29 @@ class _Strict(BaseModel):
 class Namespaces(_Strict):
     allow: list[str] = Field(default_factory=lambda: ["*"])
     deny: list[str] = Field(default_factory=lambda: ["kube-*"])
+    # A Namespace carrying this label with the value "true" is never touched, whatever allow says.
+    protected_label: str = "autofix.io/protected"
+    # The bot's own namespace is always denied (POD_NAMESPACE, set from the downward API).
+    deny_own: bool = True
+
+
+class Limits(_Strict):
+    """How often the bot may act: it must never become the agent that "fixes" the same crash all night."""
+
+    open_prs_per_workload_cause: int = Field(default=1, ge=1, le=1)  # one branch per workload and cause
+    cooldown_hours_after_closed: float = Field(default=72.0, ge=0)  # a PR closed unmerged is a "no"
+    merged_fix_window_hours: float = Field(default=24.0, ge=0)  # recurrence after a merge within it: escalate
+    prs_per_hour: int = Field(default=10, ge=0)  # across all workloads
+    close_pr_on_resolve: bool = False  # close (not just comment on) an open PR when its alert resolves
+
+
+class Owners(_Strict):
+    """Who reviews the PRs for the namespaces matching ``namespaces`` (globs); every matching entry applies."""
+
+    namespaces: list[str] = Field(min_length=1)
+    labels: list[str] = Field(default_factory=list)
+    reviewers: list[str] = Field(default_factory=list)  # GitHub logins
+    teams: list[str] = Field(default_factory=list)  # team slugs of the repository's organisation
 
 
 class CausePolicy(_Strict):
@@ -43,6 +66,53 @@ class MemoryBounds(_Strict):
 
         quantities.parse_bytes(value)
         return value
+
+
+class CpuBounds(_Strict):
+    """CPU limit raises after CPUThrottlingHigh."""
+
+    step: float = Field(default=1.5, gt=1.0, le=4.0)
+    max: str = "8"
+    max_ratio_to_git: float = Field(default=4.0, gt=1.0)
+    # Remove the CPU limit instead of raising it (many teams run without CPU limits). Not applied yet: the
+    # editor cannot delete a key, so with true the bot answers no_fix and says to remove it by hand.
+    remove_limit: bool = False
+
+    @field_validator("max")
+    @classmethod
+    def _quantity(cls, value: str) -> str:
+        from app import quantities
+
+        quantities.parse_cpu_millis(value)
+        return value
+
+
+class HpaBounds(_Strict):
+    """maxReplicas raises after KubeHpaMaxedOut; the namespace's ResourceQuota caps them further."""
+
+    step: float = Field(default=1.5, gt=1.0, le=4.0)
+    max: int = Field(default=50, ge=1)
+
+
+class RequestBounds(_Strict):
+    """Request cuts for unschedulable pods: fit the largest node with headroom, never below a floor."""
+
+    node_fraction: float = Field(default=0.9, gt=0.0, le=1.0)
+    min_ratio_to_git: float = Field(default=0.5, gt=0.0, lt=1.0)
+
+
+class LlmPolicy(_Strict):
+    """What the optional LLM may do: explain a rule's diagnosis, and propose changes on these paths only."""
+
+    enabled: bool = True
+    explain: bool = True  # write the root-cause narrative of a rule's PR
+    propose: bool = True  # propose a change when no detector matched
+    max_changes: int = Field(default=3, ge=1, le=5)
+    max_ratio: float = Field(default=4.0, gt=1.0)  # a numeric value moves at most x4 (or /4) from git
+    # Globs relative to each container (and init container) of a kind's pod template ...
+    container_fields: list[str] = Field(default_factory=list)
+    # ... plus globs over the whole workload object, per kind (e.g. spec.replicas).
+    paths: dict[str, list[str]] = Field(default_factory=dict)
 
 
 class RiskPolicy(_Strict):
@@ -65,14 +135,54 @@ class Policy(_Strict):
     kinds: list[str] = Field(default_factory=lambda: ["Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"])
     causes: dict[str, CausePolicy] = Field(default_factory=dict)
     memory: MemoryBounds = Field(default_factory=MemoryBounds)
+    cpu: CpuBounds = Field(default_factory=CpuBounds)
+    hpa: HpaBounds = Field(default_factory=HpaBounds)
+    requests: RequestBounds = Field(default_factory=RequestBounds)
     risk: RiskPolicy = Field(default_factory=RiskPolicy)
     labels: list[str] = Field(default_factory=lambda: ["autofix"])
+    limits: Limits = Field(default_factory=Limits)
+    llm: LlmPolicy = Field(default_factory=LlmPolicy)
+    owners: list[Owners] = Field(default_factory=list)
     digest: str = ""  # sha256 of the files it was loaded from: the "policy version" recorded in MLflow
 
     def namespace_allowed(self, namespace: str) -> bool:
         if any(fnmatch.fnmatchcase(namespace, pat) for pat in self.namespaces.deny):
             return False
         return any(fnmatch.fnmatchcase(namespace, pat) for pat in self.namespaces.allow)
+
+    def namespace_denial(self, namespace: str, *, labels: dict[str, str] | None = None,
+                         own: str | None = None) -> str | None:
+        """Why the bot may not touch ``namespace`` (None when it may): deny globs, its own, protected."""
+        if self.namespaces.deny_own and own and namespace == own:
+            return f"namespace {namespace} is the bot's own namespace"
+        if not self.namespace_allowed(namespace):
+            return f"namespace {namespace} is denied by policy"
+        if str((labels or {}).get(self.namespaces.protected_label, "")).lower() == "true":
+            return f"namespace {namespace} is labelled {self.namespaces.protected_label}=true"
+        return None
+
+    def owners_for(self, namespace: str) -> tuple[list[str], list[str], list[str]]:
+        """(labels, reviewers, teams) of every owners entry whose globs match ``namespace``."""
+        labels: list[str] = []
+        reviewers: list[str] = []
+        teams: list[str] = []
+        for entry in self.owners:
+            if any(fnmatch.fnmatchcase(namespace, pat) for pat in entry.namespaces):
+                labels += entry.labels
+                reviewers += entry.reviewers
+                teams += entry.teams
+        return list(dict.fromkeys(labels)), list(dict.fromkeys(reviewers)), list(dict.fromkeys(teams))
+
+    def llm_paths_for(self, kind: str) -> list[str]:
+        """Globs a model's proposal may change on a ``kind``: none when the LLM is off or proposing is."""
+        if not (self.llm.enabled and self.llm.propose):
+            return []
+        from app.kube import POD_TEMPLATE_PREFIX
+
+        prefix = POD_TEMPLATE_PREFIX.get(kind)
+        per_container = [f"{prefix}.spec.{key}[*].{f}" for key in ("containers", "initContainers")
+                         for f in self.llm.container_fields] if prefix else []
+        return [*self.llm.paths.get(kind, []), *per_container]
 
     def paths_for(self, cause: str) -> list[str]:
         cp = self.causes.get(cause)
@@ -108,10 +218,34 @@ def load(directory: Path) -> Policy:
         try:
             Policy.model_validate(data)  # each file must be valid on its own, so errors name the file
         except ValidationError as err:
-            raise ConfigError(f"{path}: {_explain(err)}") from err
+            raise ConfigError(_explain_at(path, text, err)) from err
         merged = _deep_merge(merged, data)
     return Policy.model_validate({**merged, "digest": digest.hexdigest()[:12]})
 
 
-def _explain(err: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
+def _explain_at(path: Path, text: str, err: ValidationError) -> str:
+    """``file:line: key.path: reason`` for each error, the line found by walking the YAML node tree."""
+    root = yaml.compose(text)
+    problems = []
+    for e in err.errors():
+        line = _line_of(root, e["loc"])
+        where = ".".join(str(p) for p in e["loc"]) or "(root)"
+        problems.append(f"{path}:{line}: {where}: {e['msg']}")
+    return "; ".join(problems)
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int:
+    """1-based line of the deepest node along ``loc`` (a missing key points at its parent mapping)."""
+    line = node.start_mark.line + 1 if node is not None else 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if k.value == str(part)), None)
+            if match is None:
+                break
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line

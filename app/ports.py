@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from app.advice import Answer, Prompt, Proposal
+    from app.sources.index import RepoIndex
 
 K8sObject = dict[str, Any]
 
@@ -32,6 +36,24 @@ class PushResult:
     diff: str  # `git diff base..branch` as pushed
 
 
+@dataclass(frozen=True)
+class TreeEntry:
+    """A regular file of a commit (symlinks and submodules are left out: never followed)."""
+
+    path: str
+    blob: str  # git object id
+    size: int  # bytes
+
+
+@dataclass(frozen=True)
+class ChangedFile:
+    """A file changed between two commits. A rename is a delete plus an add (``--no-renames``)."""
+
+    status: str  # A, M or D (a file that became a symlink or submodule is D)
+    path: str
+    blob: str = ""  # the new object id; empty for D
+
+
 class Workspace(Protocol):
     """A local clone of the GitOps repository. Writes reach the remote only as new branches."""
 
@@ -56,6 +78,21 @@ class Workspace(Protocol):
         """The diff base..origin/branch if the branch exists on the remote, else None."""
         ...
 
+    def head(self) -> str:
+        """The base commit this worker reads (what its last ``sync()`` returned)."""
+        ...
+
+    def changed_files(self, old_commit: str, new_commit: str) -> list[ChangedFile]: ...
+
+    def tree(self, commit: str) -> list[TreeEntry]: ...
+
+    def read_blobs(self, blobs: Sequence[str]) -> dict[str, bytes]: ...
+
+    @property
+    def index(self) -> RepoIndex:
+        """The repository index at ``head()``: loaded, updated from ``git diff`` or built, then kept."""
+        ...
+
 
 @dataclass(frozen=True)
 class PullRequest:
@@ -65,6 +102,12 @@ class PullRequest:
     state: str = "open"  # open, closed, merged
     title: str = ""
     labels: tuple[str, ...] = ()
+    # What the ledger is rebuilt from (not part of a PR's identity, so not compared): the body's hidden
+    # marker and the times, ISO 8601 UTC as the forge reports them.
+    body: str = field(default="", compare=False, repr=False)
+    created_at: str | None = field(default=None, compare=False)
+    merged_at: str | None = field(default=None, compare=False)
+    closed_at: str | None = field(default=None, compare=False)
 
 
 class Forge(Protocol):
@@ -77,6 +120,54 @@ class Forge(Protocol):
     def update_pr(self, pr: PullRequest, *, title: str, body: str, comment: str) -> PullRequest: ...
 
     def comment(self, pr: PullRequest, body: str) -> None: ...
+
+    def list_prs(self, label: str, state: str = "all", *, branch: str | None = None) -> list[PullRequest]:
+        """PRs carrying ``label`` (open, closed unmerged, merged or all), optionally only those of ``branch``."""
+        ...
+
+    def request_reviewers(self, pr: PullRequest, *, reviewers: Sequence[str], teams: Sequence[str]) -> None: ...
+
+    def close_pr(self, pr: PullRequest, *, comment: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Remediation:
+    """One row of the ledger: a PR the bot opened for a workload and cause, and what became of it.
+
+    Times are Unix seconds. ``before``/``after`` map field paths to the values in git before and after.
+    """
+
+    workload: str  # Kind/namespace/name
+    cause: str
+    branch: str
+    pr_number: int
+    pr_url: str
+    state: str  # open, merged, closed (closed = unmerged)
+    before: dict[str, Any] = field(default_factory=dict)
+    after: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str = ""
+    images: tuple[str, ...] = ()  # the workload's images when the PR was opened: "new image" = new evidence
+    opened_at: float = 0.0
+    merged_at: float | None = None
+    closed_at: float | None = None
+    resolved_at: float | None = None  # when we commented that the alert resolved without the change
+    escalated_at: float | None = None  # when we commented that the merged fix did not resolve the alert
+
+
+class Ledger(Protocol):
+    """Every remediation the bot proposed (in the job store); rebuilt from the forge when lost."""
+
+    def record(self, entry: Remediation) -> None:
+        """Insert or replace the row of ``entry.pr_number``."""
+        ...
+
+    def entries(self, *, branch: str | None = None) -> list[Remediation]:
+        """Rows, oldest first, optionally those of one branch (= one workload and cause)."""
+        ...
+
+    def opened_since(self, since: float) -> int: ...
+
+    def is_empty(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -102,12 +193,21 @@ class Tracker(Protocol):
 
 
 class Advisor(Protocol):
-    """An optional LLM: explains a diagnosis. Its words are data, never instructions."""
+    """An optional LLM: explains a rule's diagnosis, proposes a change where no rule matched.
+
+    Its words are data, never instructions. Prompts and answers are app.advice types; every failure
+    (timeout, refusal, invalid output, API error) raises app.advice.AdvisorError, carrying the usage when
+    the model answered. ``check`` is for `autofix doctor`: a one-line status, or AdvisorError.
+    """
 
     @property
     def model(self) -> str: ...
 
-    def explain(self, evidence_summary: str, root_cause: str) -> str | None: ...
+    def explain(self, prompt: Prompt) -> Answer[str]: ...
+
+    def propose(self, prompt: Prompt) -> Answer[Proposal]: ...  # no change proposed: empty ``changes``
+
+    def check(self) -> str: ...
 
 
 class Handler(Protocol):

@@ -21,6 +21,8 @@ DEFAULT_WEIGHTS = {"blast_radius": 1.0, "resource_sensitivity": 1.0, "rollback_c
 # How sensitive a change to this field is, by the last meaningful part of its path.
 FIELD_SENSITIVITY = {"memory": 0.3, "cpu": 0.3, "image": 0.5, "maxReplicas": 0.3, "livenessProbe": 0.4,
                      "readinessProbe": 0.4, "startupProbe": 0.3, "storageClassName": 0.6, "name": 0.4}
+# Namespace labels that name the environment, most specific first.
+ENV_LABELS = ("environment", "env", "app.kubernetes.io/environment", "tier")
 KIND_SENSITIVITY = {"StatefulSet": 0.3, "DaemonSet": 0.2, "CronJob": -0.1, "Job": -0.1}
 
 
@@ -32,7 +34,8 @@ def score(factors: list[RiskFactor]) -> float:
     total = sum(f.weight for f in factors)
     if total <= 0:
         return 0.0
-    return math.exp(sum(f.weight * math.log(clip(f.value)) for f in factors) / total)
+    # clip again: exp(log(x)) can land a rounding error below the floor
+    return clip(math.exp(sum(f.weight * math.log(clip(f.value)) for f in factors) / total))
 
 
 def level(value: float, policy: Policy) -> str:
@@ -45,10 +48,11 @@ def level(value: float, policy: Policy) -> str:
 
 
 def assess(*, workload: dict[str, Any], namespace: str, plan: Plan, policy: Policy,
-           namespace_labels: dict[str, str] | None = None) -> Risk:
+           namespace_labels: dict[str, str] | None = None, related: list[dict[str, Any]] | None = None) -> Risk:
+    """``related``: the evidence's related objects (HPAs, Services and PDBs selecting the workload)."""
     weights = {**DEFAULT_WEIGHTS, **policy.risk.weights}
     raw = [
-        ("blast_radius", *_blast_radius(workload)),
+        ("blast_radius", *_blast_radius(workload, related or [])),
         ("resource_sensitivity", *_sensitivity(workload, plan)),
         ("rollback_complexity", *_rollback(workload)),
         ("namespace_scope", *_namespace(namespace, namespace_labels or {}, policy)),
@@ -57,16 +61,50 @@ def assess(*, workload: dict[str, Any], namespace: str, plan: Plan, policy: Poli
     factors = [RiskFactor(name=n, value=round(clip(v), 4), weight=weights.get(n, 1.0), explanation=why)
                for n, v, why in raw]
     value = round(score(factors), 4)
-    return Risk(score=value, level=level(value, policy), factors=factors)
+    # A lowered request gives the pod less than its team asked for: whatever the score, a human must look hard.
+    forced = "high" if _lowers_requests(plan) else None
+    return Risk(score=value, level=forced or level(value, policy), factors=factors)
 
 
-def _blast_radius(workload: dict[str, Any]) -> tuple[float, str]:
-    kind = workload.get("kind")
-    if kind == "DaemonSet":
-        return 0.8, "DaemonSet: the change rolls to every node"
-    spec = workload.get("spec") or {}
-    replicas = int(spec.get("replicas") or spec.get("maxReplicas") or 1)
-    return 0.1 + min(0.8, replicas / 25), f"{replicas} replica(s) roll out with the change"
+def _lowers_requests(plan: Plan) -> bool:
+    for change in plan.changes:
+        if ".resources.requests." not in change.path:
+            continue
+        try:
+            if quantities.parse(str(change.new)) < quantities.parse(str(change.old)):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def _blast_radius(workload: dict[str, Any], related: list[dict[str, Any]]) -> tuple[float, str]:
+    """How many pods roll and whether users see them: replicas (or HPA max), Services, PDBs."""
+    if workload.get("kind") == "DaemonSet":
+        value, why = 0.7, "DaemonSet: the change rolls to every node"
+    else:
+        spec = workload.get("spec") or {}
+        replicas = _int(spec.get("replicas") or spec.get("maxReplicas") or 1)
+        hpa_max = max((_int((h.get("spec") or {}).get("maxReplicas")) for h in related
+                       if h.get("kind") == "HorizontalPodAutoscaler"), default=0)
+        pods = max(replicas, hpa_max)
+        value = 0.1 + min(0.6, pods / 25)
+        why = f"{replicas} replica(s)" + (f", up to {hpa_max} with its HPA" if hpa_max > replicas else "")
+    services = sorted(kube.name(o) for o in related if o.get("kind") == "Service")
+    if services:
+        value += 0.15
+        why += f"; serves traffic through Service(s) {', '.join(services[:3])}"
+    if any(o.get("kind") == "PodDisruptionBudget" for o in related):
+        value += 0.05
+        why += "; a PodDisruptionBudget says its availability matters"
+    return value, why
+
+
+def _int(value: Any) -> int:
+    try:
+        return max(int(str(value)), 0)
+    except ValueError:
+        return 0
 
 
 def _sensitivity(workload: dict[str, Any], plan: Plan) -> tuple[float, str]:
@@ -76,6 +114,8 @@ def _sensitivity(workload: dict[str, Any], plan: Plan) -> tuple[float, str]:
         base = max(base, 0.4)
     kind = str(workload.get("kind"))
     value = base + KIND_SENSITIVITY.get(kind, 0.0)
+    if _lowers_requests(plan):
+        return max(value, 0.9), f"{kind} request(s) lowered below what the team set: level forced high"
     return value, f"{kind} field(s) {', '.join(sorted(set(fields)))}"
 
 
@@ -95,11 +135,15 @@ def _rollback(workload: dict[str, Any]) -> tuple[float, str]:
 
 
 def _namespace(namespace: str, labels: dict[str, str], policy: Policy) -> tuple[float, str]:
-    env = (labels.get("environment") or labels.get("env") or "").lower()
+    env = next((str(labels[k]).lower() for k in ENV_LABELS if labels.get(k)), "")
     production = env in ("prod", "production") or any(
         fnmatch.fnmatchcase(namespace, p) for p in policy.risk.production_namespaces)
     if production:
-        return 0.9, f"namespace {namespace} is production"
+        return 0.9, f"namespace {namespace} is production" + (f" (label {env})" if env else "")
+    if env in ("staging", "stage", "preprod", "uat"):
+        return 0.5, f"namespace {namespace} is labelled {env}"
+    if env in ("dev", "development", "test", "sandbox", "preview"):
+        return 0.15, f"namespace {namespace} is labelled {env}"
     return 0.3, f"namespace {namespace} is not marked production"
 
 

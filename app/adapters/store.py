@@ -28,6 +28,7 @@ from typing import Any, Literal
 from app.errors import TemporaryError
 from app.models.alertmanager import Alert, WebhookPayload
 from app.models.incident import Incident
+from app.ports import Remediation
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,25 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_queued ON jobs (state, available_at, id);
 CREATE INDEX IF NOT EXISTS jobs_leases ON jobs (state, lease_expires_at);
 CREATE INDEX IF NOT EXISTS jobs_fingerprint ON jobs (fingerprint, id);
+CREATE TABLE IF NOT EXISTS ledger (
+    pr_number   INTEGER PRIMARY KEY,
+    workload    TEXT    NOT NULL,
+    cause       TEXT    NOT NULL,
+    branch      TEXT    NOT NULL,
+    pr_url      TEXT    NOT NULL,
+    state       TEXT    NOT NULL CHECK (state IN ('open', 'merged', 'closed')),
+    before      TEXT    NOT NULL,
+    after       TEXT    NOT NULL,
+    fingerprint TEXT    NOT NULL,
+    images      TEXT    NOT NULL,
+    opened_at   REAL    NOT NULL,
+    merged_at   REAL,
+    closed_at   REAL,
+    resolved_at REAL,
+    escalated_at REAL,
+    updated_at  REAL    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ledger_branch ON ledger (branch, opened_at);
 """
 
 _COLUMNS = (
@@ -138,6 +158,16 @@ def _row_to_job(row: sqlite3.Row) -> Job:
     )
 
 
+def _row_to_remediation(row: sqlite3.Row) -> Remediation:
+    return Remediation(
+        workload=row["workload"], cause=row["cause"], branch=row["branch"], pr_number=int(row["pr_number"]),
+        pr_url=row["pr_url"], state=row["state"], before=json.loads(row["before"]), after=json.loads(row["after"]),
+        fingerprint=row["fingerprint"], images=tuple(json.loads(row["images"])), opened_at=row["opened_at"],
+        merged_at=row["merged_at"], closed_at=row["closed_at"], resolved_at=row["resolved_at"],
+        escalated_at=row["escalated_at"],
+    )
+
+
 class JobStore:
     """Jobs in one SQLite file. Thread-safe; several processes may share the file."""
 
@@ -152,6 +182,8 @@ class JobStore:
         self.max_attempts = max_attempts
         self._clock = clock
         self._lock = threading.RLock()
+        self._reader_lock = threading.Lock()
+        self._read_conn: sqlite3.Connection | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._conn = self._connect(path)
@@ -173,6 +205,10 @@ class JobStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+        with self._reader_lock:
+            if self._read_conn is not None:
+                self._read_conn.close()
+                self._read_conn = None
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -208,6 +244,9 @@ class JobStore:
 
     def enqueue(self, payload: WebhookPayload) -> list[EnqueueResult]:
         """Store one job per alert in one transaction; a known dedupe key returns the existing job."""
+        known = self._known(payload)
+        if known is not None:
+            return known
         now = self._clock()
         results: list[EnqueueResult] = []
         with self._tx() as conn:
@@ -226,6 +265,31 @@ class JobStore:
                     row = conn.execute("SELECT id FROM jobs WHERE dedupe_key = ?", (key,)).fetchone()
                     results.append(EnqueueResult(job_id=int(row["id"]), duplicate=True))
         return results
+
+    def _known(self, payload: WebhookPayload) -> list[EnqueueResult] | None:
+        """Every alert already stored (a repeated delivery, most of an alert storm): their jobs, found without
+        the write lock. Rows seen here were committed (and synced) before, so answering 202 stays durable."""
+        keys = [dedupe_key(alert) for alert in payload.alerts]
+        if not keys:
+            return None
+        marks = ",".join("?" * len(set(keys)))
+        try:
+            with self._reader_lock:
+                rows = self._reader().execute(f"SELECT dedupe_key, id FROM jobs WHERE dedupe_key IN ({marks})",
+                                              tuple(set(keys))).fetchall()
+        except sqlite3.Error:
+            return None  # the write path reports the store's trouble properly
+        ids = {row[0]: int(row[1]) for row in rows}
+        if len(ids) < len(set(keys)):
+            return None
+        return [EnqueueResult(job_id=ids[key], duplicate=True) for key in keys]
+
+    def _reader(self) -> sqlite3.Connection:
+        """A second connection for lock-free reads: in WAL mode readers never wait for the writer."""
+        if self._read_conn is None:
+            self._read_conn = sqlite3.connect(self.path, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+            self._read_conn.execute("PRAGMA query_only = ON")
+        return self._read_conn
 
     # --- leases -------------------------------------------------------------------------------------
 
@@ -329,6 +393,35 @@ class JobStore:
         for row in self._read("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state"):
             counts[row["state"]] = int(row["n"])
         return counts
+
+    # --- ledger: every remediation proposed (see app/ledger.py) -------------------------------------
+
+    def record(self, entry: Remediation) -> None:
+        """Insert or replace the ledger row of ``entry.pr_number``."""
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO ledger (pr_number, workload, cause, branch, pr_url, state, before, after,"
+                " fingerprint, images, opened_at, merged_at, closed_at, resolved_at, escalated_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (entry.pr_number, entry.workload, entry.cause, entry.branch, entry.pr_url, entry.state,
+                 json.dumps(entry.before, sort_keys=True, default=str),
+                 json.dumps(entry.after, sort_keys=True, default=str), entry.fingerprint,
+                 json.dumps(list(entry.images)), entry.opened_at, entry.merged_at, entry.closed_at,
+                 entry.resolved_at, entry.escalated_at, self._clock()),
+            )
+
+    def entries(self, *, branch: str | None = None) -> list[Remediation]:
+        """Ledger rows, oldest first, optionally only those of one branch (= one workload and cause)."""
+        rows = self._read("SELECT * FROM ledger WHERE (? IS NULL OR branch = ?) ORDER BY opened_at, pr_number",
+                          (branch, branch))
+        return [_row_to_remediation(r) for r in rows]
+
+    def opened_since(self, since: float) -> int:
+        rows = self._read("SELECT COUNT(*) AS n FROM ledger WHERE opened_at >= ?", (since,))
+        return int(rows[0]["n"])
+
+    def is_empty(self) -> bool:
+        return not self._read("SELECT 1 FROM ledger LIMIT 1")
 
     def ping(self) -> bool:
         """True when the database answers a query (readiness)."""

@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +42,8 @@ class GitHubForge:
         repo: str,
         *,
         api_url: str,
-        token: str,
+        token: str = "",
+        app: AppCredentials | None = None,
         write_spacing: float = 1.0,
         request_spacing: float = 0.25,
         retries: int = 3,
@@ -54,13 +56,16 @@ class GitHubForge:
         owner, _, name = repo.partition("/")
         if not owner or not name or "/" in name:
             raise ConfigError(f"GitHub repository must look like owner/name, got {repo!r}")
-        if not token:
+        if not token and app is None:
             raise ConfigError("GitHub token is empty")
         self._repo_name = repo
         self._owner = owner
         self._token = token
+        self._is_app = app is not None
+        self._auth: Any = Auth.Token(token) if app is None else _installation_auth(
+            app, repo=repo, api_url=api_url, timeout=timeout)
         self._client = Github(
-            auth=Auth.Token(token),
+            auth=self._auth,
             base_url=api_url.rstrip("/"),
             timeout=timeout,
             retry=_retry(total=retries, backoff=backoff, max_wait=max_wait),
@@ -98,13 +103,36 @@ class GitHubForge:
         with self._mapped("comment on pull request"):
             self._repository().get_pull(pr.number).create_issue_comment(body)
 
+    def request_reviewers(self, pr: PullRequest, *, reviewers: Sequence[str], teams: Sequence[str]) -> None:
+        """Ask the policy's reviewers and teams for a review (POST .../pulls/N/requested_reviewers)."""
+        if not reviewers and not teams:
+            return
+        with self._mapped("request reviewers"):
+            self._repository().get_pull(pr.number).create_review_request(reviewers=list(reviewers),
+                                                                         team_reviewers=list(teams))
+
+    def close_pr(self, pr: PullRequest, *, comment: str) -> None:
+        with self._mapped("close pull request"):
+            pull = self._repository().get_pull(pr.number)
+            if comment:
+                pull.create_issue_comment(comment)
+            pull.edit(state="closed")
+
     # ---- beyond the protocol ------------------------------------------------------------------------
 
-    def list_prs(self, label: str, state: str = "all") -> list[PullRequest]:
-        """PRs carrying ``label``; state is open, closed (not merged), merged, or all. For ledger rebuilds."""
+    def list_prs(self, label: str, state: str = "all", *, branch: str | None = None) -> list[PullRequest]:
+        """PRs carrying ``label``; state is open, closed (not merged), merged, or all. For ledger rebuilds.
+
+        With ``branch``: only that branch's PRs, in one request (the ledger refreshes one workload and cause).
+        """
         if state not in PR_STATES:
             raise ValueError(f"state must be one of {PR_STATES}")
         api_state = {"merged": "closed"}.get(state, state)
+        if branch is not None:
+            with self._mapped("list pull requests"):
+                pulls = self._repository().get_pulls(state=api_state, head=f"{self._owner}:{branch}")
+                prs = [_to_pr(p) for p in pulls]
+            return [p for p in prs if label in p.labels and state in ("all", "open", p.state)]
         with self._mapped("list pull requests"):
             issues = self._repository().get_issues(state=api_state, labels=[label])
             found = []
@@ -118,8 +146,21 @@ class GitHubForge:
 
     def auth_header(self) -> str:
         """An http.extraHeader for git over https: GitHub accepts basic auth as x-access-token:<token>."""
-        pair = base64.b64encode(f"x-access-token:{self._token}".encode()).decode()
+        pair = base64.b64encode(f"x-access-token:{self.current_token()}".encode()).decode()
         return f"Authorization: Basic {pair}"
+
+    def current_token(self) -> str:
+        """The token to send now: an App installation token is renewed by PyGithub shortly before expiry."""
+        if self._is_app:
+            with self._mapped("get an installation token"):
+                return str(self._auth.token)
+        return self._token
+
+    def repo_permissions(self) -> dict[str, bool]:
+        """What the token may do on the repository (GitHub's ``permissions``: pull, push, admin...)."""
+        with self._mapped("read the repository"):
+            permissions = self._repository().raw_data.get("permissions") or {}
+            return {str(k): bool(v) for k, v in permissions.items()}
 
     # ---- PyGithub calls -----------------------------------------------------------------------------
 
@@ -174,7 +215,8 @@ class GitHubForge:
         headers = {str(k).lower(): str(v) for k, v in (err.headers or {}).items()}
         message = _message(err.data)
         text = f"GitHub {status} while trying to {action} on {self._repo_name}: {message}"
-        text = text.replace(self._token, "***")  # GitHub never echoes it, but a proxy's error page might
+        if self._token:  # GitHub never echoes it, but a proxy's error page might
+            text = text.replace(self._token, "***")
         if status == 429 or status >= 500 or _rate_limited(status, headers, message):
             delay = _delay(headers, getattr(err, "wait", None))
             log.warning("github temporary error", extra={"status": status, "delay": delay, "action": action})
@@ -188,6 +230,40 @@ class GitHubForge:
         if status == 403:
             return PermanentError(text + " (the token lacks permission)", code="github_forbidden")
         return PermanentError(text, code="github_rejected")
+
+
+# ---- GitHub App authentication -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AppCredentials:
+    """A GitHub App: its id, its PEM private key, and the installation on the repo's owner (None: look it up)."""
+
+    app_id: int
+    private_key: str = field(repr=False)
+    installation_id: int | None = None
+
+
+def _installation_auth(app: AppCredentials, *, repo: str, api_url: str, timeout: int) -> Any:
+    """PyGithub's AppInstallationAuth: it mints an installation token and renews it before it expires."""
+    from github import Auth, GithubException, GithubIntegration
+
+    if "BEGIN" not in app.private_key or "PRIVATE KEY" not in app.private_key:
+        raise ConfigError("GitHub App private key is not a PEM private key")
+    app_auth = Auth.AppAuth(app.app_id, app.private_key)
+    installation_id = app.installation_id
+    if installation_id is None:
+        owner, _, name = repo.partition("/")
+        integration = GithubIntegration(auth=app_auth, base_url=api_url.rstrip("/"), timeout=timeout)
+        try:
+            installation_id = int(integration.get_repo_installation(owner, name).id)
+        except GithubException as err:
+            raise ConfigError(f"GitHub App {app.app_id} is not installed on {repo} (HTTP {err.status}): set "
+                              "AUTOFIX_GITHUB_APP_INSTALLATION_ID or install the App") from err
+        finally:
+            integration.close()
+    log.info("github app authentication", extra={"app_id": app.app_id, "installation_id": installation_id})
+    return app_auth.get_installation_auth(installation_id)
 
 
 # ---- helpers ----------------------------------------------------------------------------------------
@@ -271,4 +347,12 @@ def _to_pr(pull: GhPull, *, labels: tuple[str, ...] | None = None) -> PullReques
         state=state,
         title=pull.title,
         labels=labels if labels is not None else tuple(label.name for label in pull.labels),
+        body=pull.body or "",
+        created_at=_iso(pull.created_at),
+        merged_at=_iso(pull.merged_at),
+        closed_at=_iso(pull.closed_at),
     )
+
+
+def _iso(value: Any) -> str | None:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else None

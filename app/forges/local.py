@@ -93,10 +93,22 @@ class LocalForge:
 
     # ---- beyond the protocol ------------------------------------------------------------------------
 
-    def list_prs(self, label: str, state: str = "all") -> list[PullRequest]:
+    def list_prs(self, label: str, state: str = "all", *, branch: str | None = None) -> list[PullRequest]:
         """PRs carrying ``label``; state is open, closed, merged, or all (same contract as GitHubForge)."""
         prs = [self._to_pr(folder, meta) for folder, meta in self._all() if label in meta["labels"]]
-        return [pr for pr in prs if state == "all" or pr.state == state]
+        return [pr for pr in prs if (state == "all" or pr.state == state) and branch in (None, pr.branch)]
+
+    def request_reviewers(self, pr: PullRequest, *, reviewers: Sequence[str], teams: Sequence[str]) -> None:
+        with self._locked():
+            folder, meta = self._get(pr.number)
+            meta["reviewers"] = list(dict.fromkeys([*meta.get("reviewers", []), *reviewers]))
+            meta["teams"] = list(dict.fromkeys([*meta.get("teams", []), *teams]))
+            _write_atomic(folder / "pr.json", json.dumps(meta, indent=2) + "\n")
+
+    def close_pr(self, pr: PullRequest, *, comment: str) -> None:
+        if comment:
+            self.comment(pr, comment)
+        self.set_state(pr.number, "closed")
 
     def set_state(self, number: int, state: str) -> None:
         """Mark a PR closed or merged (what a reviewer would do), for demos and tests."""
@@ -105,6 +117,9 @@ class LocalForge:
         with self._locked():
             folder, meta = self._get(number)
             meta["state"] = state
+            if state in ("closed", "merged"):
+                meta["closed_at"] = _now()
+                meta["merged_at"] = _now() if state == "merged" else None
             _write_atomic(folder / "pr.json", json.dumps(meta, indent=2) + "\n")
 
     # ---- storage ------------------------------------------------------------------------------------
@@ -139,6 +154,8 @@ class LocalForge:
         return PullRequest(
             number=int(meta["number"]), url=folder.resolve().as_uri(), branch=str(meta["branch"]),
             state=str(meta["state"]), title=str(meta["title"]), labels=tuple(meta["labels"]),
+            body=_read_body(folder), created_at=meta.get("created_at"), merged_at=meta.get("merged_at"),
+            closed_at=meta.get("closed_at"),
         )
 
     @contextmanager
@@ -150,6 +167,11 @@ class LocalForge:
                 yield
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _read_body(folder: Path) -> str:
+    path = folder / "body.md"
+    return path.read_text(encoding="utf-8") if path.is_file() else ""
 
 
 def _folder_number(folder: Path) -> int:

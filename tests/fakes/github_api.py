@@ -13,10 +13,12 @@ import json
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from tests.fakes.holds import Hold, Holds
 
 DOCS = "https://docs.github.com/rest"
 SECONDARY_RATE_LIMIT = {
@@ -52,6 +54,22 @@ class _Fault:
 
 
 @dataclass
+class FakeApp:
+    """A GitHub App installed on the fake's repository: verifies the App's JWT (RS256) with its public key
+    and mints installation tokens that expire after ``token_ttl`` seconds (GitHub: one hour)."""
+
+    app_id: int
+    public_key_pem: str
+    installation_id: int = 4242
+    token_ttl: float = 3600.0
+    tokens: dict[str, datetime] = field(default_factory=dict)  # minted token -> expires_at
+
+    def valid(self, token: str) -> bool:
+        expires = self.tokens.get(token)
+        return expires is not None and expires > datetime.now(UTC)
+
+
+@dataclass
 class _State:
     pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
     comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
@@ -70,12 +88,16 @@ def _sha(text: str) -> str:
 class FakeGitHub:
     """GitHub REST fake for one repository ("owner/name")."""
 
-    def __init__(self, repo: str = "owner/name", *, token: str = "test-token", prefix: str = "") -> None:
+    def __init__(self, repo: str = "owner/name", *, token: str = "test-token", prefix: str = "",
+                 app: FakeApp | None = None) -> None:
+        self.app = app
+        self.push_allowed = True  # the token's `permissions.push` on the repository
         self.repo = repo
         self.owner, self.name = repo.split("/")
         self.token = token
         self.prefix = prefix.rstrip("/")
         self.requests: list[Recorded] = []
+        self.holds = Holds()
         self._state = _State()
         self._lock = threading.Lock()
         self._server: http.server.ThreadingHTTPServer | None = None
@@ -103,7 +125,12 @@ class FakeGitHub:
                                         daemon=True)
         self._thread.start()
 
+    def hold(self, method: str, path_suffix: str) -> Hold:
+        """Block the next ``method`` request whose path ends with ``path_suffix`` (see tests.fakes.holds)."""
+        return self.holds.add(method, path_suffix)
+
     def stop(self) -> None:
+        self.holds.stop()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -138,6 +165,11 @@ class FakeGitHub:
                 self._state.faults.append(_Fault(status, dict(headers or {}), default if body is None else body,
                                                  method=method, path=path, processed=processed))
 
+    def recover(self) -> None:
+        """Drop the injected faults not yet served: GitHub is healthy again."""
+        with self._lock:
+            self._state.faults.clear()
+
     def merge(self, number: int) -> None:
         with self._lock:
             pr = self._state.pulls[number]
@@ -171,6 +203,8 @@ class FakeGitHub:
             "private": True, "owner": self._user_json(self.owner, "Organization"),
             "html_url": f"https://github.example/{self.repo}", "url": f"{api}{self._repo_path()}",
             "default_branch": "main", "visibility": "private", "archived": False,
+            "permissions": {"admin": False, "maintain": False, "push": self.push_allowed, "triage": True,
+                            "pull": True},
             "pulls_url": f"{api}{self._repo_path()}/pulls{{/number}}",
             "issues_url": f"{api}{self._repo_path()}/issues{{/number}}",
         }
@@ -233,6 +267,8 @@ class FakeGitHub:
             if not path.startswith(self.prefix + "/"):
                 return 404, {}, {"message": "Not Found", "documentation_url": DOCS}
             path = path[len(self.prefix):]
+        if not self.holds.wait_if_held(method, path):
+            return 503, {}, {"message": "Service Unavailable (held request dropped)"}
         with self._lock:
             self.requests.append(Recorded(method, path, query, headers, body))
             fault = next((f for f in self._state.faults if f.matches(method, path)), None)
@@ -241,6 +277,8 @@ class FakeGitHub:
                 if fault.processed and self._authorized(headers):
                     self._route(method, path, query, body)
                 return fault.status, fault.headers, fault.body
+            if self.app is not None and (path.startswith("/app/") or path == self._repo_path() + "/installation"):
+                return self._route_app(method, path, headers)
             if not self._authorized(headers):
                 return 401, {}, {"message": "Bad credentials", "documentation_url": DOCS, "status": "401"}
             return self._route(method, path, query, body)
@@ -248,7 +286,54 @@ class FakeGitHub:
     def _authorized(self, headers: dict[str, str]) -> bool:
         value = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
         scheme, _, credential = value.partition(" ")
+        if self.app is not None and scheme.lower() in ("token", "bearer") and self.app.valid(credential):
+            return True
         return scheme.lower() in ("token", "bearer") and credential == self.token
+
+    # ---- GitHub App endpoints -------------------------------------------------------------------------
+
+    def _app_jwt_ok(self, headers: dict[str, str]) -> bool:
+        """The App authenticates with a JWT it signs: RS256, iss = app id, at most 10 minutes long."""
+        import jwt  # PyJWT, installed with PyGithub
+
+        assert self.app is not None
+        value = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+        scheme, _, credential = value.partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        try:
+            claims = jwt.decode(credential, self.app.public_key_pem, algorithms=["RS256"],
+                                options={"require": ["iat", "exp", "iss"]})
+        except jwt.PyJWTError:
+            return False
+        return str(claims["iss"]) == str(self.app.app_id) and claims["exp"] - claims["iat"] <= 660
+
+    def _route_app(self, method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        assert self.app is not None
+        if not self._app_jwt_ok(headers):
+            return 401, {}, {"message": "A JSON web token could not be decoded", "documentation_url": DOCS}
+        installation = f"/app/installations/{self.app.installation_id}"
+        if method == "GET" and path == self._repo_path() + "/installation":
+            return 200, {}, self._installation_json()
+        if method == "POST" and path == installation + "/access_tokens":
+            token = f"ghs_{hashlib.sha1(str(len(self.app.tokens)).encode()).hexdigest()[:36]}"  # noqa: S324
+            expires = datetime.now(UTC) + timedelta(seconds=self.app.token_ttl)
+            self.app.tokens[token] = expires
+            return 201, {}, {"token": token, "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                             "permissions": {"contents": "write", "pull_requests": "write", "metadata": "read"},
+                             "repository_selection": "selected"}
+        return _not_found()
+
+    def _installation_json(self) -> dict[str, Any]:
+        assert self.app is not None
+        iid = self.app.installation_id
+        return {"id": iid, "app_id": self.app.app_id, "app_slug": "gitops-autofix", "target_id": 7,
+                "target_type": "Organization", "account": self._user_json(self.owner, "Organization"),
+                "access_tokens_url": f"{self.api_url}/app/installations/{iid}/access_tokens",
+                "repositories_url": f"{self.api_url}/installation/repositories",
+                "html_url": f"https://github.example/organizations/{self.owner}/settings/installations/{iid}",
+                "permissions": {"contents": "write", "pull_requests": "write", "metadata": "read"},
+                "events": [], "repository_selection": "selected", "created_at": _now(), "updated_at": _now()}
 
     def _route(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, dict[str, str], Any]:
         base = self._repo_path()
@@ -266,6 +351,8 @@ class FakeGitHub:
                 return 200, {}, self._state.pulls[int(number)]
             case "PATCH", ["pulls", number] if self._has(number):
                 return self._edit_pull(int(number), body)
+            case "POST", ["pulls", number, "requested_reviewers"] if self._has(number):
+                return self._request_reviewers(int(number), body)
             case "GET", ["issues"]:
                 return 200, {}, self._list_issues(query)
             case "GET", ["issues", number, "labels"] if self._has(number):
@@ -325,7 +412,22 @@ class FakeGitHub:
             if isinstance(body, dict) and key in body:
                 pr[key] = body[key]
         pr["updated_at"] = _now()
+        if pr["state"] == "closed" and pr["closed_at"] is None:
+            pr["closed_at"] = pr["updated_at"]
         return 200, {}, pr
+
+    def _request_reviewers(self, number: int, body: Any) -> tuple[int, dict[str, str], Any]:
+        """GitHub answers 201 with the PR, its requested_reviewers and requested_teams filled in."""
+        pr = self._state.pulls[number]
+        body = body if isinstance(body, dict) else {}
+        users = [self._user_json(str(login), "User") for login in body.get("reviewers", [])]
+        teams = [{"id": 900 + i, "node_id": f"T_{i}", "slug": str(slug), "name": str(slug), "privacy": "closed",
+                  "permission": "pull", "url": f"{self.api_url}/orgs/{self.owner}/teams/{slug}",
+                  "html_url": f"https://github.example/orgs/{self.owner}/teams/{slug}"}
+                 for i, slug in enumerate(body.get("team_reviewers", []))]
+        pr["requested_reviewers"] = [*pr.get("requested_reviewers", []), *users]
+        pr["requested_teams"] = [*pr.get("requested_teams", []), *teams]
+        return 201, {}, pr
 
     def _add_labels(self, number: int, body: Any) -> tuple[int, dict[str, str], Any]:
         names = body.get("labels", []) if isinstance(body, dict) else body

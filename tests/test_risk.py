@@ -1,0 +1,142 @@
+"""Risk: properties of the score (hypothesis), and each factor reading the evidence the way a reviewer would.
+
+No magic numbers: the score is bounded, monotone in every factor, and a near-zero factor cannot hide a large
+one (the clip keeps every factor's voice); each factor moves the right way when its evidence does.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app import policies, risk
+from app.models.changes import FieldChange, Plan, RiskFactor
+from app.settings import DEFAULT_POLICY_DIR
+
+NAMES = list(risk.DEFAULT_WEIGHTS)
+values = st.floats(min_value=0.0, max_value=1.5, allow_nan=False)
+weights = st.floats(min_value=0.05, max_value=5.0, allow_nan=False)
+POLICY = policies.load(DEFAULT_POLICY_DIR)
+
+
+def _factors(vals: list[float], ws: list[float]) -> list[RiskFactor]:
+    return [RiskFactor(name=n, value=v, weight=w, explanation="") for n, v, w in zip(NAMES, vals, ws, strict=True)]
+
+
+@given(st.lists(values, min_size=5, max_size=5), st.lists(weights, min_size=5, max_size=5))
+def test_score_is_bounded_by_the_clip(vals: list[float], ws: list[float]) -> None:
+    assert risk.FLOOR <= risk.score(_factors(vals, ws)) <= risk.CEIL + 1e-9
+
+
+@given(st.lists(values, min_size=5, max_size=5), st.lists(weights, min_size=5, max_size=5),
+       st.integers(0, 4), st.floats(0.0, 1.0))
+def test_score_is_monotone_in_each_factor(vals: list[float], ws: list[float], i: int, bump: float) -> None:
+    higher = list(vals)
+    higher[i] = vals[i] + bump
+    assert risk.score(_factors(higher, ws)) >= risk.score(_factors(vals, ws)) - 1e-12
+
+
+@given(st.lists(values, min_size=5, max_size=5), st.integers(0, 4), st.integers(0, 4), st.floats(0.0, 0.01))
+def test_a_near_zero_factor_cannot_hide_a_large_one(vals: list[float], big: int, tiny: int, near_zero: float) -> None:
+    """With the clip, a zero is 0.01, not -inf in log space: a large factor lifts the score by the same ratio
+    whatever the others are, so a near-zero factor elsewhere never cancels it."""
+    if big == tiny:
+        return
+    ones = [1.0] * 5
+    with_tiny = list(vals)
+    with_tiny[tiny] = near_zero
+    lift_with_tiny = _lift(with_tiny, big, ones)
+    assert lift_with_tiny == _lift(vals, big, ones) or abs(lift_with_tiny - _lift(vals, big, ones)) < 1e-9
+    assert lift_with_tiny > 1.5  # from 0.1 to 1.0 on one of five equal weights: x10^(1/5)
+    assert risk.score(_factors(with_tiny, ones)) >= risk.FLOOR
+
+
+def _lift(vals: list[float], i: int, ws: list[float]) -> float:
+    calm, alarming = list(vals), list(vals)
+    calm[i], alarming[i] = 0.1, 1.0
+    return risk.score(_factors(alarming, ws)) / risk.score(_factors(calm, ws))
+
+
+@given(st.floats(0.0, 1.0), st.floats(0.0, 1.0))
+def test_level_is_monotone_in_the_score(a: float, b: float) -> None:
+    order = ["low", "medium", "high"]
+    low, high = sorted((a, b))
+    assert order.index(risk.level(low, POLICY)) <= order.index(risk.level(high, POLICY))
+
+
+# ---------------------------------------------------------------- factors from evidence
+
+LIMIT = "spec.template.spec.containers[name=checkout].resources.limits.memory"
+DEPLOYMENT: dict[str, Any] = {
+    "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "checkout", "namespace": "shop"},
+    "spec": {"replicas": 3, "template": {"metadata": {"labels": {"app.kubernetes.io/name": "checkout"}},
+                                         "spec": {"containers": [{"name": "checkout"}]}}}}
+SERVICE = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "checkout", "namespace": "shop"},
+           "spec": {"selector": {"app.kubernetes.io/name": "checkout"}, "ports": [{"port": 80}]}}
+PDB = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "checkout"},
+       "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app.kubernetes.io/name": "checkout"}}}}
+
+
+def _plan(old: str = "512Mi", new: str = "768Mi") -> Plan:
+    return Plan(cause="oom_killed", summary="raise", changes=[FieldChange(path=LIMIT, old=old, new=new)])
+
+
+def _factor(name: str, **kwargs: Any) -> float:
+    args: dict[str, Any] = {"workload": DEPLOYMENT, "namespace": "shop", "plan": _plan(), "policy": POLICY,
+                            **kwargs}
+    assessed = risk.assess(**args)
+    return next(f.value for f in assessed.factors if f.name == name)
+
+
+def _with_replicas(n: int) -> dict[str, Any]:
+    doc = copy.deepcopy(DEPLOYMENT)
+    doc["spec"]["replicas"] = n
+    return doc
+
+
+@given(st.integers(1, 60), st.integers(0, 40))
+def test_blast_radius_grows_with_replicas(n: int, more: int) -> None:
+    assert _factor("blast_radius", workload=_with_replicas(n + more)) >= _factor("blast_radius", workload=_with_replicas(n))
+
+
+def test_blast_radius_counts_hpa_services_and_pdbs() -> None:
+    hpa = {"kind": "HorizontalPodAutoscaler", "metadata": {"name": "checkout"}, "spec": {"maxReplicas": 12}}
+    alone = _factor("blast_radius")
+    scaled = _factor("blast_radius", related=[hpa])
+    serving = _factor("blast_radius", related=[hpa, SERVICE])
+    guarded = _factor("blast_radius", related=[hpa, SERVICE, PDB])
+    assert alone < scaled < serving < guarded
+    why = risk.assess(workload=DEPLOYMENT, namespace="shop", plan=_plan(), policy=POLICY,
+                      related=[hpa, SERVICE, PDB]).factors[0].explanation
+    assert "up to 12 with its HPA" in why and "Service(s) checkout" in why and "PodDisruptionBudget" in why
+
+
+def test_namespace_scope_follows_environment_labels() -> None:
+    def scope(labels: dict[str, str]) -> float:
+        return _factor("namespace_scope", namespace="shop", namespace_labels=labels)
+
+    assert scope({"environment": "dev"}) < scope({}) < scope({"env": "staging"}) < scope({"environment": "prod"})
+    assert _factor("namespace_scope", namespace="prod-shop") == scope({"environment": "production"})
+
+
+@given(st.integers(257, 4096), st.integers(0, 4096))
+def test_change_magnitude_grows_with_the_ratio(new_mi: int, more: int) -> None:
+    small = _factor("change_magnitude", plan=_plan("256Mi", f"{new_mi}Mi"))
+    large = _factor("change_magnitude", plan=_plan("256Mi", f"{new_mi + more}Mi"))
+    assert small <= large
+
+
+def test_statefulset_is_riskier_to_roll_back_than_a_deployment() -> None:
+    sts = {**copy.deepcopy(DEPLOYMENT), "kind": "StatefulSet"}
+    assert _factor("rollback_complexity", workload=sts) > _factor("rollback_complexity")
+    assert _factor("resource_sensitivity", workload=sts) > _factor("resource_sensitivity")
+
+
+def test_every_factor_is_explained_in_one_line() -> None:
+    assessed = risk.assess(workload=DEPLOYMENT, namespace="shop", plan=_plan(), policy=POLICY, related=[SERVICE])
+    assert [f.name for f in assessed.factors] == NAMES
+    assert all(f.explanation and "\n" not in f.explanation for f in assessed.factors)
+    assert 0 < assessed.score <= 1 and assessed.level in ("low", "medium", "high")
