@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from app.errors import ConfigError, PermanentError, TemporaryError
-from app.ports import PushResult
+from app.ports import ChangedFile, PushResult, TreeEntry
+from app.sources import index as repo_index
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,9 @@ _NOT_FOUND_MARKERS = (
 )
 _REJECT_MARKERS = ("[rejected]", "[remote rejected]", "failed to push some refs")
 
+_REGULAR_MODES = ("100644", "100755")  # symlinks (120000) and submodules (160000) are never read
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")
+
 _LOCKS: dict[Path, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
 
@@ -80,6 +84,13 @@ def parse_author(author: str) -> _Identity:
     if match is None:
         raise ConfigError("git author must look like 'Name <email>'")
     return _Identity(name=match["name"], email=match["email"])
+
+
+def _check_commit(sha: str) -> str:
+    """An object id (SHA-1 or SHA-256), so it can never be read as an option or a revision expression."""
+    if not _COMMIT_RE.match(sha):
+        raise PermanentError(f"not an object id: {sha[:80]!r}", code="git_failed")
+    return sha
 
 
 def check_relative_path(path: str) -> str:
@@ -110,6 +121,7 @@ class GitWorkspace:
         auth_header: Callable[[], str | None] | None = None,
         lock_timeout: float = 600.0,
         network_timeout: float = NETWORK_TIMEOUT,
+        index_workers: int = 1,
     ) -> None:
         if not url:
             raise ConfigError("git url is empty")
@@ -125,6 +137,9 @@ class GitWorkspace:
         self._thread_lock = _process_lock(self._checkout)
         self._lock_file = self._checkout.parent / f"{self._checkout.name}.lock"
         self._pinned = threading.local()  # per worker thread: the base sha its sync() returned
+        self._index_workers = index_workers
+        self._index_lock = threading.Lock()
+        self._indexes: dict[str, repo_index.RepoIndex] = {}  # commit -> index, the few most recent
 
     # ---- Workspace protocol -------------------------------------------------------------------------
 
@@ -190,6 +205,130 @@ class GitWorkspace:
             base = self._at_pinned()
             # three dots: the branch's own changes since it left the base, even if the base moved on.
             return self._git("diff", "--no-color", "--no-ext-diff", "--no-textconv", f"{base}...{remote_ref}")
+
+    def delete_remote_branch(self, branch: str) -> None:
+        """Delete one of the bot's own branches on the remote (``autofix doctor``'s scratch branch)."""
+        self._check_branch(branch)
+        with self._locked():
+            self._ensure_clone()
+            self._git("push", "--porcelain", "origin", f":refs/heads/{branch}", network=True,
+                      timeout=self._network_timeout)
+            self._git("update-ref", "-d", f"refs/remotes/origin/{branch}", check=False)
+        log.info("remote branch deleted", extra={"branch": branch})
+
+    # ---- repository index (app.sources.index) --------------------------------------------------------
+
+    def head(self) -> str:
+        sha = self._pinned_sha()
+        if sha is None:
+            with self._locked():
+                sha = self._at_pinned()
+        return sha
+
+    @property
+    def index(self) -> repo_index.RepoIndex:
+        """The index at this thread's base: kept in memory, else loaded from disk and updated, else built."""
+        commit = self.head()
+        with self._index_lock:
+            current = self._indexes.get(commit)
+            if current is None:
+                previous = next(reversed(self._indexes.values()), None) or self._load_index()
+                current = repo_index.refresh(previous, self, commit, workers=self._index_workers)
+                if current is not previous:
+                    self._save_index(current)
+                self._indexes = {**dict(list(self._indexes.items())[-3:]), commit: current}
+            return current
+
+    def tree(self, commit: str) -> list[TreeEntry]:
+        """Regular files of ``commit`` with blob ids and sizes (``git ls-tree -r -l``)."""
+        with self._locked():
+            self._ensure_clone()
+            out = self._git("ls-tree", "-r", "-l", "-z", "--full-tree", _check_commit(commit))
+        entries = []
+        for record in filter(None, out.split("\x00")):
+            meta, _, path = record.partition("\t")
+            mode, kind, blob, size = meta.split()
+            if kind == "blob" and mode in _REGULAR_MODES:
+                entries.append(TreeEntry(path=path, blob=blob, size=int(size)))
+        return entries
+
+    def changed_files(self, old_commit: str, new_commit: str) -> list[ChangedFile]:
+        """Files added, modified or deleted between two commits (``git diff-tree -r --no-renames``)."""
+        with self._locked():
+            out = self._git("diff-tree", "-r", "-z", "--no-renames", "--no-commit-id",
+                            _check_commit(old_commit), _check_commit(new_commit))
+        fields = out.split("\x00")
+        changes = []
+        for meta, path in zip(fields[0::2], fields[1::2], strict=False):
+            if not meta.startswith(":"):
+                continue
+            _, new_mode, _, blob, status = meta[1:].split()
+            deleted = status == "D" or new_mode not in _REGULAR_MODES
+            changes.append(ChangedFile(status="D" if deleted else ("A" if status == "A" else "M"), path=path,
+                                       blob="" if deleted else blob))
+        return changes
+
+    def read_blobs(self, blobs: Sequence[str]) -> dict[str, bytes]:
+        """Contents of blobs by id, in one ``git cat-file --batch``."""
+        if not blobs:
+            return {}
+        request = "".join(f"{_check_commit(blob)}\n" for blob in blobs).encode()
+        with self._locked():
+            out = self._git_input(["cat-file", "--batch"], request)
+        contents: dict[str, bytes] = {}
+        pos = 0
+        while pos < len(out):
+            end = out.index(b"\n", pos)
+            header = out[pos:end].split()
+            pos = end + 1
+            if len(header) != 3:  # "<id> missing"
+                continue
+            size = int(header[2])
+            contents[header[0].decode()] = out[pos:pos + size]
+            pos += size + 1
+        return contents
+
+    def _git_input(self, args: list[str], data: bytes) -> bytes:
+        argv = ["git", "-c", "core.hooksPath=/dev/null", *args]
+        try:
+            result = subprocess.run(argv, cwd=self._checkout, env=self._env(False), input=data,
+                                    capture_output=True, timeout=LOCAL_TIMEOUT, check=False)
+        except subprocess.TimeoutExpired as err:
+            raise TemporaryError(f"git {args[0]} timed out after {LOCAL_TIMEOUT:.0f}s",
+                                 code="git_timeout") from err
+        if result.returncode != 0:
+            raise self._error(args, result, network=False)
+        return result.stdout
+
+    @property
+    def _index_file(self) -> Path:
+        return self._checkout.parent / f"{self._checkout.name}.index.json"
+
+    def _load_index(self) -> repo_index.RepoIndex | None:
+        try:
+            return repo_index.loads(self._index_file.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, repo_index.IndexCorrupt) as err:
+            log.warning("repository index unreadable, rebuilding", extra={"file": str(self._index_file),
+                                                                            "error": str(err)})
+            return None
+
+    def _save_index(self, index: repo_index.RepoIndex) -> None:
+        """Write to a temporary file and rename: a concurrent writer never leaves half a file.
+
+        No fsync: the index is a cache, and a file torn by a power cut fails ``loads`` and is rebuilt.
+        """
+        target = self._index_file
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            with tmp.open("wb") as handle:
+                handle.write(repo_index.dumps(index))
+            os.replace(tmp, target)
+        except OSError as err:  # a cache: failing to keep it costs a rebuild later, not this fix
+            log.warning("repository index not saved", extra={"file": str(target), "error": str(err)})
+            tmp.unlink(missing_ok=True)
 
     # ---- branch building ------------------------------------------------------------------------------
 
