@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app import kube, redact
+from app.detectors import rollout
 from app.errors import NoFix
 from app.models.evidence import Evidence
 from app.models.incident import Incident, WorkloadRef
@@ -33,7 +34,8 @@ def gather(cluster: ClusterReader, ref: WorkloadRef, incident: Incident) -> Evid
         scaled = cluster.get(str(target.get("kind", "")), ref.namespace, str(target.get("name", ""))) or {}
     replicasets = _replicasets(cluster, ref, scaled)
     pods = _pods(cluster, ref.namespace, scaled, replicasets, incident)
-    events = _events(cluster, ref, workload, replicasets, pods)
+    extra = _capacity_objects(cluster, ref, scaled, pods)
+    events = _events(cluster, ref, workload, replicasets, [*pods, *extra])
     return Evidence(
         incident=incident,
         workload=ref,
@@ -43,7 +45,7 @@ def gather(cluster: ClusterReader, ref: WorkloadRef, incident: Incident) -> Evid
         events=[redact.obj(e) for e in events],
         logs=_logs(cluster, ref.namespace, pods, incident),
         nodes=_nodes(cluster, pods),
-        related=_related(cluster, ref.namespace, pods, scaled),
+        related=_related(cluster, ref.namespace, pods, scaled) + [redact.obj(o) for o in extra],
         gitops=_gitops(cluster, workload),
     )
 
@@ -70,6 +72,7 @@ def _pods(cluster: ClusterReader, namespace: str, workload: K8sObject, replicase
     if workload.get("kind") == "CronJob":
         prefix = kube.name(workload) + "-"
         pods = [p for p in pods if kube.name(p).startswith(prefix)]
+    pods = _focus_new_replicaset(pods, workload, replicasets, incident)
     # The pod the alert names first, then the most troubled ones.
     pods.sort(key=lambda p: (kube.name(p) != incident.pod, -_restarts(p)))
     return pods[:MAX_PODS]
@@ -125,12 +128,31 @@ def _related(cluster: ClusterReader, namespace: str, pods: list[K8sObject], work
     related: list[K8sObject] = []
     waiting = {((cs.get("state") or {}).get("waiting") or {}).get("reason") for p in pods
                for cs, _ in kube.container_statuses(p)}
-    if "CreateContainerConfigError" in waiting:
+    # ConfigMap names and keys: to tell a typo in a reference from a missing object (a configMap volume that
+    # does not resolve leaves the container in ContainerCreating with a FailedMount event).
+    if waiting & {"CreateContainerConfigError", "ContainerCreating"}:
         related += cluster.list("ConfigMap", namespace)
     if workload.get("kind") in ("Deployment", "StatefulSet"):
         related += [h for h in cluster.list("HorizontalPodAutoscaler", namespace)
                     if ((h.get("spec") or {}).get("scaleTargetRef") or {}).get("name") == kube.name(workload)]
+    related += _serving(cluster, namespace, workload)
     return [redact.obj(o) for o in related]
+
+
+def _serving(cluster: ClusterReader, namespace: str, workload: K8sObject) -> list[K8sObject]:
+    """Services that send traffic to the workload's pods and PDBs guarding them: the risk's blast radius."""
+    template = kube.labels_of((workload.get("spec") or {}).get("template") or {})
+    if not template:
+        return []
+
+    def selects(selector: Any) -> bool:
+        return bool(selector) and isinstance(selector, dict) and all(
+            template.get(k) == v for k, v in selector.items())
+
+    services = [s for s in cluster.list("Service", namespace) if selects((s.get("spec") or {}).get("selector"))]
+    pdbs = [p for p in cluster.list("PodDisruptionBudget", namespace)
+            if selects(((p.get("spec") or {}).get("selector") or {}).get("matchLabels"))]
+    return [*services, *pdbs]
 
 
 def _gitops(cluster: ClusterReader, workload: K8sObject) -> list[K8sObject]:
@@ -141,12 +163,29 @@ def _gitops(cluster: ClusterReader, workload: K8sObject) -> list[K8sObject]:
         ns, _, name = app_name.rpartition("_")
         apps = cluster.list("Application", ns or None)
         found += [a for a in apps if kube.name(a) == name]
-    labels = kube.labels_of(workload)
+    found += _flux(cluster, workload)
+    return found
+
+
+def _flux(cluster: ClusterReader, obj: K8sObject, depth: int = 0) -> list[K8sObject]:
+    """Flux owners by label, the Kustomization that applied a HelmRelease, and each one's GitRepository."""
+    found: list[K8sObject] = []
+    labels = kube.labels_of(obj)
     for kind, (name_key, ns_key) in (("Kustomization", FLUX_KS), ("HelmRelease", FLUX_HR)):
-        if labels.get(name_key):
-            obj = cluster.get(kind, labels.get(ns_key) or "flux-system", labels[name_key])
-            if obj is not None:
-                found.append(obj)
+        if not labels.get(name_key):
+            continue
+        owner = cluster.get(kind, labels.get(ns_key) or "flux-system", labels[name_key])
+        if owner is None:
+            continue
+        found.append(owner)
+        if kind == "HelmRelease" and depth == 0:
+            found += _flux(cluster, owner, depth + 1)  # where the HelmRelease itself lives in git
+        ref = (owner.get("spec") or {}).get("sourceRef") or {}
+        if kind == "Kustomization" and ref.get("kind") == "GitRepository" and ref.get("name"):
+            source = cluster.get("GitRepository", ref.get("namespace") or kube.meta(owner).get("namespace"),
+                                 str(ref["name"]))
+            if source is not None:
+                found.append(source)
     return found
 
 
@@ -160,3 +199,36 @@ def _argocd_app(workload: K8sObject) -> str | None:
             return app
     instance = kube.labels_of(workload).get(INSTANCE_LABEL)
     return str(instance) if instance else None
+
+
+def _focus_new_replicaset(pods: list[K8sObject], workload: K8sObject, replicasets: list[K8sObject],
+                          incident: Incident) -> list[K8sObject]:
+    """A stuck rollout is about the newest ReplicaSet's pods: the old ones still serve and explain nothing."""
+    stuck = incident.alertname == rollout.ALERT or rollout.stuck_condition(workload) is not None
+    # A workload-level alert's pod label is the exporter's own pod (FACTS.md): only a pod-level alert names one.
+    names_pod = incident.pod is not None and incident.workload_hint() is None
+    if names_pod or not stuck or not replicasets:
+        return pods
+    newest = kube.meta(replicasets[0]).get("uid")
+    focused = [p for p in pods if _owned_by_any(p, {newest})]
+    return focused or pods
+
+
+def _capacity_objects(cluster: ClusterReader, ref: WorkloadRef, scaled: K8sObject,
+                      pods: list[K8sObject]) -> list[K8sObject]:
+    """What capacity detectors compare against: the claims the pods wait for (and the StorageClasses when one
+    is Pending), an HPA's scale target and the namespace's ResourceQuotas, a CronJob's Jobs."""
+    found: list[K8sObject] = []
+    claims = sorted({str(v["persistentVolumeClaim"].get("claimName")) for p in pods
+                     for v in (p.get("spec") or {}).get("volumes") or [] if v.get("persistentVolumeClaim")})
+    pvcs = [c for name in claims[:MAX_PODS] if (c := cluster.get("PersistentVolumeClaim", ref.namespace, name))]
+    found += pvcs
+    if any((c.get("status") or {}).get("phase") == "Pending" for c in pvcs):
+        found += [{"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": kube.meta(sc),
+                   "provisioner": sc.get("provisioner")} for sc in cluster.list("StorageClass", None)]
+    if ref.kind == "HorizontalPodAutoscaler":
+        found += [scaled] if scaled else []
+        found += cluster.list("ResourceQuota", ref.namespace)
+    if scaled.get("kind") == "CronJob":
+        found += [j for j in cluster.list("Job", ref.namespace) if kube.owned_by(j, scaled)]
+    return found

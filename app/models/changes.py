@@ -20,6 +20,38 @@ class Location(BaseModel):
     prefix: tuple[str | int, ...] = ()
     app: str | None = None  # the Argo CD Application / Flux object that deploys it
     note: str | None = None  # how it was found, for the PR and MLflow
+    # How the effective workload is produced from git: "plain" (the document above is the workload),
+    # "kustomize" (rendered from ``render_dir``), "helm" (a chart rendered with ``values`` sources).
+    layout: str = "plain"
+    render_dir: str | None = None  # kustomization directory, or the chart directory when it is in the repo
+    values: tuple[ValuesSource, ...] = ()  # helm: values sources, lowest precedence first
+    release: str | None = None  # helm: release name (for rendering)
+    environments: tuple[str, ...] = ()  # what the change reaches (overlay dirs, values files)
+
+
+class ValuesSource(BaseModel):
+    """One place Helm values come from: a values file, or a mapping inside a manifest (prefix)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str | None  # None: not in the repo (e.g. a chart's defaults from a Helm repository)
+    document_index: int = 0
+    prefix: tuple[str | int, ...] = ()
+    editable: bool = True  # the chart's own defaults and generated manifests are never edited
+    label: str = ""  # "values file", "chart defaults", "Application valuesObject", ...
+    inline: dict[str, Any] | None = None  # values not in an editable place (helm.values text, parameters)
+
+
+class FileEdit(BaseModel):
+    """Field changes in one document of one file, in that document's own paths (below ``prefix``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    document_index: int = 0
+    prefix: tuple[str | int, ...] = ()
+    changes: list[FieldChange]
+    what: str = ""  # "strategic-merge patch", "images transformer", "values file", "workload manifest"
 
 
 class FieldChange(BaseModel):
@@ -80,7 +112,16 @@ class ChangeSet(BaseModel):
     files: list[FileChange]
     risk: Risk
     validation: list[str] = Field(default_factory=list)  # checks that passed, one line each
+    edits: list[FileEdit] = Field(default_factory=list)  # where each planned field change was written
+    rendered: str | None = None  # "verified: ..." or "not verified: why", for the PR
+    # The effective workload before and after (rendered overlay/chart), when the edited file is not the
+    # workload manifest itself: what gates must judge for such layouts.
+    workload_old: dict[str, Any] | None = None
+    workload_new: dict[str, Any] | None = None
 
     @property
     def diff(self) -> str:
         return "".join(f.diff for f in self.files)
+
+
+Location.model_rebuild()
