@@ -329,6 +329,12 @@ class Pipeline:
         with run.stage("gates") as decision:
             try:
                 passed: list[str] = []
+                if loc.layout != "plain" and changeset.workload_old is not None \
+                        and changeset.workload_new is not None:
+                    # An overlay, values file or patch was edited: judge the rendered workload it produces.
+                    passed += gates.check(old=changeset.workload_old, new=changeset.workload_new,
+                                          plan=changeset.plan, policy=self.policy, kind=ev.workload.kind,
+                                          proposed_by=diagnosis.proposed_by, baseline=baseline)
                 for f in changeset.files:
                     if f.path != loc.path:
                         passed += gates.check_file(f.old_text, f.new_text)

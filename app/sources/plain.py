@@ -11,9 +11,8 @@ from app.sources import RepoIdentity, RepoView, manifests
 def locate(ev: Evidence, repo: RepoView, identity: RepoIdentity) -> Location | None:
     if ev.gitops:
         return None  # a GitOps owner was found: only its own source may decide
-    files = repo.list_files()
-    texts = {f: repo.read_text(f) for f in files}
-    found = manifests.find(texts, ev.workload, api_version=str(ev.object.get("apiVersion") or ""),
+    # With the workspace's index this is a lookup; without one the repository's files are read.
+    found = manifests.find(repo, ev.workload, api_version=str(ev.object.get("apiVersion") or ""),
                            default_namespace=None)
     if not found:
         return None
