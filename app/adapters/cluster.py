@@ -37,6 +37,7 @@ _NO_LOG = ("previous terminated container", "is waiting to start", "ContainerCre
 
 _OBJECT_TYPES = {"200": "object", "default": "object"}
 _LOG_TYPES = {"200": "bytearray", "default": "object"}
+_REVIEW_TYPES = {"201": "object", "200": "object", "default": "object"}
 
 
 class _NotFound(PermanentError):
@@ -114,6 +115,39 @@ class KubeCluster:
                 return ""
             raise
         return bytes(data).decode("utf-8", errors="replace")
+
+    def can_i(self, verb: str, resource: str, *, group: str = "", subresource: str = "",
+              namespace: str | None = None) -> bool:
+        """Whether this identity may ``verb`` the resource: a SelfSubjectAccessReview (for `autofix doctor`).
+
+        The one request that is not a GET: creating the review writes nothing, the API server only answers.
+        """
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        attributes = {"verb": verb, "group": group, "resource": resource}
+        if subresource:
+            attributes["subresource"] = subresource
+        if namespace:
+            attributes["namespace"] = namespace
+        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": attributes}}
+        what = f"access review {verb} {resource}"
+        request = self._api.param_serialize(
+            method="POST", resource_path="/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", body=body,
+            header_params={"Accept": "application/json", "Content-Type": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = self._api.call_api(*request, _request_timeout=self._timeout)
+            response.read()
+            data = self._api.response_deserialize(response_data=response, response_types_map=_REVIEW_TYPES).data
+        except ApiException as err:
+            raise _translate(err, what) from err
+        except (HTTPError, OSError) as err:
+            raise TemporaryError(f"cluster unreachable during {what}: {type(err).__name__}",
+                                 code="cluster_unavailable", delay=DEFAULT_DELAY) from err
+        return bool((_as_object(data).get("status") or {}).get("allowed"))
 
     def _get(self, path: str, path_params: Mapping[str, str], query: Mapping[str, str], *,
              types: Mapping[str, str], what: str) -> Any:

@@ -36,6 +36,7 @@ JobState = Literal["queued", "running", "done", "failed"]
 STATES: tuple[JobState, ...] = ("queued", "running", "done", "failed")
 DEFAULT_MAX_ATTEMPTS = 8
 BUSY_TIMEOUT_MS = 5000
+READ_TIMEOUT = 0.05  # seconds: the lock-free duplicate check (JobStore.known) never stalls a caller longer
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -244,7 +245,7 @@ class JobStore:
 
     def enqueue(self, payload: WebhookPayload) -> list[EnqueueResult]:
         """Store one job per alert in one transaction; a known dedupe key returns the existing job."""
-        known = self._known(payload)
+        known = self.known(payload)
         if known is not None:
             return known
         now = self._clock()
@@ -266,9 +267,11 @@ class JobStore:
                     results.append(EnqueueResult(job_id=int(row["id"]), duplicate=True))
         return results
 
-    def _known(self, payload: WebhookPayload) -> list[EnqueueResult] | None:
+    def known(self, payload: WebhookPayload) -> list[EnqueueResult] | None:
         """Every alert already stored (a repeated delivery, most of an alert storm): their jobs, found without
-        the write lock. Rows seen here were committed (and synced) before, so answering 202 stays durable."""
+        the write lock; None when any is new. Rows seen here were committed (and synced) before, so answering
+        202 stays durable. Short enough to call from the event loop: WAL readers do not wait for the writer,
+        and a busy database gives up after READ_TIMEOUT (the caller then takes the write path)."""
         keys = [dedupe_key(alert) for alert in payload.alerts]
         if not keys:
             return None
@@ -287,7 +290,7 @@ class JobStore:
     def _reader(self) -> sqlite3.Connection:
         """A second connection for lock-free reads: in WAL mode readers never wait for the writer."""
         if self._read_conn is None:
-            self._read_conn = sqlite3.connect(self.path, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+            self._read_conn = sqlite3.connect(self.path, check_same_thread=False, timeout=READ_TIMEOUT)
             self._read_conn.execute("PRAGMA query_only = ON")
         return self._read_conn
 

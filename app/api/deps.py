@@ -22,24 +22,25 @@ class Services:
     metrics: Metrics
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: FastAPI runs a plain ``def`` dependency in the thread pool, a hand-off per request per dependency.
     return cast(Services, request.app.state.services)
 
 
-def get_settings(request: Request) -> Settings:
-    return get_services(request).settings
+async def get_settings(request: Request) -> Settings:
+    return (await get_services(request)).settings
 
 
-def get_store(request: Request) -> JobStore:
-    return get_services(request).store
+async def get_store(request: Request) -> JobStore:
+    return (await get_services(request)).store
 
 
-def get_pool(request: Request) -> WorkerPool:
-    return get_services(request).pool
+async def get_pool(request: Request) -> WorkerPool:
+    return (await get_services(request)).pool
 
 
-def get_metrics(request: Request) -> Metrics:
-    return get_services(request).metrics
+async def get_metrics(request: Request) -> Metrics:
+    return (await get_services(request)).metrics
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -48,7 +49,7 @@ PoolDep = Annotated[WorkerPool, Depends(get_pool)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 
-def require_token(request: Request, settings: SettingsDep) -> None:
+async def require_token(request: Request, settings: SettingsDep) -> None:
     """When a webhook token is configured, demand ``Authorization: Bearer <token>``.
 
     Only the header counts: a token in the query string would end up in access logs and proxies' logs.

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
@@ -13,6 +13,9 @@ from app.adapters.store import Job, JobState
 from app.api.deps import Authorized, StoreDep
 
 router = APIRouter(tags=["jobs"])
+
+# SQLite's INTEGER is 64-bit: a larger id is a client error (422), not an OverflowError (found by schemathesis).
+JobId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 class JobView(BaseModel):
@@ -39,7 +42,7 @@ class JobView(BaseModel):
 
 @router.get("/jobs/{job_id}", response_model=JobView, summary="One job's state and result",
             responses={404: {"description": "No such job"}})
-async def get_job(job_id: int, store: StoreDep, _auth: Authorized) -> JobView:
+async def get_job(job_id: JobId, store: StoreDep, _auth: Authorized) -> JobView:
     job = await run_in_threadpool(store.get, job_id)
     if job is None:
         raise HTTPException(status_code=404, detail="no such job")

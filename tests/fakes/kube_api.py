@@ -10,7 +10,8 @@ our code against a second implementation of the API's behaviour, not against its
 
 Served: object and list paths for core (/api/v1) and grouped (/apis/G/V) resources, namespaced and cluster
 scoped, list across all namespaces, labelSelector, fieldSelector, limit/continue, the pod log subresource.
-Unknown resources (a CRD that is not installed) answer 404 like the real server. Only GET is allowed.
+Unknown resources (a CRD that is not installed) answer 404 like the real server. Only GET is allowed, plus the
+POST of a SelfSubjectAccessReview (answered from ``access_rules``).
 Fault injection: ``fail_next(n, status=500)``, ``delay_next(n, seconds)``.
 """
 
@@ -29,6 +30,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
+from tests.fakes.holds import Hold, Holds
+
+SSAR_PATH = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 MAX_DELAY = 30.0  # no injected delay outlives this, whatever a test asks
 
 CLUSTER_SCOPED = {"Node", "Namespace", "StorageClass", "PersistentVolume", "ClusterRole", "ClusterRoleBinding",
@@ -158,6 +162,8 @@ class KubeApiFake:
     def __init__(self, objects: Iterable[Mapping[str, Any]], logs: Mapping[str, Any] | None = None,
                  *, token: str = "fake-token") -> None:
         self.token = token
+        # RBAC PolicyRules the SelfSubjectAccessReview answers from; None: get/list/watch on everything
+        self.access_rules: list[dict[str, Any]] | None = None
         self.objects = [copy.deepcopy(dict(o)) for o in objects]
         self.logs = {k: ({"previous": v} if isinstance(v, str) else dict(v)) for k, v in (logs or {}).items()}
         self.requests: list[RecordedRequest] = []
@@ -165,6 +171,7 @@ class KubeApiFake:
         self._lock = threading.Lock()
         self._faults: list[tuple[int, str | None]] = []  # (status, Retry-After) per upcoming request
         self._delays: list[float] = []
+        self.holds = Holds()
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -186,6 +193,7 @@ class KubeApiFake:
 
     def stop(self) -> None:
         self._stopping.set()  # wakes handlers sleeping in an injected delay
+        self.holds.stop()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -220,6 +228,10 @@ class KubeApiFake:
         with self._lock:
             self._faults.extend([(status, retry_after)] * n)
 
+    def hold(self, method: str, path_suffix: str) -> Hold:
+        """Block the next ``method`` request whose path ends with ``path_suffix`` (see tests.fakes.holds)."""
+        return self.holds.add(method, path_suffix)
+
     def delay_next(self, n: int, seconds: float) -> None:
         with self._lock:
             self._delays.extend([min(seconds, MAX_DELAY)] * n)
@@ -238,10 +250,13 @@ class KubeApiFake:
             fault = self._faults.pop(0) if self._faults else None
         return delay, fault
 
-    def handle(self, method: str, raw_path: str, headers: dict[str, str]) -> tuple[int, str, bytes, dict[str, str]]:
+    def handle(self, method: str, raw_path: str, headers: dict[str, str],
+               body: bytes = b"") -> tuple[int, str, bytes, dict[str, str]]:
         """(status, content type, body, extra headers) for one request."""
         split = urlsplit(raw_path)
         query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+        if not self.holds.wait_if_held(method, split.path):
+            return 503, "application/json", json.dumps(status_body(503, "ServiceUnavailable", "held")).encode(), {}
         delay, fault = self._record(method, split.path, query, headers)
         if delay:
             self._stopping.wait(delay)
@@ -251,6 +266,8 @@ class KubeApiFake:
                              headers={"Retry-After": fault[1]} if fault[1] else None)
             if headers.get("authorization") != f"Bearer {self.token}":
                 raise _Reply(401, "Unauthorized")
+            if method == "POST" and split.path == SSAR_PATH:
+                return self._json_created(self._access_review(body))
             if method != "GET":
                 raise _Reply(405, f"the server does not allow this method on the requested resource ({method})")
             return self._route([unquote(p) for p in split.path.strip("/").split("/")], query)
@@ -278,6 +295,28 @@ class KubeApiFake:
                 raise _Reply(404, "the server could not find the requested resource")
             return 200, "text/plain", self._log(obj, query).encode(), {}
         return self._json(obj)
+
+    def _access_review(self, body: bytes) -> dict[str, Any]:
+        """SelfSubjectAccessReview: allowed per ``access_rules`` (RBAC PolicyRules; None = read-only on all)."""
+        try:
+            review = json.loads(body or b"{}")
+            attrs = review["spec"]["resourceAttributes"]
+        except (ValueError, KeyError, TypeError) as err:
+            raise _Reply(400, "SelfSubjectAccessReview: spec.resourceAttributes is required") from err
+        rules = self.access_rules if self.access_rules is not None else [
+            {"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch"]}]
+        resource = attrs.get("resource", "") + (f"/{attrs['subresource']}" if attrs.get("subresource") else "")
+        allowed = any(_rule_allows(rule, attrs.get("group", ""), resource, attrs.get("verb", ""))
+                      for rule in rules)
+        status: dict[str, Any] = {"allowed": allowed}
+        if allowed:
+            status["reason"] = 'RBAC: allowed by ClusterRoleBinding "gitops-autofix"'
+        return {"kind": "SelfSubjectAccessReview", "apiVersion": "authorization.k8s.io/v1",
+                "metadata": {"creationTimestamp": None}, "spec": review["spec"], "status": status}
+
+    @staticmethod
+    def _json_created(body: Any) -> tuple[int, str, bytes, dict[str, str]]:
+        return 201, "application/json", json.dumps(body).encode(), {}
 
     @staticmethod
     def _json(body: Any) -> tuple[int, str, bytes, dict[str, str]]:
@@ -353,6 +392,14 @@ def _selected(obj: Mapping[str, Any], namespace: str | None, query: Mapping[str,
     return not fields.strip() or field_selector_matches(fields, obj)
 
 
+def _rule_allows(rule: Mapping[str, Any], group: str, resource: str, verb: str) -> bool:
+    def has(key: str, value: str) -> bool:
+        values = rule.get(key) or []
+        return "*" in values or value in values
+
+    return has("apiGroups", group) and has("resources", resource) and has("verbs", verb)
+
+
 def _fault_message(status: int) -> str:
     if status == 403:
         return ('pods is forbidden: User "system:serviceaccount:autofix:autofix" cannot get resource "pods" '
@@ -366,13 +413,13 @@ def _make_handler(fake: KubeApiFake) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         timeout = 10  # an idle keep-alive connection never pins a thread for long
+        disable_nagle_algorithm = True  # headers and body go out in two writes: avoid 40 ms delayed-ACK stalls
 
         def _serve(self) -> None:
             headers = {k.lower(): v for k, v in self.headers.items()}
             length = int(headers.get("content-length") or 0)
-            if length:
-                self.rfile.read(min(length, 1 << 20))
-            status, content_type, body, extra = fake.handle(self.command, self.path, headers)
+            request_body = self.rfile.read(min(length, 1 << 20)) if length else b""
+            status, content_type, body, extra = fake.handle(self.command, self.path, headers, request_body)
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)

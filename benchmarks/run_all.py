@@ -1,0 +1,51 @@
+"""Run every benchmark, one after the other (`make bench`). Each prints its table and writes
+benchmarks/results/<name>.json; the figures in README.md's Performance section come from these files.
+
+    python benchmarks/run_all.py [--quick]
+
+``--quick`` runs smaller versions (fewer posts, no 20,000-manifest repo, a 10-workload storm in 10 s) to
+check the benchmarks themselves work; the README's figures come from the full run.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+FULL = [
+    ["startup.py"],
+    ["intake.py"],
+    ["pipeline.py"],
+    ["storm.py"],
+]
+QUICK = [
+    ["startup.py", "--runs", "2"],
+    ["intake.py", "--posts", "2000"],
+    ["pipeline.py", "--runs", "2", "--manifests", "0"],
+    ["storm.py", "--workloads", "10", "--seconds", "10", "--budget", "8"],
+]
+OTHERS = ["index_bench.py"]  # the repository index benchmark (its own engineer's), when present
+
+
+def main() -> int:
+    quick = "--quick" in sys.argv[1:]
+    plan = [list(step) for step in (QUICK if quick else FULL)]
+    plan += [[name] for name in OTHERS if (HERE / name).exists() and not quick]
+    failed = []
+    for step in plan:
+        print(f"\n=== benchmarks/{' '.join(step)}", flush=True)
+        started = time.monotonic()
+        code = subprocess.run([sys.executable, str(HERE / step[0]), *step[1:]], cwd=HERE.parent).returncode
+        print(f"=== {step[0]}: exit {code} in {time.monotonic() - started:.0f} s", flush=True)
+        if code != 0:
+            failed.append(step[0])
+    if failed:
+        print(f"failed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
