@@ -310,3 +310,24 @@ def test_missing_and_binary_files_are_permanent(workspace: GitWorkspace) -> None
     with pytest.raises(PermanentError) as binary:
         workspace.read_text("apps/bin.yaml")
     assert binary.value.code == "not_text"
+
+
+def test_a_persons_commit_on_the_bot_branch_is_never_overwritten(workspace: GitWorkspace, remote: Path,
+                                                                  tmp_path: Path) -> None:
+    """An SRE pushed a tweak onto the bot's PR branch: a newer fix must not force-push it away."""
+    workspace.sync()
+    workspace.push_branch(BRANCH, {"apps/web/deployment.yaml": DEPLOY + "# fix\n"}, message="fix")
+    seed = tmp_path / "seed"
+    git(seed, "fetch", "-q", "origin", f"{BRANCH}:{BRANCH}")
+    git(seed, "checkout", "-q", BRANCH)
+    (seed / "apps/web/deployment.yaml").write_text(DEPLOY + "# fix, reviewed: also pin the node pool\n")
+    git(seed, "commit", "-q", "-am", "human tweak")
+    git(seed, "push", "-q", "origin", f"HEAD:refs/heads/{BRANCH}")
+    human = refs(remote)[f"refs/heads/{BRANCH}"]
+
+    with pytest.raises(PermanentError) as err:
+        workspace.push_branch(BRANCH, {"apps/web/deployment.yaml": DEPLOY + "# another fix\n"}, message="again")
+
+    assert err.value.code == "branch_has_foreign_commits"
+    assert "human@example.com" in str(err.value)
+    assert refs(remote)[f"refs/heads/{BRANCH}"] == human

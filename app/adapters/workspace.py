@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from app.errors import ConfigError, PermanentError, TemporaryError
+from app.errors import ConfigError, NoFix, PermanentError, TemporaryError
 from app.ports import ChangedFile, PushResult, TreeEntry
 from app.sources import index as repo_index
 
@@ -346,7 +346,8 @@ class GitWorkspace:
         )
         commit = self._rev_parse("HEAD")
         diff = self._git("diff", "--no-color", "--no-ext-diff", "--no-textconv", base_sha, commit)
-        self._push(commit, branch)
+        lease = self._lease(branch, base_sha)
+        self._push(commit, branch, lease=lease)
         log.info("branch pushed", extra={"branch": branch, "commit": commit, "base_commit": base_sha})
         return PushResult(branch=branch, commit=commit, base_commit=base_sha, diff=diff)
 
@@ -358,10 +359,28 @@ class GitWorkspace:
         self._safe_join(path)  # the created parents must still be inside the checkout
         target.write_bytes(text.encode("utf-8"))  # exactly the given text, no newline translation
 
-    def _push(self, commit: str, branch: str) -> None:
-        # --force: autofix/ branches are ours; an open PR's branch is replaced by the newer fix.
-        self._git("push", "--force", "--porcelain", "origin", f"{commit}:refs/heads/{branch}",
-                  network=True, timeout=self._network_timeout)
+    def _lease(self, branch: str, base_sha: str) -> str:
+        """The remote branch's commit we may replace ("" when it doesn't exist yet).
+
+        autofix/ branches are ours, and an open PR's branch is replaced by the newer fix; but a commit a
+        person pushed onto it is theirs: refuse rather than overwrite it.
+        """
+        remote_ref = f"refs/remotes/origin/{branch}"
+        if not self._remote_has(f"refs/heads/{branch}"):
+            return ""
+        self._fetch(f"+refs/heads/{branch}:{remote_ref}", missing_code="no_branch")
+        emails = self._git("log", "--format=%ae%n%ce", remote_ref, f"^{base_sha}").split()
+        others = sorted({e for e in emails if e.lower() != self._identity.email.lower()})
+        if others:
+            # A person took the branch over: the bot steps back (no_fix), it does not fail.
+            raise NoFix(f"{branch} has commits by {', '.join(others)}: not overwriting a person's work; "
+                        "update that pull request by hand", code="branch_has_foreign_commits")
+        return self._rev_parse(remote_ref)
+
+    def _push(self, commit: str, branch: str, *, lease: str) -> None:
+        # The lease makes the force-push fail if the branch moved since we looked (someone pushed meanwhile).
+        self._git("push", f"--force-with-lease=refs/heads/{branch}:{lease}", "--porcelain", "origin",
+                  f"{commit}:refs/heads/{branch}", network=True, timeout=self._network_timeout)
 
     def _check_branch(self, branch: str) -> None:
         if branch == self._base or not branch.startswith(BRANCH_PREFIX):
