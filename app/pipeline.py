@@ -52,6 +52,7 @@ T = TypeVar("T")
 
 _branch_locks: dict[str, threading.Lock] = {}
 _branch_locks_guard = threading.Lock()
+_budget_lock = threading.Lock()  # the PR budget is counted and spent under it (see _publish)
 
 
 def _lock_for(branch: str) -> threading.Lock:
@@ -264,19 +265,22 @@ class Pipeline:
                     decision.append(f"PR #{existing.number} already proposes this change")
                     return run.outcome("duplicate", f"PR #{existing.number} already proposes this change",
                                        pr_url=existing.url, **common)
-            if existing is None:
-                self._check_budget()
-            self.workspace.push_branch(branch, {f.path: f.new_text for f in changeset.files},
-                                       message=render.commit_message(workload, diagnosis, changeset))
             if existing is not None:
+                self.workspace.push_branch(branch, {f.path: f.new_text for f in changeset.files},
+                                           message=render.commit_message(workload, diagnosis, changeset))
                 pr = self.forge.update_pr(existing, title=title, body=body,
                                           comment=f"Updated by GitOps Autofix with new evidence: {changeset.plan.summary}. "
                                                   f"Run: {handle.url}")
                 decision.append(f"PR #{pr.number} updated")
                 self._record(entry, pr, existing=True)
                 return run.outcome("pr_updated", f"updated PR #{pr.number}", pr_url=pr.url, **common)
-            pr = self.forge.open_pr(branch=branch, base=self.base, title=title, body=body, labels=labels)
-            self._record(entry, pr, existing=False)
+            # Budget check, push, PR and ledger record as one step: workers cannot overshoot the budget.
+            with _budget_lock:
+                self._check_budget()
+                self.workspace.push_branch(branch, {f.path: f.new_text for f in changeset.files},
+                                           message=render.commit_message(workload, diagnosis, changeset))
+                pr = self.forge.open_pr(branch=branch, base=self.base, title=title, body=body, labels=labels)
+                self._record(entry, pr, existing=False)
             if reviewers or teams:
                 self.forge.request_reviewers(pr, reviewers=reviewers, teams=teams)
             decision.append(f"PR #{pr.number} opened")
