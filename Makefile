@@ -21,7 +21,16 @@ lint: setup
 	$(BIN)/lint-imports
 	$(BIN)/mypy app
 
-test: setup
+# The tests also need Alertmanager (Debian package, installed when missing and root) and the full mlflow
+# package for `mlflow server` (extra `e2e`, ~820 MB): only `make test` pays for them.
+$(VENV)/.test-deps: $(BIN)/autofix
+	./scripts/system-deps.sh
+	$(BIN)/pip install -q -e '.[test,e2e]'
+	touch $(VENV)/.test-deps
+
+setup-test: $(VENV)/.test-deps
+
+test: setup-test
 	$(BIN)/pytest -q
 
 bench: setup

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# System packages the tests run for real, installed with apt-get when missing (needs root, as on CI).
+# Alertmanager (+ amtool) for the end-to-end test; kubectl for `kubectl kustomize` (Debian ships it as
+# kubernetes-client: there is no Debian package named kubectl; the machine image usually has kubectl).
+set -euo pipefail
+missing=()
+command -v prometheus-alertmanager >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1 \
+  || missing+=(prometheus-alertmanager)
+command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
+if [ "${#missing[@]}" -gt 0 ] && { [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; }; then
+  echo "please install: ${missing[*]} (Debian/Ubuntu: sudo apt-get install ${missing[*]})" >&2
+elif [ "${#missing[@]}" -gt 0 ]; then
+  for attempt in 1 2 3; do  # a mirror hiccup must not fail the run: retry with a pause
+    if apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+         "${missing[@]}" >/dev/null; then
+      break
+    fi
+    echo "warning: apt-get install ${missing[*]} failed (attempt $attempt)" >&2
+    sleep $((attempt * 5))
+  done
+fi
+# Debian's unit starts Alertmanager on install (0.0.0.0:9093/9094); the tests start their own on loopback.
+if command -v systemctl >/dev/null 2>&1; then systemctl stop prometheus-alertmanager >/dev/null 2>&1 || true; fi
