@@ -211,12 +211,8 @@ class Pipeline:
             rendered, render_checks = sources.verify(location, ev, self.workspace, plan,
                                                      {f.path: f.new_text for f in files})
             checks += render_checks
+            # For a patch, values file or kustomization the gates (`_gate`) judge this effective workload.
             after = _applied(document, plan)
-            if location.layout != "plain":
-                # The edited file is a patch, values file or kustomization, not the workload: the policy's paths
-                # and bounds are judged on the effective workload here, and the publish gates see the files.
-                checks += gates.check(old=document, new=after, plan=plan, policy=self.policy, kind=ev.workload.kind,
-                                      proposed_by=diagnosis.proposed_by)
             location = location.model_copy(update={
                 "path": _shown_path(location, edits), "document_index": edits[0].document_index,
                 "environments": sources.environments(location, edits, self.workspace)})
