@@ -126,3 +126,29 @@ def test_application_kustomize_override_is_not_edited_around() -> None:
     with pytest.raises(NoFix) as err:
         sources.locate(ev.model_copy(update={"gitops": [app]}), repo, IDENTITY)
     assert err.value.code == "unsupported_source" and "images" in err.value.message
+
+
+def test_a_kustomize_too_old_for_the_repo_means_not_verified_but_a_broken_edit_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Debian bookworm's kubectl embeds kustomize v2: a modern overlay may not render with it at all. That is
+    "render not verified" in the PR, not a failed job; an edit that breaks a tree which did render is refused."""
+    ev, repo = _evidence("layout-kustomize-patch")
+    location = sources.locate(ev, repo, IDENTITY)
+    plan = Plan(cause="t", summary="t", changes=[FieldChange(path=MEMORY, old="512Mi", new="768Mi")])
+    edits = sources.edits(location, plan, ev, repo, sources.effective(location, ev, repo))
+    new_texts = {e.path: repo.read_text(e.path).replace('"512Mi"', '"768Mi"').replace("512Mi", "768Mi")
+                 for e in edits}
+    fake = tmp_path / "bin" / "kubectl"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'Error: json: unknown field \"patches\"' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:/usr/bin:/bin")
+
+    verdict, checks = sources.verify(location, ev, repo, plan, new_texts)
+
+    assert verdict.startswith("not verified: kubectl kustomize cannot render") and checks == []
+    assert "unknown field" in verdict
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # the real kubectl: the unedited tree renders
+    broken = {path: text + "\n  this: is not: yaml\n" for path, text in new_texts.items()}
+    with pytest.raises(Exception, match="kustomize"):
+        sources.verify(location, ev, repo, plan, broken)

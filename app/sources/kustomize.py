@@ -8,6 +8,7 @@ that sets the field, and only when none does, the base document. Two setters at 
 from __future__ import annotations
 
 import copy
+import logging
 import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from app.models.evidence import Evidence
 from app.models.incident import WorkloadRef
 from app.sources import RepoView, manifests, yaml_rt
 
+log = logging.getLogger(__name__)
 NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 
 
@@ -361,8 +363,13 @@ def effective(location: Location, ev: Evidence, repo: RepoView) -> dict[str, Any
 
     tree = walk(repo, location.render_dir or "")
     if render.kubectl() is not None:
-        objects = render.kustomize({f: repo.read_text(f) for f in tree.files}, tree.top)
-        return render.pick(objects, ev.workload, what=f"kubectl kustomize {tree.top or '.'}")
+        try:
+            objects = render.kustomize({f: repo.read_text(f) for f in tree.files}, tree.top)
+        except PermanentError as err:
+            # The unedited tree does not render here (an older kustomize, a remote base): compute it ourselves.
+            log.warning("kustomize render of the unedited tree failed", extra={"dir": tree.top, "error": str(err)})
+        else:
+            return render.pick(objects, ev.workload, what=f"kubectl kustomize {tree.top or '.'}")
     base = yaml_rt.documents(repo.read_text(location.path))[location.document_index]
     return compute(tree, repo, base, ev.workload.kind, base_name(tree, ev.workload.name))
 
@@ -380,6 +387,11 @@ def verify(location: Location, ev: Evidence, repo: RepoView, plan: Plan,
         raise PermanentError(f"edited {', '.join(outside)}, which the kustomization {top or '.'} does not read",
                              code="validation_failed")
     before = {f: repo.read_text(f) for f in tree.files}
-    checks = render.compare(render.kustomize(before, top), render.kustomize({**before, **new_texts}, top),
-                            ev.workload, plan)
+    try:
+        rendered_before = render.kustomize(before, top)
+    except PermanentError as err:
+        # The tool cannot render the tree as it is in git: nothing to compare against, say so in the PR.
+        return f"not verified: kubectl kustomize cannot render {top or '.'} as it is in git ({err})"[:400], []
+    # The tree rendered before the edit: if it does not after, the edit broke it (raised, no PR).
+    checks = render.compare(rendered_before, render.kustomize({**before, **new_texts}, top), ev.workload, plan)
     return f"verified: kubectl kustomize {top or '.'} before and after differ only in the planned fields", checks
