@@ -10,7 +10,7 @@ COPY pyproject.toml README.md ./
 COPY app ./app
 COPY policies ./policies
 RUN python -m venv /opt/autofix \
- && /opt/autofix/bin/pip install --no-cache-dir . \
+ && /opt/autofix/bin/pip install --no-cache-dir '.[helm]' \
  && cp -r policies /opt/autofix/policies
 
 FROM python:3.11-slim-bookworm
