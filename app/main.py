@@ -42,6 +42,8 @@ def create_app(settings: Settings, *, pipeline: Handler | None = None) -> FastAP
     from app import policies
 
     policies.load(settings.policy_dir)  # an invalid policy stops the service: ConfigError with file and line
+    if settings.webhook_token is None or not settings.webhook_token.get_secret_value():
+        log.warning("AUTOFIX_WEBHOOK_TOKEN is not set: the webhook accepts posts without authentication")
     if pipeline is None:
         # Imported here: the pipeline pulls in heavy clients, and tests inject their own handler.
         from app.pipeline import build_pipeline

@@ -175,6 +175,16 @@ def test_no_token_configured_accepts_without_header(open_client: httpx.Client) -
     assert post(open_client, reference()).status_code == 202
 
 
+@pytest.mark.parametrize("token", [None, TOKEN], ids=["unset", "set"])
+def test_start_warns_only_when_the_webhook_is_unauthenticated(tmp_path: Path, handler: RecordingHandler,
+                                                              caplog: pytest.LogCaptureFixture,
+                                                              token: str | None) -> None:
+    with caplog.at_level(logging.WARNING, logger="app.main"):
+        create_app(Settings(data_dir=tmp_path, webhook_token=token), pipeline=handler)
+    warned = [r for r in caplog.records if "AUTOFIX_WEBHOOK_TOKEN is not set" in r.getMessage()]
+    assert len(warned) == (1 if token is None else 0)
+
+
 def test_body_over_one_mib_is_refused(client: httpx.Client) -> None:
     big = b" " * (1024 * 1024 + 1)
     assert post(client, big).status_code == 413
