@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import time
 import urllib.error
 import urllib.request
@@ -20,19 +19,7 @@ from tests.fakes.kube_api import POD_UID, KubeApiFake, shop_checkout_oomkilled
 TEST_TIMEOUT = 20  # seconds: no test here may take longer
 
 
-@pytest.fixture(autouse=True)
-def _bounded() -> Iterator[None]:
-    """Fail (not hang) a test that outlives TEST_TIMEOUT."""
-    def expire(signum: int, frame: Any) -> None:
-        raise TimeoutError(f"test took longer than {TEST_TIMEOUT}s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(TEST_TIMEOUT)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+pytestmark = pytest.mark.timeout(TEST_TIMEOUT)  # no test here may take longer
 
 
 @pytest.fixture

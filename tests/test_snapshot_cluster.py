@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +22,7 @@ from tests.fakes.kube_api import KubeApiFake, shop_checkout_oomkilled
 TEST_TIMEOUT = 20
 
 
-@pytest.fixture(autouse=True)
-def _bounded() -> Iterator[None]:
-    def expire(signum: int, frame: Any) -> None:
-        raise TimeoutError(f"test took longer than {TEST_TIMEOUT}s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(TEST_TIMEOUT)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+pytestmark = pytest.mark.timeout(TEST_TIMEOUT)  # no test here may take longer
 
 
 def write_snapshot(path: Path, *, as_yaml: bool = False) -> Path:
