@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from app import fieldpaths
 from app.errors import NoFix
 from app.fixers import commands, config_refs, cpu, hpa, image, memory, probes, requests, storage
 from app.models.changes import Plan
@@ -47,3 +48,20 @@ def container_path(kind: str, container: str, *, init: bool, field: str) -> str:
         raise NoFix(f"{kind} has no pod template to change", code="unsupported_kind")
     key = "initContainers" if init else "containers"
     return f"{prefix}.spec.{key}[name={container}].{field}"
+
+
+def value_in_git(document: dict[str, Any], path: str, *, default: Any = None) -> Any:
+    """The value at ``path`` in the workload as git has it, or ``default`` when the field is absent."""
+    try:
+        return fieldpaths.get(document, path)
+    except (KeyError, IndexError, TypeError):
+        return default
+
+
+def required_in_git(document: dict[str, Any], path: str, *, missing: str, code: str) -> Any:
+    """The value at ``path`` in git; absent, there is nothing to correct: NoFix with ``missing`` as the reason."""
+    try:
+        return fieldpaths.get(document, path)
+    except (KeyError, IndexError, TypeError) as err:
+        raise NoFix(missing, code=code) from err
+

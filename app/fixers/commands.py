@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app import fieldpaths, fixers
+from app import fixers
 from app.detectors import commands
 from app.errors import NoFix
 from app.models.changes import FieldChange, Plan
@@ -28,7 +28,7 @@ def plan(diagnosis: Diagnosis, document: dict[str, Any], policy: Policy) -> Plan
         if bad == good:
             continue
         path = fixers.container_path(kind, container, init=init, field=field)
-        changes += _items(path, _value(document, path), bad, good, facts)
+        changes += _items(path, fixers.value_in_git(document, path), bad, good, facts)
     if not changes:
         raise NoFix(f"git already has the working command of container {container}: waiting to be synced",
                     code="already_in_git")
@@ -49,9 +49,3 @@ def _items(path: str, in_git: Any, bad: Any, good: Any, facts: dict[str, Any]) -
     return [FieldChange(path=f"{path}[{i}]", old=old, new=new, reason=why)
             for i, (old, new) in enumerate(zip(bad, good, strict=True)) if old != new]
 
-
-def _value(document: dict[str, Any], path: str) -> Any:
-    try:
-        return fieldpaths.get(document, path)
-    except (KeyError, IndexError, TypeError):
-        return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from app import fieldpaths, fixers, quantities
+from app import fixers, quantities
 from app.errors import NoFix
 from app.models.changes import FieldChange, Plan
 from app.models.diagnosis import Diagnosis
@@ -18,10 +18,8 @@ def plan(diagnosis: Diagnosis, document: dict[str, Any], policy: Policy) -> Plan
     facts = diagnosis.finding.facts
     container, init = str(facts["container"]), bool(facts.get("init"))
     path = fixers.container_path(str(document.get("kind")), container, init=init, field="resources.limits.cpu")
-    try:
-        in_git = fieldpaths.get(document, path)
-    except (KeyError, IndexError, TypeError) as err:
-        raise NoFix(f"the manifest in git sets no CPU limit for container {container}", code="no_limit_in_git") from err
+    in_git = fixers.required_in_git(document, path, code="no_limit_in_git",
+                                    missing=f"the manifest in git sets no CPU limit for container {container}")
     if policy.cpu.remove_limit:
         # The editor cannot delete keys yet: say what the policy wants instead of doing something else.
         raise NoFix(f"the policy says to remove CPU limits: delete resources.limits.cpu ({in_git}) of container "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app import fieldpaths, fixers
+from app import fixers
 from app.errors import NoFix
 from app.models.changes import FieldChange, Plan
 from app.models.diagnosis import Diagnosis
@@ -17,10 +17,8 @@ def plan(diagnosis: Diagnosis, document: dict[str, Any], policy: Policy) -> Plan
     facts = diagnosis.finding.facts
     container, init = str(facts["container"]), bool(facts.get("init"))
     path = fixers.container_path(str(document.get("kind")), container, init=init, field="image")
-    try:
-        in_git = fieldpaths.get(document, path)
-    except (KeyError, IndexError, TypeError) as err:
-        raise NoFix(f"the manifest in git has no image for container {container}", code="no_image_in_git") from err
+    in_git = fixers.required_in_git(document, path, code="no_image_in_git",
+                                    missing=f"the manifest in git has no image for container {container}")
     good, bad = str(facts["previous_image"]), str(facts["failing_image"])
     if in_git == good:
         raise NoFix(f"git already has image {good}: the rollback is waiting to be synced", code="already_in_git")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app import fieldpaths, fixers, quantities
+from app import fixers, quantities
 from app.errors import NoFix
 from app.models.changes import FieldChange, Plan
 from app.models.diagnosis import Diagnosis
@@ -19,7 +19,7 @@ def plan(diagnosis: Diagnosis, document: dict[str, Any], policy: Policy) -> Plan
     kind = str(document.get("kind"))
     limit_path = fixers.container_path(kind, container, init=init, field="resources.limits.memory")
     request_path = fixers.container_path(kind, container, init=init, field="resources.requests.memory")
-    in_git = _value(document, limit_path)
+    in_git = fixers.value_in_git(document, limit_path)
     if in_git is None:
         raise NoFix(f"the manifest in git sets no memory limit for container {container}", code="no_limit_in_git")
     observed = quantities.parse_bytes(str(facts["observed_limit"]))
@@ -38,7 +38,7 @@ def plan(diagnosis: Diagnosis, document: dict[str, Any], policy: Policy) -> Plan
                     f"x{policy.memory.max_ratio_to_git:g} of git): escalate to the owners", code="at_cap")
     changes = [FieldChange(path=limit_path, old=in_git, new=new_value,
                            reason=f"x{policy.memory.step:g} of the observed limit {facts['observed_limit']}")]
-    request = _value(document, request_path)
+    request = fixers.value_in_git(document, request_path)
     if request is not None and quantities.parse_bytes(str(request)) > quantities.parse_bytes(new_value):
         changes.append(FieldChange(path=request_path, old=request, new=new_value,
                                    reason="a request may not exceed its limit"))
@@ -46,9 +46,3 @@ def plan(diagnosis: Diagnosis, document: dict[str, Any], policy: Policy) -> Plan
     return Plan(cause=CAUSE, changes=changes,
                 summary=f"Raise memory limit of container {container} to {new_value}{capped}")
 
-
-def _value(document: dict[str, Any], path: str) -> Any:
-    try:
-        return fieldpaths.get(document, path)
-    except (KeyError, IndexError, TypeError):
-        return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from app import advice, fieldpaths, quantities
+from app import advice, fieldpaths, fixers, quantities
 from app.errors import NoFix
 from app.models.changes import FieldChange, Plan
 from app.models.diagnosis import Diagnosis
@@ -70,7 +70,7 @@ def _gate(raw: Any, document: dict[str, Any], allowed: list[str], policy: Policy
         fieldpaths.resolve(document, path)
     except (KeyError, ValueError):
         return None, f"{path} does not exist in the manifest in git"
-    old = _value(document, path)
+    old = fixers.value_in_git(document, path, default=_MISSING)
     if old is not _MISSING and str(old) == str(value) and type(old) is type(value):
         return None, f"{path} already is {value!r} in git"
     if old is not _MISSING and not _within_ratio(old, value, policy.llm.max_ratio):
@@ -78,12 +78,6 @@ def _gate(raw: Any, document: dict[str, Any], allowed: list[str], policy: Policy
     reason = "model: " + str((raw or {}).get("reason", ""))[:200]
     return FieldChange(path=path, old=None if old is _MISSING else old, new=value, reason=reason), "ok"
 
-
-def _value(document: dict[str, Any], path: str) -> Any:
-    try:
-        return fieldpaths.get(document, path)
-    except (KeyError, IndexError, TypeError):
-        return _MISSING
 
 
 def _within_ratio(old: Any, new: Any, max_ratio: float) -> bool:

@@ -7,7 +7,7 @@ import copy
 import math
 from typing import Any
 
-from app import fieldpaths, fixers
+from app import fixers
 from app.detectors import probes
 from app.errors import NoFix
 from app.models.changes import FieldChange, Plan
@@ -27,7 +27,7 @@ def plan(diagnosis: Diagnosis, document: dict[str, Any], policy: Policy) -> Plan
     container, probe = str(facts["container"]), str(facts["probe"])
     path = fixers.container_path(str(document.get("kind")), container, init=bool(facts.get("init")),
                                  field=f"{probe}.{facts['handler']}.{facts['field']}")
-    in_git = _value(document, path)
+    in_git = fixers.value_in_git(document, path)
     old, new = facts["old"], facts["new"]
     if str(in_git) == str(new):
         raise NoFix(f"git already has {probe} {facts['field']} {new}: waiting to be synced", code="already_in_git")
@@ -44,7 +44,8 @@ def plan(diagnosis: Diagnosis, document: dict[str, Any], policy: Policy) -> Plan
 
 def _check_declared_in_git(document: dict[str, Any], container: str, port: Any) -> None:
     """The port chosen from the live pod must be declared by the container in git too, or the edit is wrong."""
-    spec = _value(document, fixers.container_path(str(document.get("kind")), container, init=False, field="ports"))
+    ports = fixers.container_path(str(document.get("kind")), container, init=False, field="ports")
+    spec = fixers.value_in_git(document, ports)
     declared = probes.declared_ports({"ports": spec if isinstance(spec, list) else []})
     if probes.resolve_port(port, declared) is None:
         raise NoFix(f"container {container} in git does not declare port {port}: git and the cluster differ; "
@@ -59,10 +60,10 @@ def plan_slow_start(diagnosis: Diagnosis, document: dict[str, Any], policy: Poli
                     "size its startup probe by hand", code="at_cap")
     kind = str(document.get("kind"))
     startup_path = fixers.container_path(kind, container, init=False, field="startupProbe")
-    startup = _value(document, startup_path)
+    startup = fixers.value_in_git(document, startup_path)
     if isinstance(startup, dict):
         return _raise_threshold(container, startup_path, startup, needed, facts)
-    liveness = _value(document, fixers.container_path(kind, container, init=False, field="livenessProbe"))
+    liveness = fixers.value_in_git(document, fixers.container_path(kind, container, init=False, field="livenessProbe"))
     if not isinstance(liveness, dict) or not any(k in liveness for k in probes.HANDLERS + ("exec",)):
         raise NoFix(f"the manifest in git has no liveness probe for container {container} to copy",
                     code="no_probe_in_git")
@@ -89,9 +90,3 @@ def _raise_threshold(container: str, startup_path: str, startup: dict[str, Any],
                 changes=[FieldChange(path=f"{startup_path}.failureThreshold", old=current, new=new,
                                      reason=f"observed start {facts['observed_seconds']:g} s x{probes.START_MARGIN:g}")])
 
-
-def _value(document: dict[str, Any], path: str) -> Any:
-    try:
-        return fieldpaths.get(document, path)
-    except (KeyError, IndexError, TypeError):
-        return None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from app import fieldpaths, fixers, quantities
+from app import fixers, quantities
 from app.errors import NoFix
 from app.models.changes import FieldChange, Plan
 from app.models.diagnosis import Diagnosis
@@ -36,11 +36,9 @@ def _change(resource: str, need: dict[str, Any], document: dict[str, Any], polic
     container = str(need["container"])
     path = fixers.container_path(str(document.get("kind")), container, init=False,
                                  field=f"resources.requests.{resource}")
-    try:
-        in_git = fieldpaths.get(document, path)
-    except (KeyError, IndexError, TypeError) as err:
-        raise NoFix(f"the manifest in git sets no {resource} request for container {container} (the request "
-                    "comes from its limit): set a request by hand", code="no_request_in_git") from err
+    in_git = fixers.required_in_git(document, path, code="no_request_in_git",
+                                    missing=(f"the manifest in git sets no {resource} request for container "
+                                             f"{container} (the request comes from its limit): set a request by hand"))
     git_amount = _amount(resource, in_git)
     if git_amount < int(need["container_request"]):
         raise NoFix(f"git already requests {in_git} {resource} for {container}: a lower request is waiting to "
