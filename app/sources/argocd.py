@@ -102,13 +102,9 @@ def _directory(ctx: _Ctx, base: str) -> Location:
     default_ns = ((ctx.app.get("spec") or {}).get("destination") or {}).get("namespace") or None
     found = manifests.find(ctx.repo, ctx.ev.workload, api_version=_api_version(ctx.ev.object),
                            default_namespace=default_ns, paths=files)
-    if not found:
-        raise NoFix(f"Application {name} path {base or '.'} has no manifest for {ctx.ev.workload}", code="no_manifest")
-    if len(found) > 1:
-        where = ", ".join(f"{p}#{i}" for p, i in found)
-        raise NoFix(f"{ctx.ev.workload} is defined more than once under {base or '.'} ({where}): not guessing",
-                    code="ambiguous_manifest")
-    path, index = found[0]
+    path, index = manifests.exactly_one(
+        found, ctx.ev.workload, base,
+        missing=f"Application {name} path {base or '.'} has no manifest for {ctx.ev.workload}")
     return Location(path=path, document_index=index, source="argocd", app=name,
                     note=f"{ctx.note}: {ctx.source.get('repoURL')} path {base or '.'}")
 

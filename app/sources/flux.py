@@ -53,13 +53,8 @@ def _below(path: str, directory: str) -> bool:
 
 
 def _one(found: list[tuple[str, int]], ref: WorkloadRef, where: str, *, note: str, app: str) -> Location:
-    if not found:
-        raise NoFix(f"no manifest for {ref} under {where or '.'} in the GitOps repo", code="no_manifest")
-    if len(found) > 1:
-        listed = ", ".join(f"{p}#{i}" for p, i in found)
-        raise NoFix(f"{ref} is defined more than once under {where or '.'} ({listed}): not guessing",
-                    code="ambiguous_manifest")
-    path, index = found[0]
+    path, index = manifests.exactly_one(found, ref, where,
+                                        missing=f"no manifest for {ref} under {where or '.'} in the GitOps repo")
     return Location(path=path, document_index=index, source="flux", app=app, note=note)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from app.errors import NoFix
 from app.models.incident import WorkloadRef
 from app.sources import RepoView, yaml_rt
 from app.sources.index import Hit, RepoIndex, group_of
@@ -85,3 +86,15 @@ def _list_items(doc: Any) -> list[tuple[int, Any]]:
         return []
     items = doc.get("items")
     return list(enumerate(items)) if isinstance(items, list) else []
+
+
+def exactly_one(found: list[tuple[str, int]], ref: WorkloadRef, where: str, *, missing: str) -> tuple[str, int]:
+    """The one (path, document) defining ``ref``; none or several: NoFix, never a guess between files."""
+    if not found:
+        raise NoFix(missing, code="no_manifest")
+    if len(found) > 1:
+        listed = ", ".join(f"{p}#{i}" for p, i in found)
+        raise NoFix(f"{ref} is defined more than once under {where or '.'} ({listed}): not guessing",
+                    code="ambiguous_manifest")
+    return found[0]
+
