@@ -54,10 +54,15 @@ class CausePolicy(_Strict):
     enabled: bool = True
 
 
-class MemoryBounds(_Strict):
+class _ScaledBounds(_Strict):
+    """A resource raised by a step factor, capped absolutely (``max``) and relative to the value in git."""
+
     step: float = Field(default=1.5, gt=1.0, le=4.0)
-    max: str = "16Gi"
     max_ratio_to_git: float = Field(default=4.0, gt=1.0)
+
+
+class MemoryBounds(_ScaledBounds):
+    max: str = "16Gi"
 
     @field_validator("max")
     @classmethod
@@ -68,12 +73,10 @@ class MemoryBounds(_Strict):
         return value
 
 
-class CpuBounds(_Strict):
+class CpuBounds(_ScaledBounds):
     """CPU limit raises after CPUThrottlingHigh."""
 
-    step: float = Field(default=1.5, gt=1.0, le=4.0)
     max: str = "8"
-    max_ratio_to_git: float = Field(default=4.0, gt=1.0)
     # Remove the CPU limit instead of raising it (many teams run without CPU limits). Not applied yet: the
     # editor cannot delete a key, so with true the bot answers no_fix and says to remove it by hand.
     remove_limit: bool = False
