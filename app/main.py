@@ -150,14 +150,21 @@ def _redact_access_log() -> None:
 
 
 def server_config(app: FastAPI, *, host: str, port: int) -> uvicorn.Config:
-    """uvicorn settings for Alertmanager as a client: long keep-alive, graceful stop, no query strings logged."""
+    """uvicorn settings for Alertmanager as a client: long keep-alive, read deadlines, graceful stop, no query
+    strings logged."""
     import uvicorn
 
+    from app.api import protocol
+
+    settings: Settings = app.state.services.settings
     _redact_access_log()
     return uvicorn.Config(
         app,
         host=host,
         port=port,
+        # Header and body read deadlines: a client that trickles its request cannot hold a connection.
+        http=protocol.with_deadlines(header_seconds=settings.http_header_seconds,
+                                     body_seconds=settings.http_body_seconds),
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         proxy_headers=False,

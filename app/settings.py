@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     policy_dir: Path = Field(default=DEFAULT_POLICY_DIR, validation_alias="AUTOFIX_POLICY_DIR")
     workers: int = Field(default=2, ge=1, le=64, validation_alias="AUTOFIX_WORKERS")
     lease_seconds: float = Field(default=300.0, gt=0, validation_alias="AUTOFIX_LEASE_SECONDS")
+    # A finished job is kept this long (for /jobs, `autofix explain` and dedupe of late repeats), then deleted.
+    job_retention_days: float = Field(default=14.0, gt=0, validation_alias="AUTOFIX_JOB_RETENTION_DAYS")
+    # Read deadlines per HTTP request: headers within this of the first byte, the body within that of the headers.
+    http_header_seconds: float = Field(default=10.0, gt=0, le=300, validation_alias="AUTOFIX_HTTP_HEADER_SECONDS")
+    http_body_seconds: float = Field(default=30.0, gt=0, le=600, validation_alias="AUTOFIX_HTTP_BODY_SECONDS")
 
     @field_validator("github_repo")
     @classmethod

@@ -268,3 +268,73 @@ def test_token_never_reaches_the_logs(client: httpx.Client, caplog: pytest.LogCa
     assert any(r.name == "uvicorn.access" for r in server_side)
     for record in server_side:
         assert TOKEN not in record.getMessage() and TOKEN not in repr(record.__dict__)
+
+
+# --- slow and vanishing clients -------------------------------------------------------------------------
+
+
+def _trickle(port: int, head: bytes, *, drip: bytes, every: float, budget: float) -> tuple[bytes, float]:
+    """Send ``head``, then ``drip`` one byte every ``every`` s for at most ``budget`` s; return what the
+    server answered and when it closed the connection (seconds after the first byte)."""
+    started = time.monotonic()
+    answer = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=every) as sock:
+        sock.sendall(head)
+        for i in range(int(budget / every)):
+            try:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    return answer, time.monotonic() - started
+                answer += chunk
+            except TimeoutError:
+                pass
+            try:
+                sock.sendall(drip[i % len(drip): i % len(drip) + 1])
+            except OSError:  # reset by the server: it closed the connection
+                return answer, time.monotonic() - started
+    return answer, -1.0
+
+
+@pytest.fixture
+def deadline_server(tmp_path: Path, handler: RecordingHandler) -> Iterator[int]:
+    settings = Settings(data_dir=tmp_path, workers=1, lease_seconds=30, http_header_seconds=1.0,
+                        http_body_seconds=1.0)
+    with serve(settings, handler) as client:
+        yield int(str(client.base_url).rsplit(":", 1)[1])
+
+
+@pytest.mark.timeout(30)
+def test_trickled_headers_are_cut_off_with_408(deadline_server: int) -> None:
+    answer, closed_after = _trickle(deadline_server, b"POST /webhooks/alertmanager HTTP/1.1\r\nHost: x\r\n",
+                                    drip=b"X-Slow-Header-Padding: aaaaaaaaaaaaaaaaaaaaaaaa", every=0.2, budget=10)
+    assert closed_after > 0, "the server kept a trickling client's connection open for 10 s"
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:60]
+
+
+@pytest.mark.timeout(30)
+def test_trickled_body_is_cut_off_and_nothing_is_stored(deadline_server: int, handler: RecordingHandler,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    body = reference()
+    head = (b"POST /webhooks/alertmanager HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+    answer, closed_after = _trickle(deadline_server, head, drip=body, every=0.2, budget=10)
+    assert closed_after > 0, "the server kept a trickling body open for 10 s"
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:60]
+    assert handler.incidents == []
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.timeout(30)
+def test_client_that_vanishes_mid_body_is_one_debug_line(deadline_server: int, handler: RecordingHandler,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    head = (b"POST /webhooks/alertmanager HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 5000\r\n\r\n{\"version\": \"4\", ")
+    with socket.create_connection(("127.0.0.1", deadline_server), timeout=5) as sock:
+        sock.sendall(head)
+        time.sleep(0.2)
+    wait_until(lambda: any("disconnected" in r.getMessage() for r in caplog.records), "the disconnect log line")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert not any(r.exc_info for r in caplog.records if r.name.startswith(("app", "uvicorn")))
+    assert handler.incidents == []

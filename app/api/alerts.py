@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from app.adapters.store import StoreUnavailable
 from app.api.deps import Authorized, MetricsDep, PoolDep, StoreDep
@@ -85,6 +86,10 @@ async def receive_alerts(
         body = await read_bounded(request)
     except PayloadTooLarge as err:
         raise HTTPException(status_code=413, detail=f"body larger than {MAX_BODY_BYTES} bytes") from err
+    except ClientDisconnect:
+        # The sender went away (or was cut off by the read deadline, app/api/protocol.py): nobody to answer.
+        log.debug("webhook sender disconnected before its body was read")
+        raise HTTPException(status_code=400, detail="request body incomplete") from None
     payload = parse_payload(body)
     try:
         # A repeat (most deliveries) is answered from a short read, without a thread-pool hand-off.
