@@ -20,12 +20,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from app.errors import ConfigError
+    from app.errors import ConfigError, StartupError
 
     try:
         result: int = args.func(args)
         return result
-    except ConfigError as err:
+    except (ConfigError, StartupError) as err:
         print(f"autofix: {err}", file=sys.stderr)
         return 2
 
@@ -113,8 +113,12 @@ def _read_payload(path: Path) -> Any:
 
     try:
         return WebhookPayload.model_validate_json(path.read_bytes())
-    except (OSError, ValidationError) as err:
-        raise ConfigError(f"{path}: not a valid Alertmanager webhook payload: {err}") from err
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the payload: {err.strerror}") from err
+    except ValidationError as err:
+        # Locations and messages only: the input values are alert labels, which may hold secrets.
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()[:5])
+        raise ConfigError(f"{path}: not a valid Alertmanager webhook payload: {problems}") from err
 
 
 def _demo(args: argparse.Namespace) -> int:

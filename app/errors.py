@@ -47,3 +47,9 @@ class ConfigError(AutofixError):
     """Settings or policies are invalid: the service must not start."""
 
     code = "config"
+
+
+class StartupError(AutofixError):
+    """Something the service owns is broken (a corrupt job store): it must not start; the message says what to do."""
+
+    code = "startup"

@@ -6,6 +6,7 @@ keeps its lease, which expires so the next process takes the job up again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.adapters.store import JobStore, StoreUnavailable
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 KEEP_ALIVE_SECONDS = 75
 GRACEFUL_SHUTDOWN_SECONDS = 30
 POOL_STOP_SECONDS = 10.0
+PURGE_INTERVAL_SECONDS = 3600.0
 WEBHOOK_PATH = "/webhooks/alertmanager"
 
 
@@ -44,13 +47,13 @@ def create_app(settings: Settings, *, pipeline: Handler | None = None) -> FastAP
     policies.load(settings.policy_dir)  # an invalid policy stops the service: ConfigError with file and line
     if settings.webhook_token is None or not settings.webhook_token.get_secret_value():
         log.warning("AUTOFIX_WEBHOOK_TOKEN is not set: the webhook accepts posts without authentication")
+    store = JobStore(settings.store_path)  # first: a corrupt store stops the start in one line (StartupError)
     if pipeline is None:
         # Imported here: the pipeline pulls in heavy clients, and tests inject their own handler.
         from app.pipeline import build_pipeline
 
         pipeline = build_pipeline(settings)
     metrics_ = Metrics()
-    store = JobStore(settings.store_path)
     pool = WorkerPool(store, pipeline, workers=settings.workers, lease_seconds=settings.lease_seconds,
                       on_outcome=metrics_.job_finished)
     services = Services(settings=settings, store=store, pool=pool, metrics=metrics_)
@@ -58,9 +61,11 @@ def create_app(settings: Settings, *, pipeline: Handler | None = None) -> FastAP
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         pool.start()
+        retention = asyncio.create_task(_purge_finished_jobs(store, settings.job_retention_days * 86400))
         try:
             yield
         finally:
+            retention.cancel()
             if pool.stop(POOL_STOP_SECONDS):
                 store.close()  # only when no worker thread can still touch the connection
 
@@ -71,6 +76,18 @@ def create_app(settings: Settings, *, pipeline: Handler | None = None) -> FastAP
     _install_error_handlers(app)
     _install_request_log(app, metrics_)
     return app
+
+
+async def _purge_finished_jobs(store: JobStore, older_than: float) -> None:
+    """Keep finished jobs for the retention period only (AUTOFIX_JOB_RETENTION_DAYS): at start, then hourly."""
+    while True:
+        try:
+            purged = await run_in_threadpool(store.purge, older_than=older_than)
+            if purged:
+                log.info("finished jobs past retention deleted", extra={"jobs": purged})
+        except StoreUnavailable:
+            log.warning("job retention skipped: job store unavailable", exc_info=True)
+        await asyncio.sleep(PURGE_INTERVAL_SECONDS)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

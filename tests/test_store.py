@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 
 from app.adapters.store import JobStore
-from app.errors import TemporaryError
+from app.errors import StartupError, TemporaryError
 from app.models.alertmanager import WebhookPayload
 from app.models.outcome import Outcome
 from app.worker import backoff_delay, run_next
@@ -50,7 +53,8 @@ def test_enqueue_one_job_per_alert(store: JobStore) -> None:
     assert [j.fingerprint for j in jobs if j] == ["6f4aeb6ae5c7fa92", "d50960b227faa3f0"]
     job = jobs[0]
     assert job is not None and job.state == "queued" and job.attempts == 0
-    assert job.alert["receiver"] == "ok" and job.alert["groupKey"].startswith("{}:")
+    # Only what replay needs: not the receiver, group key, common labels or the generatorURL (a PromQL query).
+    assert set(job.alert) == {"alert"} and "generatorURL" not in job.alert["alert"]
     incident = job.incident()
     assert incident.alertname == "KubePodCrashLooping" and incident.pod == "checkout-7d9f8b6c5-fghij"
 
@@ -252,3 +256,85 @@ def test_jobs_survive_reopen(tmp_path: Path) -> None:
         assert done is not None and json.dumps(done.result) == '{"outcome": "no_fix", "stages": []}'
     finally:
         reopened.close()
+
+
+# --- retention ----------------------------------------------------------------------------------------
+
+
+def test_finished_jobs_are_purged_after_retention_queued_and_ledger_kept(store: JobStore, clock: Clock) -> None:
+    first, second = store.enqueue(payload())
+    job = store.lease("w", ttl=60)
+    assert job is not None and job.id == first.job_id
+    store.complete(job.id, "w", {"outcome": "no_fix"})
+    clock.now += 13 * 86400
+    assert store.purge(older_than=14 * 86400) == 0
+    clock.now += 2 * 86400
+    assert store.purge(older_than=14 * 86400) == 1
+    assert store.get(first.job_id) is None
+    assert store.get(second.job_id) is not None, "a queued job is never purged"
+
+
+# --- corruption ---------------------------------------------------------------------------------------
+
+
+def _many_alerts(store: JobStore, count: int) -> None:
+    raw = json.loads((REFERENCE / "alertmanager-0.25-webhook-firing.json").read_text())
+    template = raw["alerts"][0]
+    raw["alerts"] = [{**template, "fingerprint": f"{i:016x}"} for i in range(count)]
+    store.enqueue(WebhookPayload.model_validate(raw))
+
+
+def _damage_jobs_table(path: Path) -> None:
+    """What a bad disk sector does: garbage over the jobs table's root page (the schema page stays sound)."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'jobs'").fetchone()[0]
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    with path.open("r+b") as f:
+        f.seek((root - 1) * page_size)
+        f.write(bytes((i * 37 + 11) % 256 for i in range(page_size)))
+
+
+def test_corrupt_store_is_refused_at_start_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite3"
+    store = JobStore(path)
+    _many_alerts(store, 200)
+    store.close()
+    _damage_jobs_table(path)
+    with pytest.raises(StartupError) as caught:
+        JobStore(path)
+    message = str(caught.value)
+    assert "\n" not in message and str(path) in message and "corrupt" in message
+
+
+@pytest.mark.timeout(60)
+def test_serve_on_a_corrupt_store_exits_with_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite3"
+    store = JobStore(path)
+    _many_alerts(store, 200)
+    store.close()
+    _damage_jobs_table(path)
+    env = {"PATH": "/usr/bin:/bin", "AUTOFIX_DATA_DIR": str(tmp_path), "AUTOFIX_FORGE": "local",
+           "AUTOFIX_GIT_URL": str(tmp_path / "nowhere.git"), "HOME": str(tmp_path),
+           "AUTOFIX_WEBHOOK_TOKEN": "t0ken-for-this-test"}
+    proc = subprocess.run([sys.executable, "-m", "app.cli", "serve", "--port", "0"], env=env, capture_output=True,
+                          text=True, timeout=50, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "is corrupt" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_corruption_found_while_running_fails_readiness_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite3"
+    store = JobStore(path)
+    _many_alerts(store, 200)
+    assert store.readiness() is None
+    _damage_jobs_table(path)
+    with sqlite3.connect(path) as other:  # another writer: our connection's page cache is no longer trusted
+        other.execute("CREATE TABLE IF NOT EXISTS touched (x)")
+    other.close()
+    reason = store.readiness()
+    assert reason is not None and "corrupt" in reason and "\n" not in reason
+    assert store.readiness() == reason, "once seen, corruption stays reported"
+    store.close()

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from app.errors import TemporaryError
+from app.errors import StartupError, TemporaryError
 from app.models.alertmanager import Alert, WebhookPayload
 from app.models.incident import Incident
 from app.ports import Remediation
@@ -37,6 +37,7 @@ STATES: tuple[JobState, ...] = ("queued", "running", "done", "failed")
 DEFAULT_MAX_ATTEMPTS = 8
 BUSY_TIMEOUT_MS = 5000
 READ_TIMEOUT = 0.05  # seconds: the lock-free duplicate check (JobStore.known) never stalls a caller longer
+PROBE_KEY = "readiness-probe"  # the dedupe key of the row readiness inserts and rolls back
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -60,6 +61,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_queued ON jobs (state, available_at, id);
 CREATE INDEX IF NOT EXISTS jobs_leases ON jobs (state, lease_expires_at);
 CREATE INDEX IF NOT EXISTS jobs_fingerprint ON jobs (fingerprint, id);
+CREATE INDEX IF NOT EXISTS jobs_retention ON jobs (state, updated_at);
 CREATE TABLE IF NOT EXISTS ledger (
     pr_number   INTEGER PRIMARY KEY,
     workload    TEXT    NOT NULL,
@@ -106,7 +108,7 @@ class Job:
     fingerprint: str
     alertname: str
     alert_status: str
-    alert: dict[str, Any]  # {"alert": <the alert object>, "receiver", "externalURL", "groupKey", "commonLabels"}
+    alert: dict[str, Any]  # {"alert": <the alert object, redacted, without generatorURL>}
     state: JobState
     attempts: int
     lease_owner: str | None
@@ -126,17 +128,10 @@ def dedupe_key(alert: Alert) -> str:
     return f"{alert.fingerprint}|{alert.startsAt.isoformat()}|{alert.status}"
 
 
-def _alert_document(payload: WebhookPayload, alert: Alert) -> str:
-    return json.dumps(
-        {
-            "alert": alert.model_dump(mode="json"),
-            "receiver": payload.receiver,
-            "externalURL": payload.externalURL,
-            "groupKey": payload.groupKey,
-            "commonLabels": payload.commonLabels,
-        },
-        sort_keys=True,
-    )
+def _alert_document(alert: Alert) -> str:
+    """What replay needs and nothing more: the alert as the pipeline reads it (labels and annotations arrive
+    redacted, see app/models/alertmanager.py). Not the receiver, group key, common labels or generatorURL."""
+    return json.dumps({"alert": alert.model_dump(mode="json", exclude={"generatorURL"})}, sort_keys=True)
 
 
 def _row_to_job(row: sqlite3.Row) -> Job:
@@ -185,11 +180,27 @@ class JobStore:
         self._lock = threading.RLock()
         self._reader_lock = threading.Lock()
         self._read_conn: sqlite3.Connection | None = None
+        self._corrupt: str | None = None  # the first sign of a damaged file, reported by readiness
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._conn = self._connect(path)
-        except sqlite3.Error as err:
-            raise StoreUnavailable(f"cannot open job store {path}: {err}") from err
+            problem = self._integrity()
+        except sqlite3.DatabaseError as err:
+            if isinstance(err, sqlite3.OperationalError):
+                raise StoreUnavailable(f"cannot open job store {path}: {err}") from err
+            problem = str(err)
+        if problem is not None:
+            raise StartupError(self._corruption_message(problem))
+
+    def _integrity(self) -> str | None:
+        """None when SQLite's quick_check finds the file sound, else its first complaint (bounded by retention,
+        the file stays small enough for this to take milliseconds)."""
+        row = self._conn.execute("PRAGMA quick_check(1)").fetchone()
+        return None if row is None or row[0] == "ok" else str(row[0])
+
+    def _corruption_message(self, problem: str) -> str:
+        return (f"job store {self.path} is corrupt ({problem.splitlines()[0][:200]}): stop the service, move the "
+                "file aside and start again (Alertmanager re-sends the alerts that still fire)")
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
@@ -218,15 +229,23 @@ class JobStore:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as err:
-                raise StoreUnavailable(f"job store unavailable: {err}") from err
+                raise self._unavailable(err) from err
             try:
                 yield self._conn
                 self._conn.execute("COMMIT")
             except BaseException as err:
                 self._rollback()
                 if isinstance(err, sqlite3.Error):
-                    raise StoreUnavailable(f"job store unavailable: {err}") from err
+                    raise self._unavailable(err) from err
                 raise
+
+    def _unavailable(self, err: sqlite3.Error) -> StoreUnavailable:
+        """Our error for a sqlite one; a damaged file (not merely busy or locked) is remembered for readiness."""
+        if isinstance(err, sqlite3.DatabaseError) and not isinstance(err, sqlite3.OperationalError):
+            if self._corrupt is None:
+                log.error("job store is corrupt", extra={"path": str(self.path), "error": str(err)})
+            self._corrupt = str(err)
+        return StoreUnavailable(f"job store unavailable: {err}")
 
     def _rollback(self) -> None:
         try:
@@ -239,7 +258,7 @@ class JobStore:
             try:
                 return self._conn.execute(sql, params).fetchall()
             except sqlite3.Error as err:
-                raise StoreUnavailable(f"job store unavailable: {err}") from err
+                raise self._unavailable(err) from err
 
     # --- intake -------------------------------------------------------------------------------------
 
@@ -257,7 +276,7 @@ class JobStore:
                     "INSERT INTO jobs (dedupe_key, fingerprint, alertname, alert_status, alert, available_at,"
                     " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (dedupe_key) DO NOTHING",
-                    (key, alert.fingerprint, alert.alertname, alert.status, _alert_document(payload, alert),
+                    (key, alert.fingerprint, alert.alertname, alert.status, _alert_document(alert),
                      now, now, now),
                 )
                 if cur.rowcount == 1:
@@ -426,10 +445,34 @@ class JobStore:
     def is_empty(self) -> bool:
         return not self._read("SELECT 1 FROM ledger LIMIT 1")
 
-    def ping(self) -> bool:
-        """True when the database answers a query (readiness)."""
+    def purge(self, *, older_than: float) -> int:
+        """Delete finished jobs (done or failed) last changed more than ``older_than`` seconds ago; returns how
+        many. The ledger is kept: it is what stops the bot from repeating a fix."""
+        cutoff = self._clock() - older_than
+        with self._tx() as conn:
+            cur = conn.execute("DELETE FROM jobs WHERE state IN ('done', 'failed') AND updated_at < ?", (cutoff,))
+            return int(cur.rowcount)
+
+    def readiness(self) -> str | None:
+        """None when the store can be read and written, else one line saying why not.
+
+        A write transaction that inserts a probe job (through the same table and indexes as an alert) and reads
+        the table back, then rolls back: `SELECT 1` answers on a file whose job pages are damaged."""
+        if self._corrupt is not None:
+            return self._corruption_message(self._corrupt)
         try:
-            self._read("SELECT 1")
-        except StoreUnavailable:
-            return False
-        return True
+            with self._lock:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    now = self._clock()
+                    self._conn.execute(
+                        "INSERT INTO jobs (dedupe_key, fingerprint, alertname, alert_status, alert, available_at,"
+                        " created_at, updated_at) VALUES (?, '', '', 'firing', '{}', ?, ?, ?)",
+                        (PROBE_KEY, now, now, now))
+                    self._conn.execute("SELECT COUNT(*), MAX(updated_at) FROM jobs").fetchone()
+                finally:
+                    self._rollback()
+        except sqlite3.Error as err:
+            self._unavailable(err)
+            return self._corruption_message(self._corrupt) if self._corrupt else f"job store unavailable: {err}"
+        return None

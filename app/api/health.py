@@ -19,7 +19,10 @@ def healthz() -> dict[str, str]:
 @router.get("/readyz", summary="Readiness: store reachable and workers alive",
             responses={503: {"description": "Not ready"}})
 async def readyz(store: StoreDep, pool: PoolDep) -> JSONResponse:
-    checks = {"store": await run_in_threadpool(store.ping), "workers": pool.alive()}
+    store_problem = await run_in_threadpool(store.readiness)
+    checks = {"store": store_problem is None, "workers": pool.alive()}
     ready = all(checks.values())
-    return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks},
-                        status_code=200 if ready else 503)
+    body: dict[str, object] = {"status": "ok" if ready else "unavailable", "checks": checks}
+    if store_problem is not None:
+        body["reason"] = store_problem
+    return JSONResponse(body, status_code=200 if ready else 503)
