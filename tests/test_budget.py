@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from app import settings as settings_mod
 from app.adapters.store import JobStore
 from app.demo import seed_bare_repo
@@ -16,6 +18,8 @@ from benchmarks import alerts as alert_bodies
 from benchmarks import storm
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.kube_api import KubeApiFake
+
+pytestmark = pytest.mark.e2e  # real servers, binaries or whole pipeline runs: the slow part
 
 TOKEN = "ghs_budget_token_0123456789abcdefghij"
 WORKLOADS = 3

@@ -34,6 +34,8 @@ from tests.conftest import EXAMPLES, ROOT
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.kube_api import KubeApiFake
 
+pytestmark = pytest.mark.e2e  # real servers, binaries or whole pipeline runs: the slow part
+
 T = TypeVar("T")
 GITHUB_TOKEN = "ghs_e2e_token_0123456789abcdefghijkl"
 WEBHOOK_TOKEN = "am-webhook-token-6f1d2c3b4a59"

@@ -23,6 +23,8 @@ from tests.fakes.github_api import FakeGitHub
 from tests.fakes.kube_api import KubeApiFake
 from tests.test_e2e_handle import TOKEN, branch_diff, changed_lines, git, run_handle
 
+pytestmark = pytest.mark.e2e  # real servers, binaries or whole pipeline runs: the slow part
+
 LAYOUTS = sorted(p for p in SCENARIOS.glob("layout-*") if (p / "expected.json").exists())
 
 

@@ -37,6 +37,8 @@ from tests.test_llm import MODEL as LLM_MODEL
 from tests.test_llm import _handle_with_llm
 from tests.test_restart import free_port
 
+pytestmark = pytest.mark.e2e  # real servers, binaries or whole pipeline runs: the slow part
+
 TOKEN = "ghs_faults_token_0123456789abcdefghij"
 DEMO = EXAMPLES / "demo"
 BRANCH = "autofix/shop/checkout/oom-killed"

@@ -31,6 +31,8 @@ from tests.fakes.kube_api import KubeApiFake
 from tests.fakes.openai_api import FakeOpenAI
 from tests.test_e2e_handle import TOKEN, branch_diff, changed_lines, git, run_handle
 
+pytestmark = pytest.mark.e2e  # real servers, binaries or whole pipeline runs: the slow part
+
 READINESS = SCENARIOS / "llm-readiness-timeout"
 INJECTION = SCENARIOS / "llm-prompt-injection"
 MODEL = "gpt-4o-mini"

@@ -31,6 +31,8 @@ from tests.conftest import EXAMPLES, ROOT
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.kube_api import KubeApiFake
 
+pytestmark = pytest.mark.e2e  # real servers, binaries or whole pipeline runs: the slow part
+
 TOKEN = "ghs_test_token_0123456789abcdefghij"
 DEMO = EXAMPLES / "demo"
 BRANCH = "autofix/shop/checkout/oom-killed"

@@ -12,6 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e  # real servers, binaries or whole pipeline runs: the slow part
 
 REPO = Path(__file__).resolve().parent.parent
 PAYLOAD = Path("/work/shared/reference/alertmanager-0.25-webhook-all-resolved-after-resolve-timeout.json")
