@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from app import fieldpaths
+from app import deadlines, fieldpaths
 from app.errors import ConfigError, PermanentError
 from app.models.changes import Plan
 from app.sources import yaml_rt
@@ -82,30 +82,54 @@ def _below(doc: Any, prefix: tuple[str | int, ...], which: str) -> Any:
 # ---------------------------------------------------------------- (b) exactly the planned fields changed
 
 
+MAX_DIFF_NODES = 2_000_000  # far beyond any manifest (1 MiB of YAML is ~500,000 nodes); a second wall after aliases
+_CHECK_EVERY = 4096
+
+
+class _Walk:
+    """Counts the nodes a diff visits: bounded by construction, and stoppable by the job's deadline."""
+
+    __slots__ = ("visited",)
+
+    def __init__(self) -> None:
+        self.visited = 0
+
+    def step(self) -> None:
+        self.visited += 1
+        if self.visited % _CHECK_EVERY == 0:
+            deadlines.check()
+            if self.visited > MAX_DIFF_NODES:
+                raise PermanentError(f"document too large to compare: over {MAX_DIFF_NODES:,} nodes",
+                                     code="yaml_too_complex")
+
+
 def leaf_diff(old: Any, new: Any, path: Path = ()) -> Iterator[Path]:
     """Paths of leaves that differ between two parsed objects (added and removed subtrees expanded).
 
     List items that all carry a unique ``name`` are matched by name (and reported as ``[name=...]``), so
-    reordering is not a change; other lists are compared by index.
+    reordering is not a change; other lists are compared by index. At most MAX_DIFF_NODES nodes are
+    visited (PermanentError past that), and the job's deadline is checked on the way.
     """
+    return _diff(old, new, path, _Walk())
+
+
+def _diff(old: Any, new: Any, path: Path, walk: _Walk) -> Iterator[Path]:
+    walk.step()
     if isinstance(old, Mapping) and isinstance(new, Mapping):
         for key in list(old) + [k for k in new if k not in old]:
-            yield from leaf_diff(old.get(key, _MISSING), new.get(key, _MISSING), (*path, str(key)))
+            yield from _diff(old.get(key, _MISSING), new.get(key, _MISSING), (*path, str(key)), walk)
     elif isinstance(old, list) and isinstance(new, list):
         old_names, new_names = _names(old), _names(new)
         if old_names is not None and new_names is not None:
             for name in list(old_names) + [n for n in new_names if n not in old_names]:
                 sel = fieldpaths.Selector("name", name)
-                yield from leaf_diff(
-                    old_names.get(name, _MISSING), new_names.get(name, _MISSING), (*path, sel)
-                )
+                yield from _diff(old_names.get(name, _MISSING), new_names.get(name, _MISSING), (*path, sel), walk)
         else:
             for i in range(max(len(old), len(new))):
-                yield from leaf_diff(
-                    old[i] if i < len(old) else _MISSING, new[i] if i < len(new) else _MISSING, (*path, i)
-                )
+                yield from _diff(old[i] if i < len(old) else _MISSING, new[i] if i < len(new) else _MISSING,
+                                 (*path, i), walk)
     elif old is _MISSING or new is _MISSING:
-        yield from _leaves(new if old is _MISSING else old, path)
+        yield from _leaves(new if old is _MISSING else old, path, walk)
     elif _canon(old) != _canon(new):
         yield path
 
@@ -115,13 +139,14 @@ def _names(items: list[Any]) -> dict[str, Any] | None:
     return names if len(names) == len(items) else None
 
 
-def _leaves(value: Any, path: Path) -> Iterator[Path]:
+def _leaves(value: Any, path: Path, walk: _Walk) -> Iterator[Path]:
+    walk.step()
     if isinstance(value, Mapping) and value:
         for key, child in value.items():
-            yield from _leaves(child, (*path, str(key)))
+            yield from _leaves(child, (*path, str(key)), walk)
     elif isinstance(value, list) and value:
         for i, child in enumerate(value):
-            yield from _leaves(child, (*path, i))
+            yield from _leaves(child, (*path, i), walk)
     else:
         yield path
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from app import aliases
 from app.errors import ConfigError, PermanentError
 from app.ports import K8sObject
 
@@ -254,7 +255,9 @@ def _load_document(path: Path) -> Any:
     try:
         if path.suffix == ".json":
             return json.loads(text)
-        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        return aliases.load(text, source=f"cluster snapshot {path}")
+    except aliases.YamlTooComplex as err:
+        raise ConfigError(str(err)) from err
     except (ValueError, yaml.YAMLError) as err:
         raise ConfigError(f"cluster snapshot {path} is not valid JSON/YAML: {err}") from err
 

@@ -65,7 +65,7 @@ def effective(location: Location, evidence: Evidence, repo: RepoView) -> dict[st
         return kustomize.effective(location, evidence, repo)
     if location.layout == "helm":
         return helm_values.effective(location, evidence, repo)
-    doc = yaml_rt.documents(repo.read_text(location.path))[location.document_index]
+    doc = yaml_rt.documents(repo.read_text(location.path), source=location.path)[location.document_index]
     found = fieldpaths.get(doc, location.prefix) if location.prefix else doc
     return found if isinstance(found, dict) else {}
 

@@ -113,7 +113,7 @@ def _values_from(entry: dict[str, Any], repo: RepoView, texts: dict[str, str], p
     for file, text in texts.items():
         if "configMapGenerator" not in text:
             continue
-        doc = (yaml_rt.documents(text) or [{}])[0] or {}
+        doc = (yaml_rt.documents(text, source=file) or [{}])[0] or {}
         for gen in doc.get("configMapGenerator") or []:
             if gen.get("name") in (name, base):
                 hits += [posixpath.normpath(posixpath.join(posixpath.dirname(file), f))

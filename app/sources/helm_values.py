@@ -24,7 +24,7 @@ def data_of(source: ValuesSource, repo: RepoView) -> Any:
     if source.path is None:
         return dict(source.inline or {})
     try:
-        doc = yaml_rt.documents(repo.read_text(source.path))[source.document_index]
+        doc = yaml_rt.documents(repo.read_text(source.path), source=source.path)[source.document_index]
         value = fieldpaths.get(doc, source.prefix) if source.prefix else doc
     except (KeyError, IndexError, FileNotFoundError):
         return {}

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from app import aliases, deadlines
 from app.ports import ChangedFile, TreeEntry
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class Hit:
 class FileFacts:
     """What the index knows about one tracked file."""
 
-    role: str  # kustomization, chart, values, yaml, other, broken, template, too_large
+    role: str  # kustomization, chart, values, yaml, other, broken, template, too_large, too_complex
     blob: str
     objects: tuple[tuple[Key, int, Prefix], ...] = ()
 
@@ -170,25 +171,45 @@ def scan(path: str, blob: str, data: bytes | None, *, size: int = -1) -> FileFac
         return FileFacts("too_large", blob)
     if b"kind:" not in data:  # values, CI workflows, Chart.yaml: nothing to parse for objects
         return FileFacts(role, blob)
+    deadlines.check()  # a cold build reads thousands of files: the job's budget is checked per file
     try:
-        docs = _documents(data)
+        nodes = list(yaml.compose_all(data, Loader=_Loader))
+        too_complex = _too_complex(path, data, nodes)
+        docs = _documents(nodes, construct=not too_complex)
     except (yaml.YAMLError, ValueError) as err:  # ValueError: bad encoding, odd timestamps
         templated = b"{{" in data  # a Helm template is not YAML until rendered: expected, not broken
         log.debug("index skipped unparsable YAML", extra={"path": path, "error": str(err)[:200]})
         return FileFacts("template" if templated else "broken", blob)
-    return FileFacts(role, blob, tuple(_objects(docs)))
+    return FileFacts("too_complex" if too_complex else role, blob, tuple(_objects(docs)))
 
 
-def _documents(data: bytes) -> list[Any]:
+def _too_complex(path: str, data: bytes, nodes: list[yaml.Node]) -> bool:
+    """Aliases expanding beyond the bound (app/aliases.py). The file keeps the objects its top-level keys name
+    (reading those is bounded), so the workload is still found and the stage that reads it refuses it by name."""
+    if not aliases.may_alias(data):
+        return False
+    try:
+        for index, node in enumerate(nodes):
+            aliases.check(node, source=path, document=index)
+    except aliases.YamlTooComplex as err:
+        log.warning("index: YAML aliases expand beyond the bound", extra={"path": path, "error": str(err)[:300]})
+        return True
+    return False
+
+
+def _documents(nodes: list[yaml.Node], *, construct: bool = True) -> list[Any]:
     """Each document reduced to what the index reads (apiVersion, kind, metadata name/namespace, items).
 
     The C composer builds the node tree; only those few nodes become Python values, which makes the scan
-    about twice as fast as constructing whole documents. Merge keys need the full constructor.
+    about twice as fast as constructing whole documents. Merge keys need the full constructor (never run on
+    a document refused for its aliases: its merged keys stay unknown).
     """
     try:
-        return [_light(node) for node in yaml.compose_all(data, Loader=_Loader)]
+        return [_light(node) for node in nodes]
     except _MergeKey:
-        return list(yaml.load_all(data, Loader=_Loader))
+        if not construct:
+            return []
+        return [yaml.constructor.SafeConstructor().construct_document(node) for node in nodes]
 
 
 class _MergeKey(Exception):
@@ -277,7 +298,7 @@ def _facts_for(entry: TreeEntry, by_blob: Mapping[str, FileFacts]) -> FileFacts:
         return scan(entry.path, entry.blob, None, size=entry.size)
     role = role_of(entry.path)
     # The same bytes under another name keep their objects but take this path's role.
-    return facts if facts.role == role or facts.role in ("broken", "template") else FileFacts(
+    return facts if facts.role == role or facts.role in ("broken", "template", "too_complex") else FileFacts(
         role, facts.blob, facts.objects)
 
 

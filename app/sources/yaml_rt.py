@@ -10,6 +10,7 @@ reaches outside the edited node (``edit_out_of_bounds``): the safety net for wha
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import json
@@ -24,7 +25,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError as RuamelError
 
-from app import fieldpaths
+from app import aliases, fieldpaths
 from app.errors import PermanentError
 
 log = logging.getLogger(__name__)
@@ -47,9 +48,13 @@ class Indent:
 # ---------------------------------------------------------------- plain parsing (fast, C-backed)
 
 
-def documents(text: str) -> list[Any]:
-    """Every document of ``text`` as plain Python values (None for empty documents)."""
-    return list(yaml.load_all(text, Loader=_Loader))
+def documents(text: str, *, source: str | None = None) -> list[Any]:
+    """Every document of ``text`` as plain Python values (None for empty documents).
+
+    A document whose aliases expand far beyond its text is refused (``aliases.YamlTooComplex``, naming
+    ``source``, the file) before anything walks it.
+    """
+    return aliases.load_all(text, source=source)
 
 
 def get(text: str, *, document_index: int, path: str, prefix: tuple[Key, ...] = ()) -> Any:
@@ -207,6 +212,10 @@ def edit(
 
 
 def _rt_load(chunk: str) -> Any:
+    # Aliases measured on the C parser's nodes (linear) before ruamel builds anything. Text PyYAML cannot
+    # parse is left to ruamel.yaml, which says why; `verify` re-reads every edit with PyYAML anyway.
+    with contextlib.suppress(yaml.YAMLError):
+        aliases.check_text(chunk)
     rt = YAML(typ="rt")
     rt.preserve_quotes = True
     rt.width = 4096
