@@ -5,6 +5,17 @@ An adapter (it runs programs); the pure comparison of what they render lives in 
 Renderers get a private temporary directory holding only the files they need (written from texts, so the
 "after" render sees the edited files without touching the checkout), argv lists, a timeout, and no
 network-facing flags. A missing renderer is not an error: callers say "not verified" in the PR.
+
+The repository is untrusted, so every renderer runs sandboxed even though app/sources/kustomize.py refuses
+remote references before rendering: a field that check misses must still not reach the network, and a
+template that loops for ever or allocates gigabytes must not take the worker or the pod with it.
+- Network: the child's environment is built from nothing (no token or key of ours is inherited); every
+  proxy variable points at the discard port on loopback, where nothing listens, so Go's net/http (kustomize's
+  remote files) and git's curl fail at once; git may use no transport at all (a remote base is a `git
+  fetch`); no kubeconfig, HOME is the temporary directory.
+- Resources: a data-segment limit (the heap) and a CPU-time limit, set by a small launcher in the child
+  before it execs the renderer (not ``preexec_fn``: that runs Python between fork and exec, which the
+  Python docs say may deadlock in a threaded program like our workers), plus the wall-clock timeout.
 """
 
 from __future__ import annotations
@@ -12,7 +23,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -22,15 +35,37 @@ from typing import Any
 
 import yaml
 
-from app import aliases
 from app.errors import PermanentError
 
 log = logging.getLogger(__name__)
 
 TIMEOUT = 60.0
+# Heap limit of a renderer child (RLIMIT_DATA: private writable memory). Not RLIMIT_AS: a Go program reserves
+# address space it never touches, and kubectl did not even start under 700 MiB of it (measured). A normal
+# render needs well under 100 MiB (kubectl kustomize of deploy/kustomize: 48 MB resident; a Helm render in
+# the Python child: 70 MB); a Helm `range` over a huge list took 1.85 GB before this limit. 512 MiB leaves
+# room for big trees and keeps a runaway child inside the chart's 1 GiB pod limit next to the service.
+MEMORY_LIMIT = 512 * 1024 * 1024
+# CPU seconds of a renderer child, all its threads together: a Go renderer spinning on many cores is killed
+# (SIGKILL at the hard limit; Go ignores SIGXCPU) before it has burnt more than the wall-clock TIMEOUT.
+CPU_LIMIT = int(TIMEOUT)
+# Where proxy variables send every request: the discard port on loopback, where nothing listens.
+NOWHERE = "http://127.0.0.1:9"
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-_HELM_SCRIPT = """
+# Run first in every renderer child. The limits are set by the child on itself, after fork and exec, so the
+# parent runs no Python code in a forked child (see the module docstring).
+_LIMITS = f"""
+import resource
+resource.setrlimit(resource.RLIMIT_DATA, ({MEMORY_LIMIT}, {MEMORY_LIMIT}))
+resource.setrlimit(resource.RLIMIT_CPU, ({CPU_LIMIT}, {CPU_LIMIT}))
+"""
+# argv: LAUNCHER program args...: limits, then the program replaces the launcher (same pid, limits kept).
+_LAUNCHER = _LIMITS + """
+import os, sys
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+_HELM_SCRIPT = _LIMITS + """
 import json, sys
 import helm_python as helm
 req = json.load(sys.stdin)
@@ -38,6 +73,38 @@ with helm.Chart.load(req["chart"]) as chart:
     out = chart.render(req["values"], name=req["name"], namespace=req["namespace"])
 json.dump(out, sys.stdout)
 """
+
+
+def sandbox_env(home: str) -> dict[str, str]:
+    """The whole environment of a renderer child: nothing inherited, no way out to the network."""
+    proxies = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+    return {
+        "PATH": "/usr/bin:/bin", "HOME": home, "LC_ALL": "C", "KUBECONFIG": os.devnull,
+        **dict.fromkeys(proxies, NOWHERE),
+        # Empty: no host is exempt from the proxy. (Go's net/http still exempts "localhost" and loopback IP
+        # literals whatever NO_PROXY says; nothing of ours listens there for a renderer to reach.)
+        "NO_PROXY": "", "no_proxy": "",
+        "GOPROXY": "off",  # no module download, should anything in the child run the go command
+        # No transport at all: git refuses every protocol not listed, and nothing is (a colon-separated
+        # allowlist; "none" names no real protocol). A remote kustomize base is a `git fetch`.
+        "GIT_ALLOW_PROTOCOL": "none", "GIT_TERMINAL_PROMPT": "0",
+        "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
+    }
+
+
+def _limited(argv: list[str]) -> list[str]:
+    """``argv`` run under the renderer limits (see _LAUNCHER)."""
+    return [sys.executable, "-I", "-S", "-c", _LAUNCHER, *argv]
+
+
+def _why(proc: subprocess.CompletedProcess[str]) -> str:
+    """One line for the PR and the job: a limit that stopped the child, else the tail of its stderr."""
+    fatal = next((line for line in proc.stderr.splitlines() if line.startswith("fatal error:")), "")
+    if "memory" in fatal or "\nMemoryError" in proc.stderr:
+        return f"stopped at the renderer memory limit ({MEMORY_LIMIT >> 20} MiB): {fatal or 'MemoryError'}"
+    if proc.returncode == -signal.SIGKILL:
+        return f"killed (renderer CPU limit {CPU_LIMIT} s)"
+    return proc.stderr.strip()[-500:]
 
 
 def kubectl() -> str | None:
@@ -68,16 +135,17 @@ def kustomize(files: Mapping[str, str], directory: str) -> list[dict[str, Any]]:
         root = Path(tmp)
         _write(root, files)
         try:
-            proc = subprocess.run([exe, "kustomize", directory or "."], cwd=root, capture_output=True, text=True,
-                                  timeout=TIMEOUT, check=False, env={"PATH": "/usr/bin:/bin", "HOME": tmp})
+            # LoadRestrictionsRootOnly is kustomize's default: said explicitly so no version's default can
+            # differ. Never --enable-helm, --enable-exec or --enable-alpha-plugins: they run programs.
+            argv = [exe, "kustomize", directory or ".", "--load-restrictor", "LoadRestrictionsRootOnly"]
+            proc = subprocess.run(_limited(argv), cwd=root, capture_output=True, text=True,
+                                  timeout=TIMEOUT, check=False, env=sandbox_env(tmp))
         except subprocess.TimeoutExpired as err:
             raise PermanentError(f"kubectl kustomize {directory} timed out", code="render_failed") from err
     if proc.returncode != 0:
         log.warning("kustomize render failed", extra={"dir": directory, "stderr": proc.stderr[-2000:]})
-        raise PermanentError(f"kubectl kustomize {directory} failed: {proc.stderr.strip()[-500:]}",
-                             code="render_failed")
-    documents = aliases.load_all(proc.stdout, source=f"kubectl kustomize {directory or '.'} output")
-    return [d for d in documents if isinstance(d, dict)]
+        raise PermanentError(f"kubectl kustomize {directory} failed: {_why(proc)}", code="render_failed")
+    return [d for d in yaml.load_all(proc.stdout, Loader=_Loader) if isinstance(d, dict)]
 
 
 def helm(files: Mapping[str, str], chart_dir: str, *, values: dict[str, Any], release: str,
@@ -91,19 +159,19 @@ def helm(files: Mapping[str, str], chart_dir: str, *, values: dict[str, Any], re
         request = json.dumps({"chart": str(root / chart_dir), "values": values, "name": release,
                               "namespace": namespace})
         try:
+            # The child imports helm_python from our own import path, and nothing else of our environment.
+            env = {**sandbox_env(tmp), "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
             proc = subprocess.run([sys.executable, "-c", _HELM_SCRIPT], input=request, capture_output=True,
-                                  text=True, timeout=TIMEOUT, check=False, cwd=root)
+                                  text=True, timeout=TIMEOUT, check=False, cwd=root, env=env)
         except subprocess.TimeoutExpired as err:
             raise PermanentError(f"helm render of {chart_dir} timed out", code="render_failed") from err
     if proc.returncode != 0:
         log.warning("helm render failed", extra={"dir": chart_dir, "stderr": proc.stderr[-2000:]})
-        raise PermanentError(f"helm render of {chart_dir} failed: {proc.stderr.strip()[-500:]}",
-                             code="render_failed")
+        raise PermanentError(f"helm render of {chart_dir} failed: {_why(proc)}", code="render_failed")
     rendered: dict[str, str] = json.loads(proc.stdout)
     out: list[dict[str, Any]] = []
     for name in sorted(rendered):
         if name.endswith("NOTES.txt"):
             continue
-        out += [d for d in aliases.load_all(rendered[name], source=f"helm render of {chart_dir}: {name}")
-                if isinstance(d, dict)]
+        out += [d for d in yaml.load_all(rendered[name], Loader=_Loader) if isinstance(d, dict)]
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import posixpath
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,21 +70,23 @@ def _walk(repo: RepoView, directory: str, files: set[str], tree: Tree, *, seen: 
     if path in seen:
         return
     seen.add(path)
-    docs = yaml_rt.documents(repo.read_text(path), source=path)
+    docs = yaml_rt.documents(repo.read_text(path))
     doc = docs[0] if docs and isinstance(docs[0], dict) else {}
     tree.files.add(path)
-    if doc.get("helmCharts"):
-        raise NoFix(f"{path} inflates Helm charts: not supported", code="unsupported_source")
+    refuse_remote(doc, where=path)
+    for key in _HELM_KEYS:
+        if doc.get(key):
+            raise NoFix(f"{path} inflates Helm charts ({key}): not supported", code="unsupported_source")
     for entry in [*(doc.get("resources") or []), *(doc.get("bases") or []), *(doc.get("components") or [])]:
-        rel = str(entry)
-        if "://" in rel or rel.startswith(("github.com/", "git@")):
-            raise NoFix(f"{path} uses a remote base ({rel}): cannot render or edit it here", code="unsupported_source")
-        target = _join(directory, rel)
+        target = _join(directory, str(entry))
         if target in files:
             tree.resources.append(target)
             tree.files.add(target)
         else:
             _walk(repo, target, files, tree, seen=seen)
+    for key in _PLUGIN_KEYS:
+        for entry in doc.get(key) or []:
+            _plugin(repo, directory, str(entry), files, tree, where=f"{path} {key}", seen=seen)
     for rel in _referenced_files(doc):
         target = _join(directory, rel)
         if target in files:
@@ -92,16 +95,104 @@ def _walk(repo: RepoView, directory: str, files: set[str], tree: Tree, *, seen: 
 
 
 def _referenced_files(doc: dict[str, Any]) -> Iterator[str]:
-    """Patch and generator files a kustomization reads besides its resources."""
+    """Patch, generator and configuration files a kustomization reads besides its resources and plugins."""
     for entry in doc.get("patchesStrategicMerge") or []:
         if isinstance(entry, str) and "\n" not in entry:
             yield entry
-    for entry in [*(doc.get("patches") or []), *(doc.get("patchesJson6902") or [])]:
+    for entry in [*(doc.get("patches") or []), *(doc.get("patchesJson6902") or []), *(doc.get("replacements") or [])]:
         if isinstance(entry, dict) and entry.get("path"):
             yield str(entry["path"])
     for gen in [*(doc.get("configMapGenerator") or []), *(doc.get("secretGenerator") or [])]:
         for item in [*(gen.get("files") or []), *(gen.get("envs") or [])] + ([gen["env"]] if gen.get("env") else []):
             yield str(item).split("=", 1)[-1]
+    yield from (str(entry) for entry in [*(doc.get("crds") or []), *(doc.get("configurations") or [])])
+    openapi = doc.get("openapi")
+    if isinstance(openapi, dict) and openapi.get("path"):
+        yield str(openapi["path"])
+
+
+# ---------------------------------------------------------------- remote references
+
+
+# Kustomize fetches whatever these hold when it looks remote: an http(s) URL is downloaded (any file the
+# loader reads: a resource, a patch, a generator's files, a plugin's config, openapi), anything git can
+# clone is cloned (a base, a component, a plugin directory). Keys are matched at any depth, so the same
+# list covers the kustomization (`patches[].path`, `openapi.path`, `replacements[].path`, `helmCharts[].repo`)
+# and the builtin plugin configs its transformers and generators name (PatchTransformer `path`,
+# HelmChartInflationGenerator `repo` and `valuesFile`, ConfigMapGenerator `files`...).
+_LOADED_KEYS = frozenset({
+    "resources", "bases", "components", "crds", "configurations", "generators", "transformers", "validators",
+    "patchesStrategicMerge", "path", "paths", "files", "envs", "env", "repo", "valuesFile",
+    "additionalValuesFiles", "chartHome", "configHome",
+})
+_PLUGIN_KEYS = ("generators", "transformers", "validators")
+_HELM_KEYS = ("helmCharts", "helmChartInflationGenerator")
+_HELM_KINDS = ("HelmChartInflationGenerator", "HelmChart")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")  # https://, ssh://, file:///, s3:/...
+_SCP = re.compile(r"^[A-Za-z][A-Za-z0-9-]*@[^/:]+[:/]")  # git@github.com:org/repo, org-1@host/repo
+
+
+def is_remote(ref: str) -> bool:
+    """Whether kustomize would fetch ``ref`` (a URL, a git remote in any of the forms it parses) rather than
+    read a file of the tree. Over-inclusive on purpose: a local name that merely looks like one is refused."""
+    text = ref.strip()
+    lowered = text.lower()
+    return bool(_SCHEME.match(text) or _SCP.match(text)) or lowered.startswith(
+        ("git::", "gh:", "github.com/", "github.com:"))
+
+
+def remote_refs(node: Any, *, loaded: bool = False) -> Iterator[str]:
+    """Every remote reference held by a loaded key anywhere under ``node`` (a kustomization or a plugin
+    config); generator `files` entries are `key=path`."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from remote_refs(value, loaded=str(key) in _LOADED_KEYS)
+    elif isinstance(node, list):
+        for item in node:
+            yield from remote_refs(item, loaded=loaded)
+    elif loaded and isinstance(node, str) and "\n" not in node:
+        for part in {node, node.split("=", 1)[-1]}:
+            if is_remote(part):
+                yield node
+
+
+def refuse_remote(node: Any, *, where: str) -> None:
+    """No fix from a tree that names anything remote: it would render (and be verified) from content that
+    is not in the repository, and the renderer would have to reach the network to read it."""
+    found = next(remote_refs(node), None)
+    if found is not None:
+        raise NoFix(f"{where} uses a remote reference ({found}): cannot render or edit it here",
+                    code="unsupported_source")
+
+
+def _plugin(repo: RepoView, directory: str, entry: str, files: set[str], tree: Tree, *, where: str,
+            seen: set[str]) -> None:
+    """A `transformers:`/`generators:`/`validators:` entry: inline config, a config file, or a directory
+    whose kustomization renders the configs. Every config is checked for remote references; the files a
+    render reads are added to the tree (but are not resources of the workload)."""
+    if "\n" in entry:
+        _refuse_plugin_configs(yaml_rt.documents(entry), where=where)
+        return
+    target = _join(directory, entry)
+    if target in files:
+        tree.files.add(target)
+        _refuse_plugin_configs(yaml_rt.documents(repo.read_text(target)), where=f"{where} {target}")
+        return
+    if kustomization_file(files, target) in seen:  # its resources would not be checked as configs below
+        raise NoFix(f"{where} names {target}, a kustomization already in the tree: not supported",
+                    code="unsupported_source")
+    nested = Tree(top=target)
+    _walk(repo, target, files, nested, seen=seen)  # a nested kustomization: every field checked the same way
+    tree.files |= nested.files
+    for resource in nested.resources:
+        _refuse_plugin_configs(yaml_rt.documents(repo.read_text(resource)), where=f"{where} {resource}")
+
+
+def _refuse_plugin_configs(docs: list[Any], *, where: str) -> None:
+    for doc in docs:
+        refuse_remote(doc, where=where)
+        if isinstance(doc, dict) and doc.get("kind") in _HELM_KINDS:
+            raise NoFix(f"{where} inflates Helm charts ({doc.get('kind')}): not supported", code="unsupported_source")
 
 
 # ---------------------------------------------------------------- finding the workload
@@ -370,7 +461,7 @@ def effective(location: Location, ev: Evidence, repo: RepoView) -> dict[str, Any
             log.warning("kustomize render of the unedited tree failed", extra={"dir": tree.top, "error": str(err)})
         else:
             return render.pick(objects, ev.workload, what=f"kubectl kustomize {tree.top or '.'}")
-    base = yaml_rt.documents(repo.read_text(location.path), source=location.path)[location.document_index]
+    base = yaml_rt.documents(repo.read_text(location.path))[location.document_index]
     return compute(tree, repo, base, ev.workload.kind, base_name(tree, ev.workload.name))
 
 
