@@ -24,7 +24,8 @@ from app.adapters.snapshot import RESOURCES
 log = logging.getLogger(__name__)
 
 Status = Literal["ok", "fail", "skip"]
-READ_VERBS = ("get", "list", "watch")
+READ_VERBS = ("get", "list")  # the bot never watches: the shipped roles do not grant it (README security model)
+SECRET_VERBS = ("get", "list", "watch")  # any of them would expose secret data
 WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
 HTTP_TIMEOUT = 5.0
 
@@ -49,14 +50,14 @@ class Permission:
 
 
 def needed_permissions() -> list[Permission]:
-    """What the bot reads: every kind of the adapters' table with get/list/watch, and pod logs."""
+    """What the bot reads: every kind of the adapters' table with get/list, and pod logs."""
     needed = [Permission(verb, r.group, r.plural) for r in RESOURCES.values() for verb in READ_VERBS]
     return [*needed, Permission("get", "", "pods", "log")]
 
 
 def forbidden_permissions() -> list[Permission]:
     """What the bot must never be granted: any write on what it reads, and reading Secrets."""
-    secrets_read = [Permission(verb, "", "secrets") for verb in READ_VERBS]
+    secrets_read = [Permission(verb, "", "secrets") for verb in SECRET_VERBS]
     return [*secrets_read, *(Permission(verb, r.group, r.plural) for r in RESOURCES.values() for verb in WRITE_VERBS)]
 
 

@@ -78,16 +78,22 @@ def test_every_object_is_valid_against_the_kubernetes_schema(rendered: list[dict
             "NetworkPolicy", "PodDisruptionBudget"} <= kinds
 
 
-def test_rbac_is_read_only_and_covers_what_the_bot_reads(rendered: list[dict[str, Any]]) -> None:
-    rules = by_kind(rendered, "ClusterRole")["rules"]
+def read_only_grants(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    """(group, resource, verb) granted by ``rules``, asserting on the way: no write verb, no watch (the bot
+    never watches: README security model), no Secrets, no wildcard, no non-resource URL."""
     granted = set()
     for rule in rules:
-        assert not WRITE_VERBS & set(rule["verbs"]), rule
+        assert not (WRITE_VERBS | {"watch"}) & set(rule["verbs"]), rule
         assert "*" not in rule["resources"] and "*" not in rule["apiGroups"], rule
         assert not {"secrets", "secrets/*"} & set(rule["resources"]), rule
         assert not rule.get("nonResourceURLs") and not rule.get("resourceNames"), rule
         granted |= {(g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
-    needed = {(r.group, r.plural, v) for r in RESOURCES.values() for v in ("get", "list", "watch")}
+    return granted
+
+
+def test_rbac_is_read_only_and_covers_what_the_bot_reads(rendered: list[dict[str, Any]]) -> None:
+    granted = read_only_grants(by_kind(rendered, "ClusterRole")["rules"])
+    needed = {(r.group, r.plural, v) for r in RESOURCES.values() for v in ("get", "list")}
     assert needed | {("", "pods/log", "get")} <= granted
     assert not [k for k in ("Role", "RoleBinding") if any(d["kind"] == k for d in rendered)]
     binding = by_kind(rendered, "ClusterRoleBinding")
@@ -118,6 +124,96 @@ def test_pod_is_hardened_and_credentials_come_from_the_secret(rendered: list[dic
 
 def test_helm_and_kustomize_grant_the_same_rules() -> None:
     assert by_kind(helm(), "ClusterRole")["rules"] == by_kind(kustomize(), "ClusterRole")["rules"]
+
+
+def test_doctor_asks_for_exactly_what_the_role_grants() -> None:
+    """`autofix doctor` fails on a missing verb: it must not ask for one the shipped role does not grant."""
+    from app import doctor
+
+    granted = read_only_grants(by_kind(kustomize(), "ClusterRole")["rules"])
+    asked = {(p.group, p.resource + (f"/{p.subresource}" if p.subresource else ""), p.verb)
+             for p in doctor.needed_permissions()}
+    assert asked == granted
+
+
+def test_namespaced_rbac_is_roles_in_the_listed_namespaces_only() -> None:
+    """rbac.namespaced: a Role + RoleBinding per listed namespace, no cluster-wide grant at all. Lost by
+    design: Nodes and StorageClasses (cluster-scoped); kept: the Namespace object itself (its labels say
+    whether it is protected), which a RoleBinding grants for its own namespace."""
+    namespaces = ["shop", "payments", "argocd"]
+    docs = helm({"rbac": {"namespaced": True, "namespaces": namespaces}})
+    kinds = [d["kind"] for d in docs]
+    assert "ClusterRole" not in kinds and "ClusterRoleBinding" not in kinds
+    roles = {d["metadata"]["namespace"]: d for d in docs if d["kind"] == "Role"}
+    bindings = {d["metadata"]["namespace"]: d for d in docs if d["kind"] == "RoleBinding"}
+    assert sorted(roles) == sorted(bindings) == sorted(namespaces)
+    account = by_kind(docs, "ServiceAccount")["metadata"]["name"]
+    namespaced = {(r.group, r.plural, v) for r in RESOURCES.values() if r.namespaced for v in ("get", "list")}
+    for namespace, role in roles.items():
+        kubernetes_validate.validate(role, K8S_VERSION, strict=True)
+        kubernetes_validate.validate(bindings[namespace], K8S_VERSION, strict=True)
+        granted = read_only_grants(role["rules"])
+        assert namespaced | {("", "pods/log", "get"), ("", "namespaces", "get")} <= granted
+        assert not {("", "nodes"), ("storage.k8s.io", "storageclasses")} & {(g, r) for g, r, _ in granted}
+        binding = bindings[namespace]
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                      "name": role["metadata"]["name"]}
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": "gitops-autofix"}]
+    with pytest.raises(Exception, match="rbac.namespaces"):
+        helm({"rbac": {"namespaced": True}})
+
+
+def egress_rules(docs: list[dict[str, Any]]) -> list[tuple[tuple[str, ...], tuple[tuple[int, str], ...]]]:
+    """(CIDRs, ports) of every egress rule: () CIDRs means any address."""
+    spec = by_kind(docs, "NetworkPolicy")["spec"]
+    assert set(spec["policyTypes"]) == {"Ingress", "Egress"}
+    rules = []
+    for rule in spec["egress"]:
+        assert all(set(peer) == {"ipBlock"} for peer in rule.get("to", [])), rule  # addresses, never "any pod"
+        cidrs = tuple(peer["ipBlock"]["cidr"] for peer in rule.get("to", []))
+        rules.append((cidrs, tuple((p["port"], p["protocol"]) for p in rule["ports"])))
+    return rules
+
+
+PRIVATE = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+DNS = ((53, "UDP"), (53, "TCP"))
+
+
+def test_egress_reaches_dns_and_the_api_server_and_no_other_host(rendered: list[dict[str, Any]]) -> None:
+    """The default: no rule lets the bot open a connection to any address on 443 (an exfiltration path for
+    whatever a repository or a model could make it send); the forge is filled in by the installer."""
+    rules = egress_rules(rendered)
+    assert rules == [((), DNS), (PRIVATE, ((443, "TCP"), (6443, "TCP")))]
+
+
+def test_egress_destinations_are_what_is_configured() -> None:
+    docs = helm({"networkPolicy": {"egress": {"destinations": {
+        "forge": {"cidrs": ["192.0.2.0/24", "198.51.100.7/32"]},
+        "mlflow": {"cidrs": ["10.20.0.15/32"], "ports": [5000]},
+        "kubeApiServer": {"cidrs": ["203.0.113.10/32"], "ports": [443]},
+    }, "dnsCidrs": ["10.96.0.10/32", "169.254.20.10/32"]}}})
+    rules = egress_rules(docs)
+    assert sorted(rules) == sorted([
+        (("10.96.0.10/32", "169.254.20.10/32"), DNS),
+        (("192.0.2.0/24", "198.51.100.7/32"), ((443, "TCP"),)),
+        (("203.0.113.10/32",), ((443, "TCP"),)),
+        (("10.20.0.15/32",), ((5000, "TCP"),)),
+    ])
+    assert "WARNING" not in NOTES(docs_values={"networkPolicy": {"egress": {"destinations": {
+        "forge": {"cidrs": ["192.0.2.0/24"]}}}}})
+    assert "WARNING" in NOTES(docs_values=None)  # the installer is told the forge is unreachable
+    opened = egress_rules(helm({"networkPolicy": {"egress": {"allowAllHttps": True}}}))
+    assert ((), ((443, "TCP"),)) in opened  # the explicit opt-in to the old "any host on 443"
+
+
+def NOTES(docs_values: dict[str, Any] | None) -> str:  # noqa: N802 - reads as the chart's file name
+    rendered = helm_chart.Chart.load(CHART).render(values=docs_values, name="gitops-autofix",
+                                                   namespace="gitops-autofix")
+    return next(text for name, text in rendered.items() if name.endswith("NOTES.txt"))
+
+
+def test_helm_and_kustomize_allow_the_same_egress() -> None:
+    assert egress_rules(helm()) == egress_rules(kustomize())
 
 
 def test_chart_lints_clean_and_toggles_work() -> None:

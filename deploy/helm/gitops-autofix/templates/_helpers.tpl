@@ -34,3 +34,48 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default "default" .Values.serviceAccount.name }}
 {{- end }}
 {{- end }}
+
+{{/*
+The read-only rules: get and list (the bot never watches) on the kinds of app/adapters/snapshot.py RESOURCES,
+and pod logs. pods/log: the previous container's last lines are the crash evidence. configmaps: key names
+only (the adapter drops the values), to tell a typo in a reference from a missing object. With
+clusterScoped=false (a Role) nodes and StorageClasses cannot be granted; namespaces stays: a RoleBinding
+lets the bot get its own Namespace object.
+*/}}
+{{- define "gitops-autofix.readRules" -}}
+- apiGroups: ['']
+  resources: [pods, events{{ if .clusterScoped }}, nodes{{ end }}, namespaces, configmaps, persistentvolumeclaims, resourcequotas, services]
+  verbs: [get, list]
+- apiGroups: ['']
+  resources: [pods/log]
+  verbs: [get]
+- apiGroups: [apps]
+  resources: [deployments, replicasets, statefulsets, daemonsets]
+  verbs: [get, list]
+- apiGroups: [batch]
+  resources: [jobs, cronjobs]
+  verbs: [get, list]
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [get, list]
+{{- if .clusterScoped }}
+- apiGroups: [storage.k8s.io]
+  resources: [storageclasses]
+  verbs: [get, list]
+{{- end }}
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [get, list]
+- apiGroups: [argoproj.io]
+  resources: [applications]
+  verbs: [get, list]
+- apiGroups: [kustomize.toolkit.fluxcd.io]
+  resources: [kustomizations]
+  verbs: [get, list]
+- apiGroups: [source.toolkit.fluxcd.io]
+  resources: [gitrepositories]
+  verbs: [get, list]
+- apiGroups: [helm.toolkit.fluxcd.io]
+  resources: [helmreleases]
+  verbs: [get, list]
+{{- end }}
