@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from app import aliases
 from app.errors import PermanentError
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,8 @@ def kustomize(files: Mapping[str, str], directory: str) -> list[dict[str, Any]]:
     if proc.returncode != 0:
         log.warning("kustomize render failed", extra={"dir": directory, "stderr": proc.stderr[-2000:]})
         raise PermanentError(f"kubectl kustomize {directory} failed: {_why(proc)}", code="render_failed")
-    return [d for d in yaml.load_all(proc.stdout, Loader=_Loader) if isinstance(d, dict)]
+    documents = aliases.load_all(proc.stdout, source=f"kubectl kustomize {directory or '.'} output")
+    return [d for d in documents if isinstance(d, dict)]
 
 
 def helm(files: Mapping[str, str], chart_dir: str, *, values: dict[str, Any], release: str,
@@ -173,5 +175,6 @@ def helm(files: Mapping[str, str], chart_dir: str, *, values: dict[str, Any], re
     for name in sorted(rendered):
         if name.endswith("NOTES.txt"):
             continue
-        out += [d for d in yaml.load_all(rendered[name], Loader=_Loader) if isinstance(d, dict)]
+        out += [d for d in aliases.load_all(rendered[name], source=f"helm render of {chart_dir}: {name}")
+                if isinstance(d, dict)]
     return out

@@ -70,7 +70,7 @@ def _walk(repo: RepoView, directory: str, files: set[str], tree: Tree, *, seen: 
     if path in seen:
         return
     seen.add(path)
-    docs = yaml_rt.documents(repo.read_text(path))
+    docs = yaml_rt.documents(repo.read_text(path), source=path)
     doc = docs[0] if docs and isinstance(docs[0], dict) else {}
     tree.files.add(path)
     refuse_remote(doc, where=path)
@@ -461,7 +461,7 @@ def effective(location: Location, ev: Evidence, repo: RepoView) -> dict[str, Any
             log.warning("kustomize render of the unedited tree failed", extra={"dir": tree.top, "error": str(err)})
         else:
             return render.pick(objects, ev.workload, what=f"kubectl kustomize {tree.top or '.'}")
-    base = yaml_rt.documents(repo.read_text(location.path))[location.document_index]
+    base = yaml_rt.documents(repo.read_text(location.path), source=location.path)[location.document_index]
     return compute(tree, repo, base, ev.workload.kind, base_name(tree, ev.workload.name))
 
 
