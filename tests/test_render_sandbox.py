@@ -180,14 +180,20 @@ def test_the_renderer_cannot_fetch_even_when_the_check_is_bypassed(listener: Lis
     assert err.value.code == "render_failed"
 
 
-def test_the_renderer_child_gets_limits_and_no_inherited_secret(tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("help_text", "restrictor"), [
+    ("      --load-restrictor='LoadRestrictionsRootOnly':", " --load-restrictor LoadRestrictionsRootOnly"),
+    ("  -h, --help   help for kustomize", ""),  # kubectl <= 1.20 (Debian bookworm): no such flag
+], ids=["kubectl-1.21+", "kubectl-1.20"])
+def test_the_renderer_child_gets_limits_and_no_inherited_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                help_text: str, restrictor: str) -> None:
     """A stand-in kubectl (a shell script first on PATH, as in the kustomize-too-old test) reports the
-    environment and limits it was started with: the real launcher and exec, only the program is ours."""
+    environment and limits it was started with: the real launcher and exec, only the program is ours. Its
+    `kustomize --help` decides whether the load restrictor is passed (an old kubectl rejects the flag)."""
     fake = tmp_path / "bin" / "kubectl"
     report = tmp_path / "report.txt"
     fake.parent.mkdir()
-    fake.write_text(f"#!/bin/sh\n{{ env; echo \"data=$(ulimit -d) cpu=$(ulimit -t)\"; echo \"argv=$*\"; }} > {report}\n"
+    fake.write_text(f"#!/bin/sh\nif [ \"$2\" = --help ]; then echo \"{help_text}\"; exit 0; fi\n"
+                    f"{{ env; echo \"data=$(ulimit -d) cpu=$(ulimit -t)\"; echo \"argv=$*\"; }} > {report}\n"
                     "exit 1\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake.parent}:/usr/bin:/bin")
@@ -202,7 +208,7 @@ def test_the_renderer_child_gets_limits_and_no_inherited_secret(tmp_path: Path,
     assert (env["NO_PROXY"], env["no_proxy"], env["GIT_ALLOW_PROTOCOL"], env["GIT_TERMINAL_PROMPT"]) == ("", "", "none", "0")
     assert env["HOME"].startswith(tempfile.gettempdir()) and "autofix-kustomize-" in env["HOME"]
     assert f"data={renderers.MEMORY_LIMIT // 1024} cpu={renderers.CPU_LIMIT}" in seen
-    assert "argv=kustomize . --load-restrictor LoadRestrictionsRootOnly" in seen
+    assert f"argv=kustomize .{restrictor}" in seen
 
 
 # ---------------------------------------------------------------- limits: a render cannot take the machine

@@ -20,6 +20,7 @@ template that loops for ever or allocates gigabytes must not take the worker or 
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import logging
@@ -108,6 +109,20 @@ def _why(proc: subprocess.CompletedProcess[str]) -> str:
     return proc.stderr.strip()[-500:]
 
 
+@functools.lru_cache(maxsize=8)
+def _load_restrictor(exe: str) -> tuple[str, ...]:
+    """LoadRestrictionsRootOnly, kustomize's default, said explicitly so that no version's default can differ,
+    when this kubectl knows the flag: kubectl 1.21+ (kustomize v4+) does; Debian bookworm's kubectl 1.20
+    (kustomize v2, the image's) rejects it as an unknown flag, and loads from the kustomization root only."""
+    with tempfile.TemporaryDirectory(prefix="autofix-kustomize-") as tmp:
+        try:
+            proc = subprocess.run(_limited([exe, "kustomize", "--help"]), cwd=tmp, capture_output=True, text=True,
+                                  timeout=TIMEOUT, check=False, env=sandbox_env(tmp))
+        except subprocess.TimeoutExpired:
+            return ()
+    return ("--load-restrictor", "LoadRestrictionsRootOnly") if "--load-restrictor" in proc.stdout else ()
+
+
 def kubectl() -> str | None:
     """Path of kubectl (it ships kustomize), or None."""
     return shutil.which("kubectl")
@@ -136,9 +151,8 @@ def kustomize(files: Mapping[str, str], directory: str) -> list[dict[str, Any]]:
         root = Path(tmp)
         _write(root, files)
         try:
-            # LoadRestrictionsRootOnly is kustomize's default: said explicitly so no version's default can
-            # differ. Never --enable-helm, --enable-exec or --enable-alpha-plugins: they run programs.
-            argv = [exe, "kustomize", directory or ".", "--load-restrictor", "LoadRestrictionsRootOnly"]
+            # Never --enable-helm, --enable-exec or --enable-alpha-plugins: they run programs.
+            argv = [exe, "kustomize", directory or ".", *_load_restrictor(exe)]
             proc = subprocess.run(_limited(argv), cwd=root, capture_output=True, text=True,
                                   timeout=TIMEOUT, check=False, env=sandbox_env(tmp))
         except subprocess.TimeoutExpired as err:
