@@ -82,25 +82,39 @@ def _handle(args: argparse.Namespace) -> int:
         from app.adapters.snapshot import SnapshotCluster
 
         cluster = SnapshotCluster.from_file(args.snapshot)
-    pipeline = build_pipeline(settings_mod.load(), cluster=cluster)
-    results = handle_payload(pipeline, payload)
+    settings = settings_mod.load()
+    pipeline = build_pipeline(settings, cluster=cluster)
+    results = handle_payload(pipeline, payload, budget_seconds=settings.job_budget_seconds)
     print(json.dumps({"results": results}, indent=2))
     return 0
 
 
-def handle_payload(pipeline: Any, payload: Any) -> list[dict[str, Any]]:
-    """Each alert of the payload through the pipeline, in order; a transient failure is reported, not raised."""
+def handle_payload(pipeline: Any, payload: Any, *, budget_seconds: float | None = None) -> list[dict[str, Any]]:
+    """Each alert of the payload through the pipeline, in order; a transient failure is reported, not raised.
+
+    Each alert has the job budget the service gives it (AUTOFIX_JOB_BUDGET_SECONDS, app/worker.py): past it
+    the alert's result is `failed` naming the stage, and the next alert goes on.
+    """
+    import functools
+
+    from app import deadlines, worker
     from app.errors import TemporaryError
     from app.models.incident import Incident
     from app.models.outcome import Outcome
 
+    budget = deadlines.DEFAULT_BUDGET_SECONDS if budget_seconds is None else budget_seconds
     results = []
     for alert in payload.alerts:
+        incident = Incident.from_alert(alert)
         try:
-            outcome = pipeline.handle(Incident.from_alert(alert))
+            outcome = worker.call_within(functools.partial(pipeline.handle, incident), deadlines.Deadline(budget),
+                                         name=f"autofix-handle-{alert.fingerprint}")
         except TemporaryError as err:
             outcome = Outcome(alertname=alert.alertname, fingerprint=alert.fingerprint, outcome="failed",
                               reason=f"temporary failure, retry later: {err}")
+        except deadlines.BudgetExceeded as err:
+            outcome = Outcome(alertname=alert.alertname, fingerprint=alert.fingerprint, outcome="failed",
+                              reason=f"{err.code}: {err}")
         results.append(outcome.result())
     return results
 

@@ -55,7 +55,7 @@ def create_app(settings: Settings, *, pipeline: Handler | None = None) -> FastAP
         pipeline = build_pipeline(settings)
     metrics_ = Metrics()
     pool = WorkerPool(store, pipeline, workers=settings.workers, lease_seconds=settings.lease_seconds,
-                      on_outcome=metrics_.job_finished)
+                      budget_seconds=settings.job_budget_seconds, on_outcome=metrics_.job_finished)
     services = Services(settings=settings, store=store, pool=pool, metrics=metrics_)
 
     @asynccontextmanager

@@ -20,7 +20,20 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from app import advice, detectors, fieldpaths, fixers, gates, kube, render, risk, sources, targets, validation
+from app import (
+    advice,
+    deadlines,
+    detectors,
+    fieldpaths,
+    fixers,
+    gates,
+    kube,
+    render,
+    risk,
+    sources,
+    targets,
+    validation,
+)
 from app import evidence as evidence_stage
 from app import ledger as ledger_mod
 from app.errors import AutofixError, NoFix, PermanentError, TemporaryError
@@ -77,6 +90,7 @@ class _Run:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[list[str]]:
+        deadlines.enter(name)  # the worker and /readyz name the stage a job ran out of time in
         decision: list[str] = []
         start = time.perf_counter()
         try:

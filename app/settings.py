@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.deadlines import DEFAULT_BUDGET_SECONDS
 from app.errors import ConfigError
 
 DEFAULT_POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
@@ -53,6 +54,9 @@ class Settings(BaseSettings):
     policy_dir: Path = Field(default=DEFAULT_POLICY_DIR, validation_alias="AUTOFIX_POLICY_DIR")
     workers: int = Field(default=2, ge=1, le=64, validation_alias="AUTOFIX_WORKERS")
     lease_seconds: float = Field(default=300.0, gt=0, validation_alias="AUTOFIX_LEASE_SECONDS")
+    # wall-clock limit of one job (app/deadlines.py): past it the job fails naming its stage, the worker moves on
+    job_budget_seconds: float = Field(default=DEFAULT_BUDGET_SECONDS, gt=0, le=86400,
+                                      validation_alias="AUTOFIX_JOB_BUDGET_SECONDS")
     # A finished job is kept this long (for /jobs, `autofix explain` and dedupe of late repeats), then deleted.
     job_retention_days: float = Field(default=14.0, gt=0, validation_alias="AUTOFIX_JOB_RETENTION_DAYS")
     # Read deadlines per HTTP request: headers within this of the first byte, the body within that of the headers.

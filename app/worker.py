@@ -5,6 +5,12 @@ fail. A TemporaryError is retried with exponential backoff; any other exception 
 message (the traceback goes to the log, never to the job record or the HTTP client). Nothing a handler raises
 stops a thread. A worker killed mid-job leaves its lease to expire; another worker, here or in the next
 process, takes the job up again (see app.adapters.store).
+
+Every job has a wall-clock budget (AUTOFIX_JOB_BUDGET_SECONDS). The handler runs in a thread of its own under
+an app.deadlines.Deadline and the worker waits at most the budget: past it the job fails naming the stage it
+was in, the worker takes the next job, and the abandoned handler stops at its next ``deadlines.check()``.
+Its late result is never written (only the worker writes, and the store refuses a second ending anyway).
+Until it stops, ``WorkerPool.stuck`` reports it, and /readyz with it.
 """
 
 from __future__ import annotations
@@ -15,9 +21,12 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, cast
 
+from app import deadlines
 from app.adapters.store import Job, JobStore
+from app.deadlines import BudgetExceeded, Deadline
 from app.errors import TemporaryError
 from app.ports import Handler
 
@@ -27,6 +36,7 @@ BACKOFF_CAP_SECONDS = 900.0
 HEARTBEATS_PER_LEASE = 3  # extend well before expiry so one slow write does not lose the lease
 
 OutcomeObserver = Callable[[str], None]
+T = TypeVar("T")
 
 
 def worker_name(index: int) -> str:
@@ -71,6 +81,108 @@ class _Heartbeat:
                 log.warning("job heartbeat failed", extra={"job_id": self._job_id}, exc_info=True)
 
 
+# ---------------------------------------------------------------- the budget
+
+
+@dataclass(frozen=True)
+class Stuck:
+    """A handler still running past its job's budget (abandoned by its worker, not yet at a check)."""
+
+    job_id: int
+    stage: str
+    seconds: float
+    budget: float
+
+    def reason(self) -> str:
+        return (f"job {self.job_id} stuck in stage {self.stage} for {self.seconds:.0f} s "
+                f"(budget {self.budget:g} s)")
+
+
+class _Attempt(Generic[T]):
+    """One handler call in a thread of its own, under a deadline, so the caller can stop waiting for it."""
+
+    def __init__(self, fn: Callable[[], T], deadline: Deadline, *, name: str,
+                 on_exit: Callable[[], None] | None = None) -> None:
+        self.fn = fn
+        self.deadline = deadline
+        self.on_exit = on_exit
+        self.done = threading.Event()
+        self.value: T | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            with deadlines.running(self.deadline):
+                self.value = self.fn()
+        except BaseException as err:  # handed to the caller, which re-raises it in its own thread
+            self.error = err
+        finally:
+            self.done.set()
+            if self.on_exit is not None:
+                self.on_exit()
+
+
+class RunningJobs:
+    """The handler threads a pool started and that have not ended yet, by job id."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._attempts: dict[int, list[_Attempt[Any]]] = {}
+
+    def add(self, job_id: int, attempt: _Attempt[Any]) -> None:
+        with self._lock:
+            self._attempts.setdefault(job_id, []).append(attempt)
+
+    def remove(self, job_id: int, attempt: _Attempt[Any]) -> None:
+        with self._lock:
+            left = [a for a in self._attempts.get(job_id, []) if a is not attempt]
+            if left:
+                self._attempts[job_id] = left
+            else:
+                self._attempts.pop(job_id, None)
+
+    def __len__(self) -> int:
+        """Handler threads not ended yet (an abandoned one counts until it reaches a check and stops)."""
+        with self._lock:
+            return sum(len(items) for items in self._attempts.values())
+
+    def stuck(self) -> list[Stuck]:
+        """Handlers running past their budget, oldest first."""
+        with self._lock:
+            attempts = [(job_id, a) for job_id, items in self._attempts.items() for a in items]
+        found = [Stuck(job_id=job_id, stage=a.deadline.stage, seconds=a.deadline.elapsed(),
+                       budget=a.deadline.seconds)
+                 for job_id, a in attempts if a.deadline.expired() and not a.done.is_set()]
+        return sorted(found, key=lambda s: -s.seconds)
+
+
+def call_within(fn: Callable[[], T], deadline: Deadline, *, name: str, running: RunningJobs | None = None,
+                job_id: int = 0) -> T:
+    """``fn()`` in its own thread under ``deadline``, waiting at most what is left of it.
+
+    BudgetExceeded (naming the stage) when the budget runs out first, or when a ``deadlines.check`` inside
+    stopped the handler (the pipeline turns that into a failed outcome; the caller sees the budget).
+    """
+    attempt: _Attempt[T] = _Attempt(fn, deadline, name=name)
+    if running is not None:
+        attempt.on_exit = lambda: running.remove(job_id, attempt)
+        running.add(job_id, attempt)
+    attempt.thread.start()
+    if not attempt.done.wait(deadline.remaining()):
+        error = deadline.error()  # the stage it is in now
+        deadline.abandon()  # its next check raises: the runaway work stops there
+        raise error
+    if deadline.tripped is not None:
+        raise deadline.tripped
+    if attempt.error is not None:
+        raise attempt.error
+    return cast(T, attempt.value)
+
+
+# ---------------------------------------------------------------- one job
+
+
 def run_job(
     store: JobStore,
     handler: Handler,
@@ -78,16 +190,24 @@ def run_job(
     *,
     worker: str,
     lease_seconds: float,
+    budget_seconds: float = deadlines.DEFAULT_BUDGET_SECONDS,
+    running: RunningJobs | None = None,
     on_outcome: OutcomeObserver | None = None,
 ) -> str:
     """Handle one leased job and record its end. Returns the label recorded ("done:<outcome>", "retry", ...)."""
     extra: dict[str, Any] = {"job_id": job.id, "worker": worker, "attempt": job.attempts,
                              "fingerprint": job.fingerprint, "alertname": job.alertname}
     log.info("job started", extra=extra)
+    incident = job.incident()
+    deadline = Deadline(budget_seconds)
     try:
         with _Heartbeat(store, job.id, worker, lease_seconds):
-            outcome = handler.handle(job.incident())
+            outcome = call_within(lambda: handler.handle(incident), deadline, name=f"autofix-job-{job.id}",
+                                  running=running, job_id=job.id)
         result: dict[str, Any] = outcome.model_dump(mode="json")
+    except BudgetExceeded as err:
+        log.error("job exceeded its budget", extra={**extra, "stage": deadline.stage, "budget": budget_seconds})
+        label = "budget" if store.fail(job.id, worker, error=f"{err.code}: {err}") else "lease_lost"
     except TemporaryError as err:
         delay = backoff_delay(err.delay, job.attempts)
         log.warning("job will be retried", extra={**extra, "delay": delay, "error": str(err)})
@@ -108,13 +228,15 @@ def run_job(
 
 
 def run_next(
-    store: JobStore, handler: Handler, *, worker: str = "sync", lease_seconds: float = 60.0
+    store: JobStore, handler: Handler, *, worker: str = "sync", lease_seconds: float = 60.0,
+    budget_seconds: float = deadlines.DEFAULT_BUDGET_SECONDS, running: RunningJobs | None = None,
 ) -> Job | None:
-    """Lease and run one job synchronously (tests, `autofix handle`); returns the job as stored after, or None."""
+    """Lease and run one job synchronously (tests, tools); returns the job as stored after, or None."""
     job = store.lease(worker, ttl=lease_seconds)
     if job is None:
         return None
-    run_job(store, handler, job, worker=worker, lease_seconds=lease_seconds)
+    run_job(store, handler, job, worker=worker, lease_seconds=lease_seconds, budget_seconds=budget_seconds,
+            running=running)
     return store.get(job.id)
 
 
@@ -129,12 +251,15 @@ class WorkerPool:
         workers: int,
         lease_seconds: float,
         poll_interval: float = 0.2,
+        budget_seconds: float = deadlines.DEFAULT_BUDGET_SECONDS,
         on_outcome: OutcomeObserver | None = None,
     ) -> None:
         self.store = store
         self.handler = handler
         self.workers = workers
         self.lease_seconds = lease_seconds
+        self.budget_seconds = budget_seconds
+        self.running = RunningJobs()
         self.poll_interval = poll_interval
         self.on_outcome = on_outcome
         self._stopping = threading.Event()
@@ -150,7 +275,8 @@ class WorkerPool:
             thread = threading.Thread(target=self._loop, args=(name,), name=f"autofix-worker-{index}", daemon=True)
             thread.start()
             self._threads.append(thread)
-        log.info("worker pool started", extra={"workers": self.workers, "lease_seconds": self.lease_seconds})
+        log.info("worker pool started", extra={"workers": self.workers, "lease_seconds": self.lease_seconds,
+                                               "budget_seconds": self.budget_seconds})
 
     def stop(self, timeout: float = 10.0) -> bool:
         """Ask the threads to stop and wait; True when all stopped. A job still running keeps its lease,
@@ -172,6 +298,10 @@ class WorkerPool:
         """True when started and every worker thread is running."""
         return bool(self._threads) and all(t.is_alive() for t in self._threads) and not self._stopping.is_set()
 
+    def stuck(self) -> list[Stuck]:
+        """Handlers still running past their job's budget (their workers have moved on)."""
+        return self.running.stuck()
+
     def _loop(self, worker: str) -> None:
         while not self._stopping.is_set():
             try:
@@ -185,7 +315,7 @@ class WorkerPool:
                 continue
             try:
                 run_job(self.store, self.handler, job, worker=worker, lease_seconds=self.lease_seconds,
-                        on_outcome=self.on_outcome)
+                        budget_seconds=self.budget_seconds, running=self.running, on_outcome=self.on_outcome)
             except Exception:
                 # Only the store's own writes can land here; the lease expires and the job is retried.
                 log.exception("job bookkeeping failed", extra={"job_id": job.id, "worker": worker})

@@ -221,7 +221,8 @@ def test_invalid_payload_is_422_and_nothing_stored(client: httpx.Client, body: b
 def test_health_ready_metrics_docs(client: httpx.Client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["checks"] == {"store": True, "workers": True}
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"store": True, "workers": True, "jobs_within_budget": True}
     post(client, reference())
     metrics = client.get("/metrics")
     assert metrics.headers["content-type"].startswith("text/plain")

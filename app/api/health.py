@@ -1,4 +1,4 @@
-"""GET /healthz (the process answers) and GET /readyz (the store answers and the workers run)."""
+"""GET /healthz (the process answers) and GET /readyz (the store answers, the workers run, no job is stuck)."""
 
 from __future__ import annotations
 
@@ -16,13 +16,16 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: store reachable and workers alive",
+@router.get("/readyz", summary="Readiness: store reachable, workers alive, no job stuck past its budget",
             responses={503: {"description": "Not ready"}})
 async def readyz(store: StoreDep, pool: PoolDep) -> JSONResponse:
     store_problem = await run_in_threadpool(store.readiness)
-    checks = {"store": store_problem is None, "workers": pool.alive()}
+    stuck = pool.stuck()  # handlers still running past AUTOFIX_JOB_BUDGET_SECONDS, oldest first
+    checks = {"store": store_problem is None, "workers": pool.alive(), "jobs_within_budget": not stuck}
     ready = all(checks.values())
     body: dict[str, object] = {"status": "ok" if ready else "unavailable", "checks": checks}
-    if store_problem is not None:
-        body["reason"] = store_problem
+    stuck_problem = stuck[0].reason() + (f" (and {len(stuck) - 1} more)" if len(stuck) > 1 else "") if stuck else None
+    reasons = [r for r in (store_problem, stuck_problem) if r]
+    if reasons:
+        body["reason"] = "; ".join(reasons)
     return JSONResponse(body, status_code=200 if ready else 503)
