@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(_RedactingFormatter(handler.formatter))
     from app.errors import ConfigError, StartupError
 
     try:
@@ -28,6 +30,20 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, StartupError) as err:
         print(f"autofix: {err}", file=sys.stderr)
         return 2
+
+
+class _RedactingFormatter(logging.Formatter):
+    """The last net under stderr: a message or traceback quoting evidence (an exception from a parser that
+    echoes its input) is redacted like everything else that leaves the process."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self._inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        from app import redact
+
+        return redact.text(self._inner.format(record))
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,10 +1,10 @@
-"""Evidence stage: read the workload's state from the cluster (read-only), redacted and bounded."""
+"""Evidence stage: read the workload's state from the cluster (read-only); the Evidence model redacts it."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from app import kube, redact
+from app import kube
 from app.detectors import rollout
 from app.errors import NoFix
 from app.models.evidence import Evidence
@@ -14,7 +14,6 @@ from app.ports import ClusterReader
 MAX_PODS = 20
 MAX_LOG_PODS = 3
 LOG_LINES = 200
-LOG_CHARS = 16_000
 MAX_EVENTS = 100
 ARGOCD_TRACKING = "argocd.argoproj.io/tracking-id"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
@@ -39,13 +38,13 @@ def gather(cluster: ClusterReader, ref: WorkloadRef, incident: Incident) -> Evid
     return Evidence(
         incident=incident,
         workload=ref,
-        object=redact.obj(workload),
-        replicasets=[redact.obj(rs) for rs in replicasets],
-        pods=[redact.obj(p) for p in pods],
-        events=[redact.obj(e) for e in events],
+        object=workload,
+        replicasets=replicasets,
+        pods=pods,
+        events=events,
         logs=_logs(cluster, ref.namespace, pods, incident),
         nodes=_nodes(cluster, pods),
-        related=_related(cluster, ref.namespace, pods, scaled) + [redact.obj(o) for o in extra],
+        related=_related(cluster, ref.namespace, pods, scaled) + extra,
         gitops=_gitops(cluster, workload),
     )
 
@@ -108,7 +107,7 @@ def _logs(cluster: ClusterReader, namespace: str, pods: list[K8sObject], inciden
             text = cluster.logs(namespace, kube.name(pod), str(cs.get("name")), previous=previous,
                                 tail_lines=LOG_LINES)
             if text:
-                logs[f"{kube.name(pod)}/{cs.get('name')}"] = redact.bounded(redact.text(text), max_chars=LOG_CHARS)
+                logs[f"{kube.name(pod)}/{cs.get('name')}"] = text
     return logs
 
 
@@ -136,7 +135,7 @@ def _related(cluster: ClusterReader, namespace: str, pods: list[K8sObject], work
         related += [h for h in cluster.list("HorizontalPodAutoscaler", namespace)
                     if ((h.get("spec") or {}).get("scaleTargetRef") or {}).get("name") == kube.name(workload)]
     related += _serving(cluster, namespace, workload)
-    return [redact.obj(o) for o in related]
+    return related
 
 
 def _serving(cluster: ClusterReader, namespace: str, workload: K8sObject) -> list[K8sObject]:

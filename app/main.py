@@ -173,7 +173,8 @@ def server_config(app: FastAPI, *, host: str, port: int) -> uvicorn.Config:
 
     from app.api import protocol
 
-    settings: Settings = app.state.services.settings
+    services = getattr(app.state, "services", None)  # an app not made by create_app (benchmarks): defaults
+    settings: Settings = services.settings if isinstance(services, Services) else Settings()
     _redact_access_log()
     return uvicorn.Config(
         app,

@@ -338,3 +338,19 @@ def test_corruption_found_while_running_fails_readiness_in_one_line(tmp_path: Pa
     assert reason is not None and "corrupt" in reason and "\n" not in reason
     assert store.readiness() == reason, "once seen, corruption stays reported"
     store.close()
+
+
+def test_the_store_keeps_alerts_redacted(tmp_path: Path) -> None:
+    raw = json.loads((REFERENCE / "alertmanager-0.25-webhook-firing.json").read_text())
+    raw["alerts"][0]["labels"]["db_password"] = "Tr0ub4dor-and-3"
+    raw["alerts"][0]["annotations"]["description"] = (
+        "backend down: DATABASE_URL=postgres://app:s3cr/et-pw@orders-db:5432/orders")
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    [first, _] = store.enqueue(WebhookPayload.model_validate_json(json.dumps(raw)))
+    job = store.get(first.job_id)
+    store.close()
+    assert job is not None
+    assert job.incident().labels["db_password"] == "[REDACTED]"
+    assert "orders-db:5432" in job.incident().annotations["description"]
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("jobs.sqlite3*"))
+    assert b"Tr0ub4dor" not in stored and b"s3cr/et-pw" not in stored

@@ -19,14 +19,15 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from app import redact
 from app.errors import StartupError, TemporaryError
-from app.models.alertmanager import Alert, WebhookPayload
+from app.models.alertmanager import Alert, AlertKey, WebhookPayload
 from app.models.incident import Incident
 from app.ports import Remediation
 
@@ -123,7 +124,7 @@ class Job:
         return Incident.from_alert(Alert.model_validate(self.alert["alert"]))
 
 
-def dedupe_key(alert: Alert) -> str:
+def dedupe_key(alert: AlertKey) -> str:
     """Same alert, same episode, same status: the same notification content, whatever delivery it came in."""
     return f"{alert.fingerprint}|{alert.startsAt.isoformat()}|{alert.status}"
 
@@ -264,7 +265,7 @@ class JobStore:
 
     def enqueue(self, payload: WebhookPayload) -> list[EnqueueResult]:
         """Store one job per alert in one transaction; a known dedupe key returns the existing job."""
-        known = self.known(payload)
+        known = self.known(payload.alerts)
         if known is not None:
             return known
         now = self._clock()
@@ -286,12 +287,12 @@ class JobStore:
                     results.append(EnqueueResult(job_id=int(row["id"]), duplicate=True))
         return results
 
-    def known(self, payload: WebhookPayload) -> list[EnqueueResult] | None:
+    def known(self, alerts: Sequence[AlertKey]) -> list[EnqueueResult] | None:
         """Every alert already stored (a repeated delivery, most of an alert storm): their jobs, found without
         the write lock; None when any is new. Rows seen here were committed (and synced) before, so answering
         202 stays durable. Short enough to call from the event loop: WAL readers do not wait for the writer,
         and a busy database gives up after READ_TIMEOUT (the caller then takes the write path)."""
-        keys = [dedupe_key(alert) for alert in payload.alerts]
+        keys = [dedupe_key(alert) for alert in alerts]
         if not keys:
             return None
         marks = ",".join("?" * len(set(keys)))
@@ -378,6 +379,7 @@ class JobStore:
     ) -> bool:
         now = self._clock()
         result_text = json.dumps(result, sort_keys=True) if result is not None else None
+        error = redact.capped(error) if error is not None else None  # exception text can quote evidence
         with self._tx() as conn:
             cur = conn.execute(
                 "UPDATE jobs SET state = ?, result = ?, error = ?, lease_owner = NULL, lease_expires_at = NULL,"
@@ -389,6 +391,7 @@ class JobStore:
     def retry(self, job_id: int, worker: str, *, delay: float, error: str) -> bool:
         """Queue the job again after ``delay`` seconds, or fail it once it has used ``max_attempts``."""
         now = self._clock()
+        error = redact.capped(error)
         with self._tx() as conn:
             cur = conn.execute(
                 "UPDATE jobs SET"

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from app import redact
 from app.errors import TemporaryError
 from app.ports import RunHandle, RunRecord
 
@@ -60,7 +61,7 @@ class MlflowTracker:
 
     def start_run(self, *, name: str, tags: Mapping[str, str]) -> RunHandle:
         experiment_id = self.experiment_id()
-        clean_tags = {sanitize_key(k): str(v)[:MAX_PARAM_VALUE] for k, v in tags.items()}
+        clean_tags = {sanitize_key(k): redact.text(str(v))[:MAX_PARAM_VALUE] for k, v in tags.items()}
         run = self._call("create run", self._client.create_run, experiment_id, run_name=name, tags=clean_tags)
         run_id = str(run.info.run_id)
         url = f"{self._ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
@@ -73,7 +74,9 @@ class MlflowTracker:
             raise ValueError(f"unknown run status {status!r}; expected one of {sorted(_STATUSES)}")
         self._log_batches(handle.run_id, record)
         for name, text in record.artifacts.items():
-            self._call("log artifact", self._client.log_text, handle.run_id, text, _artifact_name(name))
+            # The audit record is read by people outside the on-call team: a second redaction pass over
+            # everything rendered from evidence, diffs and model answers.
+            self._call("log artifact", self._client.log_text, handle.run_id, redact.text(text), _artifact_name(name))
         self._call("end run", self._client.set_terminated, handle.run_id, status=final)
         log.info("mlflow run finished", extra={"run_id": handle.run_id, "status": final})
 
@@ -104,8 +107,8 @@ class MlflowTracker:
         from mlflow.entities import Metric, Param, RunTag
 
         now = int(time.time() * 1000)
-        params = [Param(sanitize_key(k), str(v)[:MAX_PARAM_VALUE]) for k, v in record.params.items()]
-        tags = [RunTag(sanitize_key(k), str(v)[:MAX_PARAM_VALUE]) for k, v in record.tags.items()]
+        params = [Param(sanitize_key(k), redact.text(str(v))[:MAX_PARAM_VALUE]) for k, v in record.params.items()]
+        tags = [RunTag(sanitize_key(k), redact.text(str(v))[:MAX_PARAM_VALUE]) for k, v in record.tags.items()]
         metrics = [Metric(sanitize_key(k), float(v), now, 0) for k, v in record.metrics.items()]
         # one log_batch in the usual case; split only past MLflow's per-batch limits
         while params or tags or metrics:

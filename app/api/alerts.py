@@ -15,9 +15,9 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from app.adapters.store import StoreUnavailable
+from app.adapters.store import EnqueueResult, StoreUnavailable
 from app.api.deps import Authorized, MetricsDep, PoolDep, StoreDep
-from app.models.alertmanager import WebhookPayload
+from app.models.alertmanager import DeliveryKeys, WebhookPayload
 
 log = logging.getLogger(__name__)
 
@@ -90,23 +90,38 @@ async def receive_alerts(
         # The sender went away (or was cut off by the read deadline, app/api/protocol.py): nobody to answer.
         log.debug("webhook sender disconnected before its body was read")
         raise HTTPException(status_code=400, detail="request body incomplete") from None
-    payload = parse_payload(body)
     try:
-        # A repeat (most deliveries) is answered from a short read, without a thread-pool hand-off.
-        known = store.known(payload)
-        results = known if known is not None else await run_in_threadpool(store.enqueue, payload)
+        # A repeat (most deliveries) is answered from its dedupe keys and a short read: no validation and
+        # redaction of its labels, no thread-pool hand-off.
+        keys = _keys(body)
+        known = store.known(keys.alerts) if keys is not None else None
+        if keys is not None and known is not None:
+            return _accepted(known, [a.status for a in keys.alerts], pool, metrics, receiver="")
+        payload = parse_payload(body)
+        results = await run_in_threadpool(store.enqueue, payload)
     except StoreUnavailable as err:
         log.error("webhook not stored: job store unavailable", extra={"error": str(err)})
         raise HTTPException(status_code=503, detail="job store unavailable, retry later",
                             headers={"Retry-After": "5"}) from err
+    return _accepted(results, [a.status for a in payload.alerts], pool, metrics, receiver=payload.receiver)
+
+
+def _keys(body: bytes) -> DeliveryKeys | None:
+    try:
+        return DeliveryKeys.model_validate_json(body)
+    except ValidationError:
+        return None  # the full parse says what is wrong
+
+
+def _accepted(results: list[EnqueueResult], statuses: list[str], pool: PoolDep, metrics: MetricsDep, *,
+              receiver: str) -> Accepted:
     duplicates = sum(r.duplicate for r in results)
     if duplicates < len(results):
         pool.wake()  # only new jobs need a worker now
-    for alert in payload.alerts:
-        metrics.alerts_received.labels(status=alert.status).inc()
+    for status in statuses:
+        metrics.alerts_received.labels(status=status).inc()
     metrics.duplicates.inc(duplicates)
     # A repeated delivery is routine (every group_interval): not worth a line per post in a storm.
     log.log(logging.DEBUG if duplicates == len(results) else logging.INFO, "webhook stored",
-            extra={"receiver": payload.receiver, "alerts": len(payload.alerts), "duplicates": duplicates,
-                   "truncated": payload.truncatedAlerts})
+            extra={"receiver": receiver, "alerts": len(statuses), "duplicates": duplicates})
     return Accepted(jobs=[r.job_id for r in results], duplicates=duplicates)

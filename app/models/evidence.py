@@ -1,4 +1,7 @@
-"""Evidence gathered read-only from the cluster, already redacted and bounded.
+"""Evidence gathered read-only from the cluster, redacted and bounded as it is built.
+
+Everything the cluster says is untrusted: building an Evidence redacts every object and log (app/redact.py),
+so no stage, artifact, prompt or PR can see the text as the cluster returned it.
 
 Kubernetes objects are kept as the JSON the API server returns (camelCase keys, as `kubectl get -o json`
 prints them), so a snapshot file and the live API give the detectors the very same input.
@@ -8,11 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from app import redact
 from app.models.incident import Incident, WorkloadRef
 
 K8sObject = dict[str, Any]
+MAX_LOG_CHARS = 16_000  # the tail of each container log kept (the end of a log is where the crash is)
 
 
 class Evidence(BaseModel):
@@ -35,6 +40,23 @@ class Evidence(BaseModel):
     related: list[K8sObject] = Field(default_factory=list)
     # The GitOps objects that manage the workload (Argo CD Application, Flux Kustomization/HelmRelease).
     gitops: list[K8sObject] = Field(default_factory=list)
+
+    @field_validator("object", mode="before")
+    @classmethod
+    def _redact_object(cls, value: Any) -> Any:
+        return redact.obj(value)
+
+    @field_validator("replicasets", "pods", "events", "nodes", "related", "gitops", mode="before")
+    @classmethod
+    def _redact_objects(cls, value: Any) -> Any:
+        return [redact.obj(item) for item in value] if isinstance(value, list) else value
+
+    @field_validator("logs", mode="before")
+    @classmethod
+    def _redact_logs(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {str(k): redact.capped(str(v), max_chars=MAX_LOG_CHARS) for k, v in value.items()}
 
     def events_for(self, kind: str, name: str) -> list[K8sObject]:
         return [

@@ -1,11 +1,19 @@
-"""What handling one alert produced: the JSON line `autofix handle` prints, and the stage log."""
+"""What handling one alert produced: the JSON line `autofix handle` prints, and the stage log.
+
+Reasons and decisions quote what the cluster, an alert or the repository said (an exception line, a
+command, a file name): they are redacted again here, the last step before stdout, /jobs and MLflow.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from app import redact
+
+MAX_REASON = 4000
+Quoted = Annotated[str, AfterValidator(lambda value: redact.capped(value, max_chars=MAX_REASON))]
 OutcomeKind = Literal["pr_opened", "pr_updated", "duplicate", "no_fix", "skipped", "failed"]
 
 
@@ -14,7 +22,7 @@ class StageRecord(BaseModel):
 
     stage: str
     seconds: float
-    decision: str  # what the stage concluded, one line
+    decision: Quoted  # what the stage concluded, one line
 
 
 class Outcome(BaseModel):
@@ -23,7 +31,7 @@ class Outcome(BaseModel):
     alertname: str
     fingerprint: str
     outcome: OutcomeKind
-    reason: str = ""
+    reason: Quoted = ""
     pr_url: str | None = None
     branch: str | None = None
     risk: float | None = None
