@@ -28,12 +28,15 @@ QUICK = [
     ["storm.py", "--workloads", "10", "--seconds", "10", "--budget", "8"],
 ]
 OTHERS = ["index_bench.py"]  # the repository index benchmark (its own engineer's), when present
+# Hostile input: redaction cost per MB on adversarial text, and the time to refuse YAML alias bombs.
+HOSTILE = [["redact_bench.py", "--sizes", "16,256,1024"], ["yaml_bomb_bench.py", "--runs", "5", "--main-levels", ""]]
 
 
 def main() -> int:
     quick = "--quick" in sys.argv[1:]
     plan = [list(step) for step in (QUICK if quick else FULL)]
     plan += [[name] for name in OTHERS if (HERE / name).exists() and not quick]
+    plan += [list(step) for step in HOSTILE]
     failed = []
     for step in plan:
         print(f"\n=== benchmarks/{' '.join(step)}", flush=True)

@@ -34,8 +34,6 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import yaml
-
 from app import aliases
 from app.errors import PermanentError
 
@@ -53,7 +51,6 @@ MEMORY_LIMIT = 512 * 1024 * 1024
 CPU_LIMIT = int(TIMEOUT)
 # Where proxy variables send every request: the discard port on loopback, where nothing listens.
 NOWHERE = "http://127.0.0.1:9"
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 # Run first in every renderer child. The limits are set by the child on itself, after fork and exec, so the
 # parent runs no Python code in a forked child (see the module docstring).
