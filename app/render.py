@@ -1,13 +1,25 @@
-"""Branch name, commit message, PR title and body: all rendered from the diagnosis and the change record.
+"""Branch name, commit message, PR title, body and comments: all rendered from the diagnosis and the change record.
 
-Anything that came from the cluster or an alert is untrusted: it goes inside code blocks (no mentions,
-no closing keywords, no HTML are interpreted there), with fences neutralised and lengths bounded.
+Branch names are unique per (cluster, namespace, kind, name, cause) and always valid git ref names: the
+readable ``autofix/<namespace>/<name>/<cause>`` when that is exact and valid, else shortened and sanitised
+parts plus a short hash of the full identity (see ``branch``).
+
+Anything that came from the cluster, an alert, the repository or a model is untrusted. Titles and commit
+messages hold only validated identifiers and computed values (a value that is not a plain token is named,
+never quoted). In the PR body every untrusted string is escaped for the place it lands in: prose
+(``_text``: markdown punctuation escaped, URLs shown as code), inline code (``_code``: a backtick delimiter
+longer than any run inside), table cells (pipes escaped, so a row keeps its columns) and code blocks
+(``_fence``: a fence longer than any backtick run inside). Mentions and closing keywords are neutralised
+everywhere with a zero-width space, so nothing pings a team or closes an issue on merge.
 """
 
 from __future__ import annotations
 
+import hashlib
+import html
 import json
 import re
+from collections.abc import Iterable
 
 from app.models.changes import ChangeSet
 from app.models.diagnosis import Diagnosis
@@ -16,101 +28,268 @@ from app.models.incident import WorkloadRef
 MAX_LINE = 300
 MAX_EVIDENCE_LINES = 20
 MAX_DIFF_CHARS = 20_000
-_SLUG = re.compile(r"[^a-z0-9.-]+")
-_CLOSING = re.compile(r"(?i)\b(close[sd]?|fix(?:e[sd])?|resolve[sd]?)()(\s+)(#|[\w.-]+/[\w.-]+#)")
+MAX_TITLE = 250  # GitHub refuses titles over 256 characters
 
-CAUSE_TITLES = {
-    "oom_killed": ("Raise memory limit of {w} to {new}", "after OOMKilled"),
-    "image_pull_after_rollout": ("Roll back image of {w} to {new}", "after ImagePullBackOff"),
-    "model_proposed": ("Set {field} of {w} to {new}", "(proposed by a model)"),
-    "config_reference": ("Fix ConfigMap reference of {w} to {new}", "after CreateContainerConfigError"),
-    "probe_misconfigured": ("Point {field} of {w} at {new}", "after probe failures"),
-    "slow_start": ("Give {w} time to start with a startupProbe", "after liveness kills during startup"),
-    "bad_command": ("Restore command of {w} to {new}", "after executable not found"),
-    "unschedulable": ("Lower {field} of {w} to {new}", "to fit the largest node (FailedScheduling)"),
-    "cpu_throttling": ("Raise CPU limit of {w} to {new}", "after CPUThrottlingHigh"),
-    "hpa_maxed_out": ("Raise maxReplicas of {w} to {new}", "after KubeHpaMaxedOut"),
-    "pvc_storage_class": ("Use StorageClass {new} for {w}", "after ProvisioningFailed"),
+BRANCH_PREFIX = "autofix/"
+DEFAULT_KIND = "Deployment"  # the kind whose branches carry no kind suffix (the README's names)
+READABLE_NAME = 63  # names up to this length are shown whole in a branch (the old cut: branches stay the same)
+SHORT_NAME = 40  # a longer or sanitised name keeps this many characters, and the hash tells it apart
+HASH_CHARS = 10
+OWNER_CHARS = 16
+ZWSP = "\u200b"
+
+CAUSE_TITLES: dict[str, tuple[str, str, str]] = {
+    # cause: (title with the value, title when the value is not a plain token, why)
+    "oom_killed": ("Raise memory limit of {w} to {new}", "Raise memory limit of {w}", "after OOMKilled"),
+    "image_pull_after_rollout": ("Roll back image of {w} to {new}", "Roll back image of {w} to the previous "
+                                 "revision", "after ImagePullBackOff"),
+    "model_proposed": ("Set {field} of {w} to {new}", "Set {field} of {w}", "(proposed by a model)"),
+    "config_reference": ("Fix ConfigMap reference of {w} to {new}", "Fix ConfigMap reference of {w}",
+                         "after CreateContainerConfigError"),
+    "probe_misconfigured": ("Point {field} of {w} at {new}", "Correct {field} of {w}", "after probe failures"),
+    "slow_start": ("Give {w} time to start with a startupProbe", "Give {w} time to start with a startupProbe",
+                   "after liveness kills during startup"),
+    "bad_command": ("Roll back command of {w} to revision {revision}", "Roll back command of {w} to the "
+                    "previous revision", "after executable not found"),
+    "unschedulable": ("Lower {field} of {w} to {new}", "Lower {field} of {w}",
+                      "to fit the largest node (FailedScheduling)"),
+    "cpu_throttling": ("Raise CPU limit of {w} to {new}", "Raise CPU limit of {w}", "after CPUThrottlingHigh"),
+    "hpa_maxed_out": ("Raise maxReplicas of {w} to {new}", "Raise maxReplicas of {w}", "after KubeHpaMaxedOut"),
+    "pvc_storage_class": ("Use StorageClass {new} for {w}", "Correct the StorageClass of {w}",
+                          "after ProvisioningFailed"),
 }
+# Kinds whose branch names stay readable (kind suffix in lower case); any other kind gets a hashed name.
+KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicaSet", "HorizontalPodAutoscaler")
+
+_DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}\Z)[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*")
+_IDENT = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
+_AMBIGUOUS_CAUSE = re.compile(f"_(?:[0-9a-f]{{{HASH_CHARS}}}|{'|'.join(k.lower() for k in KINDS)})$")
+_LEGACY_SLUG = re.compile(r"[^a-z0-9.-]+")
+_REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+# Plain tokens a title or commit message may quote: quantities, numbers, names, image references.
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/+=-]{0,99}|[A-Za-z0-9][A-Za-z0-9._/:-]{0,199}@sha256:[a-f0-9]{64}")
+_FIELD = re.compile(r"[A-Za-z0-9_.\[\]=/-]{1,200}")
+_PATH = re.compile(r"[A-Za-z0-9_.+/-]{1,200}")
+
+# GitHub closes an issue on merge for "<keyword> #N", "<keyword>: owner/repo#N" or "<keyword> <issue URL>".
+_CLOSING = re.compile(r"(?i)(?<![a-z0-9])(close[sd]?|fix(?:e[sd])?|resolve[sd]?)(?=[\s:\\]*(?:#|gh-\d|[\w.-]+/[\w.-]+#|"
+                      r"https?://|www\.))")
+_MENTION_CODE = re.compile(r"(?<![\w@])@(?=[A-Za-z0-9])")  # what GitHub would read as a mention
+_MENTION_TEXT = re.compile(r"@(?=[A-Za-z0-9])")  # in prose also e-mail addresses, which GitHub links
+_ISSUE_REF = re.compile(r"(?i)(#|\bgh-)(?=\d)")  # "#12" and "GH-12" link (and cross-reference) an issue
+_URL = re.compile(r"(?i)(?:[a-z][a-z0-9+.-]*://|www\.|mailto:|xmpp:)\S*")
+_MD_SPECIAL = re.compile(r"[\\`*_\[\]<>|#&~!]")
+_BLOCK_START = re.compile(r"^(?:[-+=]|\d{1,9}(?=[.)]))")
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+_BACKTICKS = re.compile(r"`+")
 
 
-def slug(value: str) -> str:
-    return _SLUG.sub("-", value.lower()).strip("-")[:63] or "x"
+# ---------------------------------------------------------------- branch names
 
 
-def branch(workload: WorkloadRef, cause: str) -> str:
-    return f"autofix/{slug(workload.namespace)}/{slug(workload.name)}/{slug(cause.replace('_', '-'))}"
+def identity(workload: WorkloadRef, cause: str, *, cluster: str | None = None) -> str:
+    """A digest of everything a branch stands for: cluster, namespace, kind, name, cause."""
+    raw = json.dumps([cluster or None, workload.namespace, workload.kind, workload.name, cause])  # unambiguous
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def owner(workload: WorkloadRef, cause: str, *, cluster: str | None = None) -> str:
+    """The id the bot's commits carry (``Autofix-Id`` trailer), so a push can tell whose change a branch holds."""
+    return identity(workload, cause, cluster=cluster)[:OWNER_CHARS]
+
+
+def branch(workload: WorkloadRef, cause: str, *, cluster: str | None = None) -> str:
+    """``autofix/<namespace>/<name>/<cause>[-<kind>]`` when that is exact and a valid ref, else with a hash.
+
+    The readable form is used only when every part is a valid Kubernetes name (namespace: DNS label; name:
+    DNS subdomain of at most ``READABLE_NAME`` characters), the cause an identifier, the kind known, no cluster set,
+    and git accepts the result (``x.lock`` is a valid name but not a valid ref component). Otherwise the parts
+    are shortened to ``[a-z0-9-]`` and the last one ends with ``-<10 hex>`` of the full identity: no readable
+    name ends like that, so a hashed name never equals a readable one.
+    """
+    cluster = cluster or None
+    tail = cause.replace("_", "-") + ("" if workload.kind == DEFAULT_KIND else f"-{workload.kind.lower()}")
+    readable = f"{BRANCH_PREFIX}{workload.namespace}/{workload.name}/{tail}"
+    exact = (cluster is None and _readable_cause(cause) and workload.kind in KINDS
+             and _DNS_LABEL.fullmatch(workload.namespace) is not None
+             and _DNS_SUBDOMAIN.fullmatch(workload.name) is not None and len(workload.name) <= READABLE_NAME)
+    if exact and valid_branch(readable):
+        return readable
+    digest = identity(workload, cause, cluster=cluster)[:HASH_CHARS]
+    return (f"{BRANCH_PREFIX}{_component(workload.namespace, 63)}/{_component(workload.name, SHORT_NAME)}/"
+            f"{_component(tail, 40)}-{digest}")
+
+
+def _readable_cause(cause: str) -> bool:
+    """A cause shown as is: an identifier that cannot be mistaken for another cause plus a kind or a hash."""
+    return _IDENT.fullmatch(cause) is not None and _AMBIGUOUS_CAUSE.search(cause) is None
+
+
+def legacy_branch(workload: WorkloadRef, cause: str) -> str:
+    """The branch name of earlier versions (parts cut at 63 characters, no kind): to find their open PRs."""
+    return f"autofix/{_legacy_slug(workload.namespace)}/{_legacy_slug(workload.name)}/" \
+           f"{_legacy_slug(cause.replace('_', '-'))}"
+
+
+def valid_branch(name: str) -> bool:
+    """What ``git check-ref-format --branch`` accepts (git-check-ref-format(1), rules 1-10)."""
+    if not name or name.startswith("-") or name == "@":
+        return False
+    if ".." in name or "@{" in name or _REF_FORBIDDEN.search(name) or name.endswith((".", "/")):
+        return False
+    return all(part and not part.startswith(".") and not part.endswith(".lock") for part in name.split("/"))
+
+
+def _component(text: str, limit: int) -> str:
+    """A branch path component that is always valid: lower-case letters, digits and inner dashes."""
+    part = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].strip("-")
+    return part or "x"
+
+
+def _legacy_slug(value: str) -> str:
+    return _LEGACY_SLUG.sub("-", value.lower()).strip("-")[:63] or "x"
+
+
+# ---------------------------------------------------------------- title and commit message (identifiers only)
 
 
 def title(workload: WorkloadRef, diagnosis: Diagnosis, changeset: ChangeSet) -> str:
-    new = changeset.plan.changes[0].new if changeset.plan.changes else ""
-    what, why = CAUSE_TITLES.get(diagnosis.cause, (changeset.plan.summary + " in {w}", f"after {diagnosis.cause}"))
-    field = changeset.plan.changes[0].path.rpartition("].")[2] if changeset.plan.changes else ""
-    return f"{what.format(w=workload.short, new=new, field=field)} {why}"[:200]
+    """One line of validated identifiers and computed values: never a raw string from outside."""
+    first = changeset.plan.changes[0] if changeset.plan.changes else None
+    cause = diagnosis.cause
+    default = f"Fix {cause.replace('_', ' ')} in {{w}}" if _IDENT.fullmatch(cause) else "Fix {w}"
+    with_value, without_value, why = CAUSE_TITLES.get(cause, (default, default, ""))
+    field = _field_label(first.path) if first else None
+    values = {"w": _workload_label(workload), "field": field or "a field",
+              "new": _token(first.new) if first else None, "revision": _revision(diagnosis)}
+    needed = re.findall(r"{(\w+)}", with_value)
+    template = with_value if all(values.get(k) is not None for k in needed) else without_value
+    text = template.format(**{k: v if v is not None else "" for k, v in values.items()})
+    return _neutralise(f"{text} {why}".strip())[:MAX_TITLE]
 
 
 def commit_message(workload: WorkloadRef, diagnosis: Diagnosis, changeset: ChangeSet) -> str:
-    lines = [title(workload, diagnosis, changeset), "", _plain(diagnosis.finding.root_cause), ""]
+    """Title, the fields changed (values only when they are plain tokens), cause and risk."""
+    lines = [title(workload, diagnosis, changeset), ""]
+    files = sorted({e.path for e in changeset.edits}) or [edited_file(changeset)]
+    lines.append(f"Changes {len(changeset.plan.changes)} field(s) in " + ", ".join(_path_token(p) for p in files) + ":")
     for c in changeset.plan.changes:
-        lines.append(f"{edited_file(changeset)}: {c.path}: {c.old} -> {c.new}")
-    lines += ["", f"Cause: {diagnosis.cause}", f"Risk: {changeset.risk.level} ({changeset.risk.score:.2f})"]
-    return "\n".join(lines) + "\n"
+        lines.append(f"- {_field_token(c.path)}: from {_value_token(c.old)} to {_value_token(c.new)}")
+    detector = diagnosis.detector if _IDENT.fullmatch(diagnosis.detector) else "a"
+    cause = diagnosis.cause if _IDENT.fullmatch(diagnosis.cause) else "unknown"
+    lines += ["", f"Found by the {detector} detector. The root cause, the evidence and the checks are in the "
+                  "pull request.", "", f"Cause: {cause}",
+              f"Risk: {changeset.risk.level if _IDENT.fullmatch(changeset.risk.level) else 'unknown'} "
+              f"({changeset.risk.score:.2f})"]
+    return _neutralise("\n".join(lines)) + "\n"
+
+
+def update_comment(*, title_text: str, run_url: str) -> str:
+    """The comment on an open PR the bot updated with a new change."""
+    return (f"Updated by GitOps Autofix with new evidence: {_text(title_text)}.\n\n"
+            f"{_record_line(run_url)}\n")
+
+
+def _workload_label(workload: WorkloadRef) -> str:
+    ns, name = workload.namespace, workload.name
+    ns = ns if _DNS_LABEL.fullmatch(ns) else _component(ns, 63)
+    name = name if _DNS_SUBDOMAIN.fullmatch(name) else _component(name, READABLE_NAME)
+    return f"{ns}/{name[:120]}" + ("…" if len(name) > 120 else "")
+
+
+def _field_label(path: str) -> str | None:
+    """The field's last segments (``resources.requests.memory``) when they are plain words."""
+    label = path.rpartition("].")[2]
+    return label if re.fullmatch(r"[A-Za-z][A-Za-z0-9]*(?:\.[A-Za-z][A-Za-z0-9]*){0,6}", label) else None
+
+
+def _token(value: object) -> str | None:
+    """A value a title or commit message may quote, or None."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str) and _TOKEN.fullmatch(value) and "://" not in value \
+            and not value.lower().startswith("www."):
+        return value
+    return None
+
+
+def _revision(diagnosis: Diagnosis) -> str | None:
+    revision = diagnosis.finding.facts.get("previous_revision")
+    return str(revision) if re.fullmatch(r"[0-9]{1,9}", str(revision)) else None
+
+
+def _value_token(value: object) -> str:
+    if value is None:
+        return "(unset)"
+    return _token(value) or "(a value shown in the pull request)"
+
+
+def _field_token(path: str) -> str:
+    return path if _FIELD.fullmatch(path) else "(a field shown in the pull request)"
+
+
+def _path_token(path: str) -> str:
+    return path if _PATH.fullmatch(path) else "(a file shown in the pull request)"
+
+
+# ---------------------------------------------------------------- the PR body
 
 
 def pr_body(*, workload: WorkloadRef, diagnosis: Diagnosis, changeset: ChangeSet, run_url: str, alert: str,
             model_note: str | None = None, explanation: str | None = None) -> str:
     f = diagnosis.finding
-    loc = changeset.location
-    out = [
-        "## Root cause",
-        "",
-        _plain(f.root_cause),
-        "",
-    ]
+    out = ["## Root cause", "", _text(f.root_cause, limit=2 * MAX_LINE), ""]
     if explanation:
-        out += ["<details><summary>Model's explanation (" + _plain(model_note or "LLM") + ")</summary>", "",
-                _fence(explanation.splitlines()), "", "</details>", ""]
-    out += [
-        "## Evidence",
-        "",
-        f"Alert `{_inline(alert)}`; detector `{_inline(diagnosis.detector)}` matched "
-        f"with confidence {f.confidence:.0%}.",
-        "",
-        _fence(f.evidence[:MAX_EVIDENCE_LINES]),
-        "",
-    ]
+        # Raw HTML is ours only: the summary is HTML-escaped, the model's words go in a code block.
+        note = html.escape(_flat(model_note or "LLM", 100))
+        out += [f"<details><summary>Model's explanation ({note})</summary>", "", _fence(explanation.splitlines()), "",
+                "</details>", ""]
+    out += ["## Evidence", "",
+            f"Alert {_code(alert)}; detector {_code(diagnosis.detector)} matched with confidence {f.confidence:.0%}.",
+            "", _fence(f.evidence[:MAX_EVIDENCE_LINES]), ""]
     if diagnosis.others:
-        out += ["Also seen (not fixed here): " + "; ".join(_plain(o.root_cause) for o in diagnosis.others), ""]
-    out += ["## Change", ""]
-    out += ["| file | field | before | after | why |", "| --- | --- | --- | --- | --- |"]
-    for c in changeset.plan.changes:
-        out.append(f"| `{_inline(edited_file(changeset))}` | `{_inline(c.path)}` | `{_inline(_value(c.old))}` | "
-                   f"`{_inline(_value(c.new))}` | {_cell(c.reason)} |")
-    out += ["", f"Found by: {_plain(loc.note or loc.source)}.", ""]
+        out += ["Also seen (not fixed here): " + "; ".join(_text(o.root_cause) for o in diagnosis.others), ""]
+    out += ["## Change", "", *_change_table(changeset), ""]
+    out += [f"Found by: {_text(changeset.location.note or changeset.location.source)}.", ""]
     out += _layout_lines(changeset)
-    out += ["```diff", _defence(changeset.diff[:MAX_DIFF_CHARS]).rstrip("\n"), "```", ""]
-    out += ["## Checks", ""] + [f"- `{_inline(v)}`" for v in changeset.validation] + [""]
+    out += [_fence(changeset.diff[:MAX_DIFF_CHARS].splitlines(), info="diff"), ""]
+    out += ["## Checks", ""] + [f"- {_code(v)}" for v in changeset.validation] + [""]
     r = changeset.risk
-    out += [f"## Risk: {r.level} ({r.score:.2f})", "", "| factor | value | weight | why |", "| --- | --- | --- | --- |"]
-    out += [f"| {x.name} | {x.value:.2f} | {x.weight:g} | {_cell(x.explanation)} |" for x in r.factors]
+    out += [f"## Risk: {_text(r.level)} ({r.score:.2f})", "", "| factor | value | weight | why |",
+            "| --- | --- | --- | --- |"]
+    out += [f"| {x.name if _IDENT.fullmatch(x.name) else _text(x.name, cell=True)} | {x.value:.2f} | {x.weight:g} | {_text(x.explanation, cell=True)} |"
+            for x in r.factors]
     out += ["", "## Record", "", _record_line(run_url), ""]
     if diagnosis.proposed_by != "rule":
-        out += [f"This change was proposed by a model ({_plain(diagnosis.proposed_by)}) and passed the same "
+        out += [f"This change was proposed by a model ({_text(diagnosis.proposed_by)}) and passed the same "
                 "validation and policy gates as a rule's.", ""]
     out += ["## Roll back", "", "Revert this pull request's merge commit; Argo CD or Flux rolls the previous "
             "values out again.", "", "---", "Opened by GitOps Autofix. It never changes the cluster: a human "
             "merges, the GitOps controller deploys."]
-    return "\n".join(out) + "\n"
+    return _neutralise("\n".join(out)) + "\n"
+
+
+def _change_table(changeset: ChangeSet) -> list[str]:
+    rows = ["| file | field | before | after | why |", "| --- | --- | --- | --- | --- |"]
+    shown = edited_file(changeset)
+    for c in changeset.plan.changes:
+        cells = [_code(shown, cell=True, limit=120), _code(c.path, cell=True, limit=160),
+                 _code_value(c.old), _code_value(c.new), _text(c.reason, cell=True, limit=160)]
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
 
 
 def _record_line(run_url: str) -> str:
-    """A link when MLflow has a UI to link to; else the run id and how to open the local store."""
-    if run_url.startswith(("http://", "https://")):
+    """A link when MLflow has a UI to link to (configured, not untrusted); else the run id and the store."""
+    if re.fullmatch(r"https?://[^\s<>()\[\]`|]+", run_url):
         return f"Every step of this decision is recorded in MLflow: {run_url}"
     store, _, run_id = run_url.partition("/#/")
     run_id = run_id.rsplit("/", 1)[-1]
-    return (f"Every step of this decision is recorded in MLflow run `{_inline(run_id)}` "
-            f"(open it with `mlflow ui --backend-store-uri {_inline(store)}`).")
+    return (f"Every step of this decision is recorded in MLflow run {_code(run_id)} "
+            f"(open it with {_code(f'mlflow ui --backend-store-uri {store}')}).")
 
 
 def edited_file(changeset: ChangeSet) -> str:
@@ -124,49 +303,83 @@ def _layout_lines(changeset: ChangeSet) -> list[str]:
     out: list[str] = []
     for edit in changeset.edits:
         if edit.what != "workload manifest":
-            keys = ", ".join(f"`{_inline(c.path)}`" for c in edit.changes)
-            out.append(f"- Written in `{_inline(edit.path)}` ({_plain(edit.what)}): {keys}")
+            keys = ", ".join(_code(c.path) for c in edit.changes)
+            out.append(f"- Written in {_code(edit.path)} ({_text(edit.what)}): {keys}")
     if changeset.location.environments:
-        envs = ", ".join(f"`{_inline(e)}`" for e in changeset.location.environments)
-        out.append(f"- Environments this change reaches: {envs}")
+        out.append("- Environments this change reaches: "
+                   + ", ".join(_code(e) for e in changeset.location.environments))
     if changeset.rendered and not changeset.rendered.startswith("not needed"):
         state, _, how = changeset.rendered.partition(":")
         label = "Render verified" if state == "verified" else "Render not verified"
-        out.append(f"- {label}: {_plain(how.strip())}")
+        out.append(f"- {label}: {_text(how.strip())}")
     return [*out, ""] if out else []
 
 
-def _value(value: object) -> str:
+def _code_value(value: object) -> str:
     """A field value as a reviewer reads it: mappings and lists as compact JSON, absent as "(unset)"."""
     if value is None:
         return "(unset)"
     if isinstance(value, dict | list):
-        return json.dumps(value, separators=(", ", ": "))
-    return str(value)
+        return _code(json.dumps(value, separators=(", ", ": ")), cell=True, limit=80)
+    return _code(str(value), cell=True, limit=80)
 
 
-def _plain(text: str) -> str:
-    """One line of untrusted text outside code: no markup, mentions or closing keywords take effect."""
-    text = " ".join(str(text).split())[:MAX_LINE]
-    text = re.sub(r"[<>`*_\[\]|#\\]", lambda m: "\\" + m.group(0), text)
-    text = text.replace("@", "@\u200b")  # no mention pings
-    # "closes #12" would close an unrelated issue on merge: break the keyword.
-    return _CLOSING.sub(lambda m: m.group(1) + "\u200b" + m.group(3) + m.group(4), text)
+# ---------------------------------------------------------------- escaping, one function per context
 
 
-def _cell(text: str) -> str:
-    return _plain(text).replace("|", "\\|")
+def _flat(text: object, limit: int) -> str:
+    """One bounded line: whitespace (newlines included) collapsed, control characters replaced."""
+    line = " ".join(_CONTROL.sub("\ufffd", str(text)).split())
+    return line if len(line) <= limit else line[:limit - 1] + "…"
 
 
-def _inline(text: str) -> str:
-    return " ".join(text.split()).replace("`", "'")[:MAX_LINE]
+def _text(text: object, *, cell: bool = False, limit: int = MAX_LINE) -> str:
+    """Untrusted prose on one line: markup escaped, URLs as code (no autolink), mentions and refs broken."""
+    line = _flat(text, limit)
+    out: list[str] = []
+    pos = 0
+    for match in _URL.finditer(line):
+        out += [_escape(line[pos:match.start()]), _code(match.group(0), cell=cell)]
+        pos = match.end()
+    out.append(_escape(line[pos:]))
+    joined = "".join(out)
+    # At the start of a line "-", "+", "=" and "1." would open a list or a heading.
+    return _BLOCK_START.sub(lambda m: "\\" + m.group(0) if not m.group(0).isdigit() else m.group(0) + "\\", joined,
+                            count=1) if joined else joined
 
 
-def _defence(text: str) -> str:
-    """Inside a fence: break any ``` so untrusted text cannot close it."""
-    return text.replace("```", "`\u200b``")
+def _escape(text: str) -> str:
+    text = _CLOSING.sub(lambda m: m.group(0)[0] + ZWSP + m.group(0)[1:], text)
+    text = _MENTION_TEXT.sub(ZWSP + "@" + ZWSP, text)  # before: no e-mail link; after: no mention
+    text = _ISSUE_REF.sub(lambda m: m.group(0) + ZWSP, text)
+    return _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), text)
 
 
-def _fence(lines: list[str]) -> str:
-    body = "\n".join(_defence(line[:MAX_LINE]) for line in lines)
-    return "```text\n" + body + "\n```"
+def _code(text: object, *, cell: bool = False, limit: int = MAX_LINE) -> str:
+    """Inline code that no content can end early: a backtick delimiter longer than any run inside."""
+    line = _neutralise(_flat(text, limit))
+    if not line:
+        return "(empty)"
+    if cell:
+        line = line.replace("|", "\\|")  # GFM splits cells before code spans are parsed
+    ticks = "`" * (max((len(run) for run in _BACKTICKS.findall(line)), default=0) + 1)
+    pad = " " if line.startswith("`") or line.endswith("`") else ""
+    return f"{ticks}{pad}{line}{pad}{ticks}"
+
+
+def _fence(lines: Iterable[str], *, info: str = "text") -> str:
+    """A code block whose fence is longer than any backtick run inside, so nothing can close it early."""
+    body = []
+    for line in lines:
+        for part in str(line).splitlines() or [""]:
+            part = _CONTROL.sub("\ufffd", part.expandtabs(4)).rstrip()
+            body.append(part if len(part) <= MAX_LINE else part[:MAX_LINE - 1] + "…")
+    text = _neutralise("\n".join(body))
+    fence = "`" * max(3, max((len(run) for run in _BACKTICKS.findall(text)), default=0) + 1)
+    return f"{fence}{info}\n{text}\n{fence}"
+
+
+def _neutralise(text: str) -> str:
+    """Mentions and closing keywords stop working (a zero-width space); what a reader sees is unchanged."""
+    text = _CLOSING.sub(lambda m: m.group(0)[0] + ZWSP + m.group(0)[1:], text)
+    return _MENTION_CODE.sub("@" + ZWSP, text)

@@ -1,0 +1,345 @@
+"""The PR body, title, commit message and comments, judged as GitHub would read them.
+
+Untrusted text (cluster messages, repository file names and values, alert names, a model's words) must
+not change the PR's layout or reach GitHub's side effects: the body is parsed with markdown-it-py with GFM
+tables, raw HTML and autolinks enabled, and the tokens are checked (no raw HTML but ours, no link but the
+MLflow run's, no mention, no closing keyword, the change table keeps its columns). The concrete attack
+strings of the finding are plain parametrized cases; hypothesis then fuzzes every untrusted input at once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+
+from app import ledger, render
+from app.models.changes import ChangeSet, FieldChange, FileChange, FileEdit, Location, Plan, Risk, RiskFactor
+from app.models.diagnosis import Diagnosis, Finding
+from app.models.incident import WorkloadRef
+from app.ports import Remediation
+
+ZWSP = "\u200b"
+RUN_URL = "https://mlflow.example/#/experiments/1/runs/0123456789abcdef"
+WORKLOAD = WorkloadRef(kind="Deployment", namespace="shop", name="api")
+HEADINGS = ["Root cause", "Evidence", "Change", "Checks", "Risk: low (0.29)", "Record", "Roll back"]
+CONTAINER_PATH = "spec.template.spec.containers[name=api]"
+
+MENTION = re.compile(r"(?<![\w@])@[A-Za-z0-9]")
+MENTION_OR_EMAIL = re.compile(r"@[A-Za-z0-9]")
+CLOSING = re.compile(r"(?i)\b(close[sd]?|fix(e[sd])?|resolve[sd]?)[\s:]*([\w.-]+/[\w.-]+)?#\d")
+AUTOLINK_TEXT = re.compile(r"(?i)(https?|ftp)://|www\.|mailto:")
+OUR_HTML = re.compile(r"<details><summary>Model's explanation \([^<>]*\)</summary>\n|</details>\n")
+
+
+def markdown() -> MarkdownIt:
+    """GitHub-flavoured: tables, raw HTML, autolinks (GitHub links www. and scheme URLs, not bare domains)."""
+    md = MarkdownIt("gfm-like")
+    md.linkify.set({"fuzzy_link": False})
+    return md
+
+
+MD = markdown()
+
+
+# ---- building the change record ---------------------------------------------------------------------------
+
+
+@dataclass
+class Untrusted:
+    """Every string of a PR that comes from outside the bot."""
+
+    root_cause: str = "Container api of shop/api was killed by the kernel (OOMKilled, exit code 137)."
+    evidence: list[str] = field(default_factory=lambda: ["pod api-1 container api: reason=OOMKilled exitCode=137"])
+    alert: str = "KubePodCrashLooping"
+    file: str = "apps/api/deployment.yaml"
+    container: str = "api"
+    old: Any = "512Mi"
+    new: Any = "768Mi"
+    reason: str = "x1.5 of the observed limit 512Mi"
+    note: str = "Argo CD Application api: https://github.com/acme/gitops.git path apps/api"
+    checks: list[str] = field(default_factory=lambda: ["parses: 1 documents, others unchanged"])
+    environments: list[str] = field(default_factory=list)
+    rendered: str | None = None
+    what: str = "workload manifest"
+    explanation: str | None = None
+    risk_why: str = "3 replica(s); serves traffic through Service(s) api"
+    others: list[str] = field(default_factory=list)
+    diff_line: str = '              memory: "768Mi"'
+    cause: str = "oom_killed"
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+def record(u: Untrusted) -> tuple[Diagnosis, ChangeSet]:
+    finding = Finding(cause=u.cause, confidence=0.95, root_cause=u.root_cause, evidence=u.evidence, facts=u.facts)
+    others = [Finding(cause="image_pull_after_rollout", confidence=0.5, root_cause=o) for o in u.others]
+    diagnosis = Diagnosis(detector="oom", finding=finding, others=others,
+                          proposed_by="rule" if u.explanation is None else "model:gpt-test")
+    path = f"spec.template.spec.containers[name={u.container}].resources.limits.memory"
+    change = FieldChange(path=path, old=u.old, new=u.new, reason=u.reason)
+    diff = f"--- a/{u.file}\n+++ b/{u.file}\n@@ -1,1 +1,1 @@\n-{u.diff_line}\n+{u.diff_line}\n"
+    changeset = ChangeSet(
+        location=Location(path=u.file, source="argocd", note=u.note, environments=tuple(u.environments)),
+        plan=Plan(cause=u.cause, summary="Raise memory limit", changes=[change]),
+        files=[FileChange(path=u.file, old_text="a: 1\n", new_text="a: 2\n", diff=diff)],
+        risk=Risk(score=0.29, level="low", factors=[RiskFactor(name="blast_radius", value=0.37, weight=1,
+                                                               explanation=u.risk_why)]),
+        validation=u.checks, edits=[FileEdit(path=u.file, changes=[change], what=u.what)], rendered=u.rendered)
+    return diagnosis, changeset
+
+
+def body_of(u: Untrusted) -> str:
+    diagnosis, changeset = record(u)
+    body = render.pr_body(workload=WORKLOAD, diagnosis=diagnosis, changeset=changeset, run_url=RUN_URL,
+                          alert=u.alert, model_note="model gpt-test" if u.explanation else None,
+                          explanation=u.explanation)
+    entry = Remediation(workload=str(WORKLOAD), cause=u.cause, branch="autofix/shop/api/oom-killed", pr_number=0,
+                        pr_url="", state="open", before={changeset.plan.changes[0].path: u.old},
+                        after={changeset.plan.changes[0].path: u.new})
+    return body + "\n" + ledger.marker(entry) + "\n"  # as the pipeline sends it
+
+
+# ---- reading the body as GitHub does ------------------------------------------------------------------------
+
+
+def walk(tokens: list[Token]) -> list[Token]:
+    out: list[Token] = []
+    for token in tokens:
+        out.append(token)
+        out += walk(token.children or [])
+    return out
+
+
+def tables(tokens: list[Token]) -> list[list[list[list[Token]]]]:
+    """Each table as rows of cells, each cell the inline tokens it holds (header row first)."""
+    found: list[list[list[list[Token]]]] = []
+    for i, token in enumerate(tokens):
+        if token.type == "table_open":
+            rows: list[list[list[Token]]] = []
+            for t in tokens[i:]:
+                if t.type == "table_close":
+                    break
+                if t.type == "tr_open":
+                    rows.append([])
+                elif t.type == "inline":
+                    rows[-1].append(t.children or [])
+            found.append(rows)
+    return found
+
+
+def flat(value: object) -> str:
+    """What a one-line rendering of an untrusted value must show (independent of the renderer)."""
+    return " ".join(re.sub(r"[\x00-\x08\x0e-\x1f\x7f]", "\ufffd", str(value)).split())
+
+
+def assert_safe(body: str, u: Untrusted) -> None:
+    tokens = MD.parse(body)
+    every = walk(tokens)
+    html = [t for t in every if t.type in ("html_block", "html_inline")]
+    marker = [t for t in html if t.content.startswith(ledger.MARKER_PREFIX)]
+    assert len(marker) == 1 and marker[0].type == "html_block" and marker[0].content.count("\n") == 1, marker
+    foreign = [t.content for t in html if t not in marker and not OUR_HTML.fullmatch(t.content)]
+    assert not foreign, f"raw HTML from outside: {foreign}"
+    links = [t.attrs.get("href") for t in every if t.type == "link_open"]
+    assert all(href == RUN_URL for href in links), f"links from outside: {links}"
+    assert not [t for t in every if t.type == "image"], "an image from outside"
+    prose = [t.content for t in every if t.type == "text" and t.content != RUN_URL]  # the run's link: ours
+    code = [t.content for t in every if t.type in ("code_inline", "fence", "code_block")]
+    for text in prose:
+        assert not MENTION_OR_EMAIL.search(text), f"mention or e-mail link in {text!r}"
+        assert not AUTOLINK_TEXT.search(text), f"GitHub would autolink {text!r}"
+    for text in prose + code:
+        assert not CLOSING.search(text), f"closing keyword in {text!r}"
+        assert not MENTION.search(text), f"mention in {text!r}"
+    headings = [tokens[i + 1].content for i, t in enumerate(tokens) if t.type == "heading_open"]
+    assert headings == HEADINGS, "the layout is ours, not the attacker's"
+    change, risk = tables(tokens)
+    assert [len(row) for row in change] == [5, 5], change
+    file_cell, field_cell, before, after, _ = change[1]
+    assert_code_cell(file_cell, u.file, limit=120)
+    assert_code_cell(field_cell, f"{CONTAINER_PATH.replace('api', u.container)}.resources.limits.memory", limit=160)
+    for cell, value in ((before, u.old), (after, u.new)):
+        if isinstance(value, str):
+            assert_code_cell(cell, value, limit=80)
+    assert [len(row) for row in risk] == [4, 4], risk
+    shown = body.split(ledger.MARKER_PREFIX)[0]  # the marker is the ledger's hidden record, not rendered
+    assert max(len(line) for line in shown.splitlines()) <= 1200, "every line is bounded"
+
+
+def assert_code_cell(cell: list[Token], value: str, *, limit: int) -> None:
+    """The cell holds exactly one code span showing (a prefix of) the value: nothing split the row."""
+    expected = flat(value)
+    if not expected:
+        assert [t.content for t in cell] == ["(empty)"], cell
+        return
+    assert [t.type for t in cell] == ["code_inline"], [(t.type, t.content) for t in cell]
+    shown = cell[0].content.replace(ZWSP, "")
+    assert expected.startswith(shown.removesuffix("…")) and len(shown) <= limit, (shown, expected)
+
+
+# ---- the finding's attack strings ---------------------------------------------------------------------------
+
+PAYLOAD = "<img src=x onerror=alert(1)> @acme/sre Closes #1 [click](https://evil.example) www.evil.example"
+ATTACKS = {
+    "pipe-in-file-name": Untrusted(file=f"apps/a|{PAYLOAD}|x/deployment.yaml"),
+    "pipe-in-previous-command": Untrusted(cause="bad_command", old="gunicorn", facts={"previous_revision": 3},
+                                          new=f"sh -c 'echo ok | {PAYLOAD}'"),
+    "command-list-with-pipes": Untrusted(cause="bad_command", old=["gunicron", "app:wsgi"],
+                                         new=["sh", "-c", f"x | {PAYLOAD} | y"], facts={"previous_revision": 3}),
+    "backticks-in-values": Untrusted(old="``` `x` ````", new="`` </details> ``"),
+    "html-in-root-cause": Untrusted(root_cause=f"exec: {PAYLOAD} <script>steal()</script> &#64;team"),
+    "closing-keywords": Untrusted(root_cause="fixes #12, Resolves: acme/other#7, closed GH-3, fix https://github.com"
+                                             "/acme/gitops/issues/4", reason="closes #9"),
+    "mentions-everywhere": Untrusted(alert="@acme/sre-oncall", container="@octocat", note="@acme/team owns this",
+                                     evidence=["@acme/security-team please look", "user@example.com"]),
+    "headings-and-lists": Untrusted(root_cause="\n## Injected heading\n- [x] approved\n1. step\n---",
+                                    evidence=["```", "## not a heading", "</details>"]),
+    "line-breaks-in-cells": Untrusted(file="apps/a\nb\r\n| x | y |\u2028z.yaml", reason="one\ntwo | three"),
+    "fence-breaking-diff": Untrusted(diff_line="````` ``` ~~~ <b>x</b> @team closes #5"),
+    "model-explanation": Untrusted(explanation="```\n</details>\n<script>x</script>\n@team Fixes #3"),
+    "layout-text": Untrusted(what="values file <b>x</b> | @team", environments=["overlays/prod|<i>x</i>"],
+                             rendered="verified: kubectl kustomize https://evil.example @team"),
+    "empty-values": Untrusted(old="", new="   "),
+}
+
+
+@pytest.mark.parametrize("u", list(ATTACKS.values()), ids=list(ATTACKS))
+def test_attack_strings_do_not_change_the_pr_layout(u: Untrusted) -> None:
+    assert_safe(body_of(u), u)
+
+
+def test_pipe_in_previous_command_stays_in_its_cell_and_shows_whole() -> None:
+    body = body_of(ATTACKS["pipe-in-previous-command"])
+    row = tables(MD.parse(body))[0][1]
+    assert row[3][0].content.replace(ZWSP, "") == flat(ATTACKS["pipe-in-previous-command"].new)[:79] + "…"
+    assert "sh -c 'echo ok \\| <img src=x" in body, "the pipe is escaped inside the code span, the text kept"
+
+
+def test_demo_body_reads_as_before() -> None:
+    """The escaping is invisible for ordinary text: an on-call engineer reads the same PR."""
+    body = body_of(Untrusted())
+    assert "Container api of shop/api was killed by the kernel (OOMKilled, exit code 137)." in body
+    assert ("| `apps/api/deployment.yaml` | `spec.template.spec.containers[name=api].resources.limits.memory` | "
+            "`512Mi` | `768Mi` | x1.5 of the observed limit 512Mi |") in body
+    assert "```text\npod api-1 container api: reason=OOMKilled exitCode=137\n```" in body
+    assert "Found by: Argo CD Application api: `https://github.com/acme/gitops.git` path apps/api." in body
+    assert "| blast_radius | 0.37 | 1 | 3 replica(s); serves traffic through Service(s) api |" in body
+    assert f"Every step of this decision is recorded in MLflow: {RUN_URL}" in body
+
+
+def test_a_fence_is_longer_than_any_backtick_run_inside() -> None:
+    body = body_of(Untrusted(evidence=["a ````` b", "```"]))
+    assert "``````text\na ````` b\n```\n``````" in body
+    [fence] = [t for t in MD.parse(body) if t.type == "fence" and t.info == "text"]
+    assert fence.content == "a ````` b\n```\n"
+
+
+def test_local_mlflow_store_is_shown_as_code_not_linked() -> None:
+    diagnosis, changeset = record(Untrusted())
+    body = render.pr_body(workload=WORKLOAD, diagnosis=diagnosis, changeset=changeset, alert="KubePodCrashLooping",
+                          run_url="sqlite:////data/mlflow.db/#/experiments/1/runs/abc123")
+    assert "MLflow run `abc123` (open it with `mlflow ui --backend-store-uri sqlite:////data/mlflow.db`)" in body
+    assert not [t for t in walk(MD.parse(body)) if t.type == "link_open"]
+
+
+# ---- title, commit message and comments: identifiers and computed values only ---------------------------------
+
+
+@pytest.mark.parametrize(("u", "expected"), [
+    pytest.param(Untrusted(), "Raise memory limit of shop/api to 768Mi after OOMKilled", id="oom"),
+    pytest.param(ATTACKS["pipe-in-previous-command"],
+                 "Roll back command of shop/api to revision 3 after executable not found", id="command"),
+    pytest.param(Untrusted(cause="bad_command", new="gunicorn"),
+                 "Roll back command of shop/api to the previous revision after executable not found",
+                 id="command-without-revision"),
+    pytest.param(Untrusted(cause="image_pull_after_rollout", new="ghcr.io/acme/api:1.4.2"),
+                 "Roll back image of shop/api to ghcr.io/acme/api:1.4.2 after ImagePullBackOff", id="image"),
+    pytest.param(Untrusted(cause="image_pull_after_rollout", new="ghcr.io/acme/api:1.4.2 @team closes #1"),
+                 "Roll back image of shop/api to the previous revision after ImagePullBackOff", id="hostile-image"),
+    pytest.param(Untrusted(new="https://evil.example/x"), "Raise memory limit of shop/api after OOMKilled",
+                 id="url-value"),
+    pytest.param(Untrusted(cause="pvc_storage_class", new="fast-ssd|<b>"),
+                 "Correct the StorageClass of shop/api after ProvisioningFailed", id="hostile-storage-class"),
+    pytest.param(Untrusted(cause="some_new_cause"), "Fix some new cause in shop/api", id="unknown-cause"),
+])
+def test_title_holds_only_identifiers_and_computed_values(u: Untrusted, expected: str) -> None:
+    diagnosis, changeset = record(u)
+    assert render.title(WORKLOAD, diagnosis, changeset) == expected
+
+
+@pytest.mark.parametrize("u", list(ATTACKS.values()), ids=list(ATTACKS))
+def test_commit_message_and_title_carry_no_untrusted_text(u: Untrusted) -> None:
+    diagnosis, changeset = record(u)
+    hostile = WorkloadRef(kind="Deployment", namespace="shop", name="api")
+    text = render.title(hostile, diagnosis, changeset) + "\n" + render.commit_message(hostile, diagnosis, changeset)
+    for needle in ("<", ">", "|", "`", "@", "#", "://", "www.", "\r", "\u2028", "evil", "steal"):
+        assert needle not in text, (needle, text)
+    assert not CLOSING.search(text)
+    assert text.count("\n\n") >= 2 and "Cause: " in text and "Risk: low (0.29)" in text
+
+
+def test_commit_message_names_fields_and_plain_values() -> None:
+    diagnosis, changeset = record(Untrusted())
+    assert render.commit_message(WORKLOAD, diagnosis, changeset) == (
+        "Raise memory limit of shop/api to 768Mi after OOMKilled\n\n"
+        "Changes 1 field(s) in apps/api/deployment.yaml:\n"
+        f"- {CONTAINER_PATH}.resources.limits.memory: from 512Mi to 768Mi\n\n"
+        "Found by the oom detector. The root cause, the evidence and the checks are in the pull request.\n\n"
+        "Cause: oom_killed\nRisk: low (0.29)\n")
+
+
+def test_hostile_workload_names_are_sanitised_in_titles() -> None:
+    diagnosis, changeset = record(Untrusted())
+    hostile = WorkloadRef(kind="Deployment", namespace="shop", name="api @team <b> closes #1")
+    assert render.title(hostile, diagnosis, changeset) == \
+        "Raise memory limit of shop/api-team-b-closes-1 to 768Mi after OOMKilled"
+
+
+def test_update_comment_escapes_and_neutralises() -> None:
+    comment = render.update_comment(title_text="Raise memory limit of shop/api to 768Mi after OOMKilled",
+                                    run_url=RUN_URL)
+    assert comment.startswith("Updated by GitOps Autofix with new evidence: Raise memory limit of shop/api to "
+                              "768Mi after OOMKilled.")
+    assert RUN_URL in comment
+
+
+# ---- fuzzing every untrusted input at once -------------------------------------------------------------------
+
+PIECES = ["|", "\\|", "`", "```", "~~~", "<img src=x onerror=alert(1)>", "<script>", "</details>", "<!--", "-->",
+          "@team", "@acme/sre", "me@example.com", "Closes #1", "fixes acme/repo#2", "Resolved: #3", "fix GH-4",
+          "https://evil.example/x", "www.evil.example", "mailto:x@y.z", "[x](javascript:alert(1))", "![i](h://x)",
+          "<http://x.y>", "\n", "\r\n", "\r", "\u2028", "\x00", "\x1b[31m", "\t", "\n## H\n", "- [x] ", "1. ",
+          "> ", "---", "===", "*", "_", "~~", "&#64;team", "&lt;b&gt;", "\\", "#", ":", " ", "    ", "{w}", "%s"]
+untrusted_text = st.lists(st.sampled_from(PIECES) | st.text(max_size=8), max_size=12).map("".join)
+values = untrusted_text | st.lists(untrusted_text, max_size=3) | st.none() | st.integers(-10, 10)
+
+
+@st.composite
+def untrusted(draw: st.DrawFn) -> Untrusted:
+    return Untrusted(
+        root_cause=draw(untrusted_text), evidence=draw(st.lists(untrusted_text, max_size=3)),
+        alert=draw(untrusted_text), file=draw(untrusted_text), container=draw(untrusted_text),
+        old=draw(values), new=draw(values), reason=draw(untrusted_text), note=draw(untrusted_text),
+        checks=draw(st.lists(untrusted_text, max_size=2)), environments=draw(st.lists(untrusted_text, max_size=2)),
+        rendered=draw(st.none() | untrusted_text.map(lambda t: "verified: " + t)), what=draw(untrusted_text),
+        explanation=draw(st.none() | untrusted_text), risk_why=draw(untrusted_text),
+        others=draw(st.lists(untrusted_text, max_size=2)), diff_line=draw(untrusted_text),
+        cause=draw(st.sampled_from(["oom_killed", "bad_command", "model_proposed", "pvc_storage_class"])),
+        facts={"previous_revision": draw(st.integers(0, 99) | untrusted_text)})
+
+
+@settings(derandomize=True, max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(untrusted())
+def test_fuzzed_untrusted_text_never_changes_the_pr_layout(u: Untrusted) -> None:
+    assert_safe(body_of(u), u)
+    diagnosis, changeset = record(u)
+    text = render.title(WORKLOAD, diagnosis, changeset) + "\n" + render.commit_message(WORKLOAD, diagnosis, changeset)
+    assert not CLOSING.search(text) and not MENTION_OR_EMAIL.search(text)
+    assert not re.search(r"[<>|`\r\x00]|://|www\.", text), text
+    assert len(render.title(WORKLOAD, diagnosis, changeset)) <= 250
