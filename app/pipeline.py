@@ -24,6 +24,7 @@ from app import (
     advice,
     deadlines,
     detectors,
+    duplicates,
     fieldpaths,
     fixers,
     gates,
@@ -251,22 +252,27 @@ class Pipeline:
 
     def _publish(self, workload: WorkloadRef, diagnosis: Diagnosis, changeset: ChangeSet, run: _Run,
                  handle: RunHandle) -> Outcome:
-        branch = render.branch(workload, diagnosis.cause)
+        own = render.branch(workload, diagnosis.cause)
         title = render.title(workload, diagnosis, changeset)
         body = render.pr_body(workload=workload, diagnosis=diagnosis, changeset=changeset, run_url=handle.url,
                               alert=run.incident.alertname, explanation=run.explanation,
                               model_note=f"model {self.advisor.model}" if self.advisor else None)
         team_labels, reviewers, teams = self.policy.owners_for(workload.namespace)
         labels = list(dict.fromkeys([LEDGER_LABEL, *self.policy.labels, *team_labels, f"risk:{changeset.risk.level}"]))
-        entry = self._remediation(workload, diagnosis, changeset, run, branch)
-        body += "\n" + ledger_mod.marker(entry) + "\n"
-        run.record.artifacts["pr_body.md"] = body
-        common = {"branch": branch, "risk": changeset.risk.score}
-        with _lock_for(branch), run.stage("publish") as decision:
-            existing = self.forge.find_open_pr(branch)
+        files = {f.path: f.new_text for f in changeset.files}
+        message = render.commit_message(workload, diagnosis, changeset)
+        owner = render.owner(workload, diagnosis.cause)  # the push refuses a branch carrying another's change
+        with _lock_for(own), run.stage("publish") as decision:
+            existing = self._open_pr(workload, diagnosis.cause, own)
+            branch = existing.branch if existing is not None else own  # an earlier version's PR keeps its branch
+            entry = self._remediation(workload, diagnosis, changeset, run, branch)
+            body += "\n" + ledger_mod.marker(entry) + "\n"
+            run.record.artifacts["pr_body.md"] = body
+            common = {"branch": branch, "risk": changeset.risk.score}
             if existing is not None:
-                remote = self.workspace.remote_branch_diff(branch)
-                if remote is not None and _changed_lines(remote) == _changed_lines(changeset.diff):
+                remote = self.workspace.remote_branch_files(branch)
+                # Same files, objects, fields and new values: not merely the same changed lines.
+                if remote is not None and duplicates.same_change(remote, _versions(changeset)):
                     if not set(labels) <= set(existing.labels) or self._unrecorded(existing):
                         # Opened by a run that crashed before labels and ledger (tests/test_faults.py): finish it.
                         existing = self.forge.open_pr(branch=branch, base=self.base, title=title, body=body,
@@ -275,26 +281,52 @@ class Pipeline:
                     decision.append(f"PR #{existing.number} already proposes this change")
                     return run.outcome("duplicate", f"PR #{existing.number} already proposes this change",
                                        pr_url=existing.url, **common)
-            if existing is not None:
-                self.workspace.push_branch(branch, {f.path: f.new_text for f in changeset.files},
-                                           message=render.commit_message(workload, diagnosis, changeset))
+                self.workspace.push_branch(branch, files, message=message, owner=owner)
                 pr = self.forge.update_pr(existing, title=title, body=body,
-                                          comment=f"Updated by GitOps Autofix with new evidence: {changeset.plan.summary}. "
-                                                  f"Run: {handle.url}")
+                                          comment=render.update_comment(title_text=title, run_url=handle.url))
                 decision.append(f"PR #{pr.number} updated")
                 self._record(entry, pr, existing=True)
                 return run.outcome("pr_updated", f"updated PR #{pr.number}", pr_url=pr.url, **common)
             # Budget check, push, PR and ledger record as one step: workers cannot overshoot the budget.
             with _budget_lock:
                 self._check_budget()
-                self.workspace.push_branch(branch, {f.path: f.new_text for f in changeset.files},
-                                           message=render.commit_message(workload, diagnosis, changeset))
+                self.workspace.push_branch(branch, files, message=message, owner=owner)
                 pr = self.forge.open_pr(branch=branch, base=self.base, title=title, body=body, labels=labels)
                 self._record(entry, pr, existing=False)
             if reviewers or teams:
                 self.forge.request_reviewers(pr, reviewers=reviewers, teams=teams)
             decision.append(f"PR #{pr.number} opened")
         return run.outcome("pr_opened", title, pr_url=pr.url, **common)
+
+    def _open_pr(self, workload: WorkloadRef, cause: str, own: str) -> PullRequest | None:
+        """The open PR for this workload and cause: on its branch, or on the branch name of an earlier version.
+
+        Earlier versions cut names at 63 characters and left the kind out, so their branch names could be
+        shared by two workloads: a PR there is this workload's only when its ledger marker says so.
+        """
+        existing = self.forge.find_open_pr(own)
+        if existing is not None:
+            if _belongs(existing, workload, cause) is False:
+                raise PermanentError(f"branch {own} holds the open PR #{existing.number} of another workload "
+                                     "(opened by an earlier version): close it to free the name", code="branch_taken")
+            return existing
+        legacy = render.legacy_branch(workload, cause)
+        if legacy == own or not render.valid_branch(legacy):
+            return None
+        found = self.forge.find_open_pr(legacy)
+        return found if found is not None and _belongs(found, workload, cause) else None
+
+    def _ledger_entries(self, workload: WorkloadRef, cause: str) -> list[Remediation]:
+        """This workload's and cause's PRs, under its branch name and the one earlier versions used."""
+        own = render.branch(workload, cause)
+        assert self.ledger is not None
+        entries = ledger_mod.sync(self.ledger, self.forge, label=LEDGER_LABEL, branch=own)
+        legacy = render.legacy_branch(workload, cause)
+        if legacy != own and render.valid_branch(legacy):
+            entries += ledger_mod.sync(self.ledger, self.forge, label=LEDGER_LABEL, branch=legacy)
+        # A PR without a marker (older still) is judged by its branch: this workload's own name only.
+        return [e for e in entries if (e.workload, e.cause) == (str(workload), cause)
+                or (e.workload.startswith("?/") and e.branch == own)]
 
     # ---------------------------------------------------------------- trust boundaries (app/gates.py, app/ledger.py)
 
@@ -314,7 +346,7 @@ class Pipeline:
             return {}
         branch = render.branch(ev.workload, diagnosis.cause)
         with run.stage("ledger") as decision:
-            entries = ledger_mod.sync(self.ledger, self.forge, label=LEDGER_LABEL, branch=branch)
+            entries = self._ledger_entries(ev.workload, diagnosis.cause)
             verdict = ledger_mod.decide(entries, now=self.clock(), limits=self.policy.limits, images=run.images)
             run.record.tags["ledger"] = verdict.action
             decision.append(f"{verdict.action}: {verdict.reason or f'{len(entries)} earlier PR(s) for {branch}'}")
@@ -573,9 +605,16 @@ def _unified(location: Location, old: str, new: str) -> str:
                                         fromfile=f"a/{location.path}", tofile=f"b/{location.path}"))
 
 
-def _changed_lines(diff: str) -> list[str]:
-    return [line.rstrip("\r\n") for line in diff.splitlines()
-            if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+def _versions(changeset: ChangeSet) -> dict[str, tuple[str | None, str | None]]:
+    return {f.path: (f.old_text, f.new_text) for f in changeset.files}
+
+
+def _belongs(pr: PullRequest, workload: WorkloadRef, cause: str) -> bool | None:
+    """Whether a PR's ledger marker names this workload and cause; None when it has no marker to tell."""
+    entry = ledger_mod.from_pr(pr)
+    if entry is None or entry.workload.startswith("?/"):
+        return None
+    return (entry.workload, entry.cause) == (str(workload), cause)
 
 
 def build_pipeline(settings: Any, *, cluster: ClusterReader | None = None) -> Pipeline:

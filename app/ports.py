@@ -70,12 +70,23 @@ class Workspace(Protocol):
         """Repository-relative POSIX paths of tracked files at the base commit."""
         ...
 
-    def push_branch(self, branch: str, files: Mapping[str, str], *, message: str) -> PushResult:
-        """Create ``branch`` from the base with ``files`` (path -> new text), commit, force-push it."""
+    def push_branch(self, branch: str, files: Mapping[str, str], *, message: str,
+                    owner: str | None = None) -> PushResult:
+        """Create ``branch`` from the base with ``files`` (path -> new text), commit, force-push it.
+
+        With ``owner`` (the id of the workload and cause the change is for) the commit carries it, and an
+        existing remote branch whose change belongs to another owner is refused (PermanentError
+        ``branch_taken``), never overwritten.
+        """
         ...
 
     def remote_branch_diff(self, branch: str) -> str | None:
         """The diff base..origin/branch if the branch exists on the remote, else None."""
+        ...
+
+    def remote_branch_files(self, branch: str) -> dict[str, tuple[str | None, str | None]] | None:
+        """The files the remote branch changes since it left the base: path -> (text there, text on the
+        branch), None for an absent file; None when the branch is not on the remote."""
         ...
 
     def head(self) -> str:

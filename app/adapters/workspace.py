@@ -34,6 +34,8 @@ from app.sources import index as repo_index
 log = logging.getLogger(__name__)
 
 BRANCH_PREFIX = "autofix/"
+OWNER_TRAILER = "Autofix-Id"  # commit trailer naming the workload and cause a branch's change is for
+MAX_BRANCH_FILES = 50
 LOCAL_TIMEOUT = 60.0
 NETWORK_TIMEOUT = 180.0
 _AUTHOR_RE = re.compile(r"^\s*(?P<name>[^<>]+?)\s*<(?P<email>[^<>\s]+@[^<>\s]+)>\s*$")
@@ -61,6 +63,7 @@ _REJECT_MARKERS = ("[rejected]", "[remote rejected]", "failed to push some refs"
 
 _REGULAR_MODES = ("100644", "100755")  # symlinks (120000) and submodules (160000) are never read
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")
+_OWNER_RE = re.compile(r"^[0-9a-f]{8,64}$")
 
 _LOCKS: dict[Path, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
@@ -179,32 +182,59 @@ class GitWorkspace:
         wanted = tuple(suffixes)
         return sorted(name for name in names if not wanted or name.endswith(wanted))
 
-    def push_branch(self, branch: str, files: Mapping[str, str], *, message: str) -> PushResult:
+    def push_branch(self, branch: str, files: Mapping[str, str], *, message: str,
+                    owner: str | None = None) -> PushResult:
         self._check_branch(branch)
         if not files:
             raise PermanentError("nothing to push: no files given", code="no_change")
+        if owner is not None and not _OWNER_RE.match(owner):
+            raise PermanentError(f"invalid owner id {owner[:80]!r}", code="unsafe_branch")
         paths = [check_relative_path(path) for path in files]
         with self._locked():
             base_sha = self._at_pinned()
             try:
                 return self._commit_and_push(branch, base_sha, dict(zip(paths, files.values(), strict=True)),
-                                             message=message)
+                                             message=message, owner=owner)
             finally:
                 # Leave the shared tree clean at this thread's base whatever happened.
                 self._checkout_clean(base_sha)
 
     def remote_branch_diff(self, branch: str) -> str | None:
-        self._check_branch(branch)
-        remote_ref = f"refs/remotes/origin/{branch}"
         with self._locked():
-            self._ensure_clone()
-            if not self._remote_has(f"refs/heads/{branch}"):
-                self._git("update-ref", "-d", remote_ref, check=False)
+            remote_ref = self._fetch_branch(branch)
+            if remote_ref is None:
                 return None
-            self._fetch(f"+refs/heads/{branch}:{remote_ref}", missing_code="no_branch")
             base = self._at_pinned()
             # three dots: the branch's own changes since it left the base, even if the base moved on.
             return self._git("diff", "--no-color", "--no-ext-diff", "--no-textconv", f"{base}...{remote_ref}")
+
+    def remote_branch_files(self, branch: str) -> dict[str, tuple[str | None, str | None]] | None:
+        """The branch's own changes as whole files, so a caller can compare objects and fields, not lines."""
+        with self._locked():
+            remote_ref = self._fetch_branch(branch)
+            if remote_ref is None:
+                return None
+            base = self._at_pinned()
+            fork = self._git("merge-base", base, remote_ref, check=False).strip() or base
+            names = [n for n in self._git("diff", "--name-only", "-z", "--no-renames", fork, remote_ref).split("\x00")
+                     if n]
+            return {name: (self._blob_text(fork, name), self._blob_text(remote_ref, name))
+                    for name in names[:MAX_BRANCH_FILES]}
+
+    def _fetch_branch(self, branch: str) -> str | None:
+        """Fetch one of the bot's branches into its remote-tracking ref; None when the remote has none."""
+        self._check_branch(branch)
+        remote_ref = f"refs/remotes/origin/{branch}"
+        self._ensure_clone()
+        if not self._remote_has(f"refs/heads/{branch}"):
+            self._git("update-ref", "-d", remote_ref, check=False)
+            return None
+        self._fetch(f"+refs/heads/{branch}:{remote_ref}", missing_code="no_branch")
+        return remote_ref
+
+    def _blob_text(self, rev: str, path: str) -> str | None:
+        result = self._run(["cat-file", "blob", f"{rev}:{path}"], check=False)
+        return result.stdout.decode("utf-8", errors="replace") if result.returncode == 0 else None
 
     def delete_remote_branch(self, branch: str) -> None:
         """Delete one of the bot's own branches on the remote (``autofix doctor``'s scratch branch)."""
@@ -332,7 +362,8 @@ class GitWorkspace:
 
     # ---- branch building ------------------------------------------------------------------------------
 
-    def _commit_and_push(self, branch: str, base_sha: str, files: Mapping[str, str], *, message: str) -> PushResult:
+    def _commit_and_push(self, branch: str, base_sha: str, files: Mapping[str, str], *, message: str,
+                         owner: str | None) -> PushResult:
         self._checkout_clean(base_sha)
         for path, text in files.items():
             self._write(path, text)
@@ -343,10 +374,11 @@ class GitWorkspace:
         self._git(
             "-c", f"user.name={self._identity.name}", "-c", f"user.email={self._identity.email}",
             "commit", "--quiet", "--no-verify", "--cleanup=whitespace", "-m", message,
+            *(["--trailer", f"{OWNER_TRAILER}: {owner}"] if owner else []),
         )
         commit = self._rev_parse("HEAD")
         diff = self._git("diff", "--no-color", "--no-ext-diff", "--no-textconv", base_sha, commit)
-        lease = self._lease(branch, base_sha)
+        lease = self._lease(branch, base_sha, owner=owner, paths=set(files))
         self._push(commit, branch, lease=lease)
         log.info("branch pushed", extra={"branch": branch, "commit": commit, "base_commit": base_sha})
         return PushResult(branch=branch, commit=commit, base_commit=base_sha, diff=diff)
@@ -359,11 +391,12 @@ class GitWorkspace:
         self._safe_join(path)  # the created parents must still be inside the checkout
         target.write_bytes(text.encode("utf-8"))  # exactly the given text, no newline translation
 
-    def _lease(self, branch: str, base_sha: str) -> str:
+    def _lease(self, branch: str, base_sha: str, *, owner: str | None = None, paths: set[str] | None = None) -> str:
         """The remote branch's commit we may replace ("" when it doesn't exist yet).
 
         autofix/ branches are ours, and an open PR's branch is replaced by the newer fix; but a commit a
-        person pushed onto it is theirs: refuse rather than overwrite it.
+        person pushed onto it is theirs, and a change for another workload is that workload's PR: refuse
+        rather than overwrite either.
         """
         remote_ref = f"refs/remotes/origin/{branch}"
         if not self._remote_has(f"refs/heads/{branch}"):
@@ -375,7 +408,31 @@ class GitWorkspace:
             # A person took the branch over: the bot steps back (no_fix), it does not fail.
             raise NoFix(f"{branch} has commits by {', '.join(others)}: not overwriting a person's work; "
                         "update that pull request by hand", code="branch_has_foreign_commits")
+        if owner is not None:
+            self._check_owner(branch, remote_ref, base_sha, owner=owner, paths=paths or set())
         return self._rev_parse(remote_ref)
+
+    def _check_owner(self, branch: str, remote_ref: str, base_sha: str, *, owner: str, paths: set[str]) -> None:
+        """Refuse to replace a branch whose change is for another workload or cause.
+
+        The bot's commits name their owner in a trailer; commits from before the trailer are judged by the
+        files they change (branch names of earlier versions could collide for long names).
+        """
+        out = self._git("log", f"--format=%(trailers:key={OWNER_TRAILER},valueonly,separator=%x2C)", remote_ref,
+                        f"^{base_sha}")
+        found = {value.strip() for value in out.replace("\n", ",").split(",") if value.strip()}
+        if found - {owner}:
+            raise PermanentError(f"{branch} carries the change of another workload ({OWNER_TRAILER} "
+                                 f"{', '.join(sorted(found - {owner}))[:200]}): not overwriting it",
+                                 code="branch_taken")
+        if found:
+            return
+        changed = {n for n in self._git("diff", "--name-only", "-z", "--no-renames", f"{base_sha}...{remote_ref}")
+                   .split("\x00") if n}
+        if changed and changed != paths:
+            raise PermanentError(f"{branch} carries a change to {', '.join(sorted(changed))[:300]}, not to "
+                                 f"{', '.join(sorted(paths))[:300]}: another workload's change; not overwriting it",
+                                 code="branch_taken")
 
     def _push(self, commit: str, branch: str, *, lease: str) -> None:
         # The lease makes the force-push fail if the branch moved since we looked (someone pushed meanwhile).

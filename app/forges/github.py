@@ -132,7 +132,7 @@ class GitHubForge:
             with self._mapped("list pull requests"):
                 pulls = self._repository().get_pulls(state=api_state, head=f"{self._owner}:{branch}")
                 prs = [_to_pr(p) for p in pulls]
-            return [p for p in prs if label in p.labels and state in ("all", "open", p.state)]
+            return [p for p in prs if p.branch == branch and label in p.labels and state in ("all", "open", p.state)]
         with self._mapped("list pull requests"):
             issues = self._repository().get_issues(state=api_state, labels=[label])
             found = []
@@ -171,7 +171,8 @@ class GitHubForge:
 
     def _find_open(self, branch: str) -> GhPull | None:
         pulls = self._repository().get_pulls(state="open", head=f"{self._owner}:{branch}")
-        return next(iter(pulls), None)
+        # Exactly this branch: a PR on any other branch is another workload's (see app/render.branch).
+        return next((pull for pull in pulls if pull.head.ref == branch), None)
 
     def _create(self, *, branch: str, base: str, title: str, body: str) -> GhPull:
         from github import GithubException
