@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from app import render
 from app.ports import Forge, Ledger, PullRequest, Remediation
 
 log = logging.getLogger(__name__)
@@ -166,9 +167,10 @@ def budget_wait(ledger: Ledger, *, now: float, per_hour: int) -> float | None:
 
 def escalation_comment(verdict: Verdict, *, alert: str, root_cause: str, evidence: list[str], run_url: str) -> str:
     assert verdict.pr is not None
-    lines = [f"**Escalation**: this fix was merged at {when(verdict.pr.merged_at)}, and `{_inline(alert)}` "
+    # Untrusted text escaped as in the PR body (app/render.py): no HTML, mention or closing keyword works.
+    lines = [f"**Escalation**: this fix was merged at {when(verdict.pr.merged_at)}, and {render.code(alert)} "
              "fired again for the same cause. GitOps Autofix will not open another PR for this problem: it needs "
-             "a human.", "", _inline(root_cause), "", "New evidence:", "", _fence(evidence), "",
+             "a human.", "", render.prose(root_cause), "", "New evidence:", "", render.fence(evidence), "",
              f"Run: {run_url}"]
     return "\n".join(lines) + "\n"
 
@@ -176,13 +178,4 @@ def escalation_comment(verdict: Verdict, *, alert: str, root_cause: str, evidenc
 def resolved_comment(*, alert: str, resolved_at: str, closing: bool) -> str:
     tail = " Closing it, as the policy asks (`limits.close_pr_on_resolve`)." if closing else \
         " Merge it only if you still want the change."
-    return f"The alert `{_inline(alert)}` resolved at {resolved_at} without this change.{tail}\n"
-
-
-def _inline(text: str) -> str:
-    return " ".join(str(text).split()).replace("`", "'").replace("@", "@\u200b")[:300]
-
-
-def _fence(lines: list[str]) -> str:
-    body = "\n".join(line[:300].replace("```", "`\u200b``") for line in lines[:20])
-    return "```text\n" + body + "\n```"
+    return f"The alert {render.code(alert)} resolved at {resolved_at} without this change.{tail}\n"

@@ -191,6 +191,21 @@ def update_comment(*, title_text: str, run_url: str) -> str:
             f"{_record_line(run_url)}\n")
 
 
+def prose(text: object) -> str:
+    """Untrusted text as one line of a comment (what ``pr_body`` does for prose)."""
+    return _text(text)
+
+
+def code(text: object) -> str:
+    """Untrusted text as inline code in a comment."""
+    return _code(text)
+
+
+def fence(lines: Iterable[str]) -> str:
+    """Untrusted lines as a code block in a comment (at most ``MAX_EVIDENCE_LINES``)."""
+    return _fence(list(lines)[:MAX_EVIDENCE_LINES])
+
+
 def _workload_label(workload: WorkloadRef) -> str:
     ns, name = workload.namespace, workload.name
     ns = ns if _DNS_LABEL.fullmatch(ns) else _component(ns, 63)

@@ -273,3 +273,24 @@ def test_twin_world_is_two_independent_workloads(tmp_path: Path) -> None:
     assert deployments == [TWINS["a"][0], TWINS["b"][0]] and deployments[0][:63] == deployments[1][:63]
     uids = [i["metadata"]["uid"] for i in items if "uid" in i["metadata"]]
     assert len(uids) == len(set(uids))
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(300)
+def test_a_name_held_by_another_workloads_pr_is_refused_not_reused(tmp_path: Path, mlflow_uri: str) -> None:
+    """Earlier versions left the kind out: a StatefulSet's open PR sits on the Deployment's branch name."""
+    demo = EXAMPLES / "demo"
+    bare = seed(demo, tmp_path)
+    payload = json.loads((demo / "alert.json").read_text())
+    payload["alerts"] = payload["alerts"][:1]
+    (tmp_path / "alert.json").write_text(json.dumps(payload))
+    other = Remediation(workload="StatefulSet/shop/checkout", cause=CAUSE, branch="autofix/shop/checkout/oom-killed",
+                        pr_number=1, pr_url="", state="open")
+    with FakeGitHub("acme/gitops", token=TOKEN) as gh, KubeApiFake.from_snapshot(demo / "cluster.json") as kube:
+        gh.create_pull(head="acme:autofix/shop/checkout/oom-killed", title="Raise memory limit of the StatefulSet",
+                       body=f"body\n\n{ledger.marker(other)}\n", labels=("autofix",))
+        [result] = run_handle(demo, tmp_path, mlflow_uri, gh, kube, bare=bare, payload=tmp_path / "alert.json")
+
+    assert result["outcome"] == "failed" and "PR #1 of another workload" in result["reason"], result
+    assert git("branch", "--format=%(refname:short)", cwd=bare).split() == ["main"], "nothing pushed"
+    assert not gh.requests_to("POST", "/pulls") and not gh.requests_to("PATCH", "/pulls/1")

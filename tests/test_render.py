@@ -309,6 +309,27 @@ def test_update_comment_escapes_and_neutralises() -> None:
     assert RUN_URL in comment
 
 
+def assert_safe_comment(comment: str) -> None:
+    every = walk(MD.parse(comment))
+    assert not [t for t in every if t.type in ("html_block", "html_inline", "image")], comment
+    assert [t.attrs.get("href") for t in every if t.type == "link_open"] in ([], [RUN_URL]), comment
+    for t in every:
+        if t.type in ("text", "code_inline", "fence") and t.content != RUN_URL:
+            assert not CLOSING.search(t.content) and not MENTION.search(t.content), t.content
+            assert t.type != "text" or not AUTOLINK_TEXT.search(t.content), t.content
+
+
+@pytest.mark.parametrize("u", list(ATTACKS.values()), ids=list(ATTACKS))
+def test_escalation_and_resolved_comments_escape_untrusted_text(u: Untrusted) -> None:
+    merged = Remediation(workload=str(WORKLOAD), cause="oom_killed", branch="autofix/shop/api/oom-killed",
+                         pr_number=3, pr_url="", state="merged", merged_at=1.0)
+    verdict = ledger.Verdict("escalate", "escalated", merged)
+    assert_safe_comment(ledger.escalation_comment(verdict, alert=u.alert, root_cause=u.root_cause,
+                                                  evidence=u.evidence, run_url=RUN_URL))
+    assert_safe_comment(ledger.resolved_comment(alert=u.alert + u.root_cause, resolved_at="2026-11-23T16:02:44Z",
+                                                closing=False))
+
+
 # ---- fuzzing every untrusted input at once -------------------------------------------------------------------
 
 PIECES = ["|", "\\|", "`", "```", "~~~", "<img src=x onerror=alert(1)>", "<script>", "</details>", "<!--", "-->",
