@@ -21,6 +21,7 @@ import json
 import re
 from collections.abc import Iterable
 
+from app import redact
 from app.models.changes import ChangeSet
 from app.models.diagnosis import Diagnosis
 from app.models.incident import WorkloadRef
@@ -343,8 +344,9 @@ def _code_value(value: object) -> str:
 
 
 def _flat(text: object, limit: int) -> str:
-    """One bounded line: whitespace (newlines included) collapsed, control characters replaced."""
-    line = " ".join(_CONTROL.sub("\ufffd", str(text)).split())
+    """One bounded line: secrets redacted, whitespace (newlines included) collapsed, control characters
+    replaced. Every untrusted string of a PR, a comment or a commit passes here or through ``_fence``."""
+    line = " ".join(_CONTROL.sub("\ufffd", redact.text(str(text))).split())
     return line if len(line) <= limit else line[:limit - 1] + "…"
 
 
@@ -385,8 +387,10 @@ def _code(text: object, *, cell: bool = False, limit: int = MAX_LINE) -> str:
 def _fence(lines: Iterable[str], *, info: str = "text") -> str:
     """A code block whose fence is longer than any backtick run inside, so nothing can close it early."""
     body = []
-    for line in lines:
-        for part in str(line).splitlines() or [""]:
+    # Redacted as one text: a key or a quoted value spanning lines is recognised whole (the diff's context
+    # lines are the repository's own text, and a committed secret must not travel on into the PR and MLflow).
+    for line in redact.text("\n".join(str(line) for line in lines)).split("\n"):
+        for part in line.splitlines() or [""]:
             part = _CONTROL.sub("\ufffd", part.expandtabs(4)).rstrip()
             body.append(part if len(part) <= MAX_LINE else part[:MAX_LINE - 1] + "…")
     text = _neutralise("\n".join(body))
