@@ -296,12 +296,18 @@ def _damage_jobs_table(path: Path) -> None:
         f.write(bytes((i * 37 + 11) % 256 for i in range(page_size)))
 
 
-def test_corrupt_store_is_refused_at_start_in_one_line(tmp_path: Path) -> None:
+def _damaged_store(tmp_path: Path) -> Path:
+    """A store with 200 jobs, closed, then damaged on disk."""
     path = tmp_path / "jobs.sqlite3"
     store = JobStore(path)
     _many_alerts(store, 200)
     store.close()
     _damage_jobs_table(path)
+    return path
+
+
+def test_corrupt_store_is_refused_at_start_in_one_line(tmp_path: Path) -> None:
+    path = _damaged_store(tmp_path)
     with pytest.raises(StartupError) as caught:
         JobStore(path)
     message = str(caught.value)
@@ -310,11 +316,7 @@ def test_corrupt_store_is_refused_at_start_in_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(60)
 def test_serve_on_a_corrupt_store_exits_with_one_line(tmp_path: Path) -> None:
-    path = tmp_path / "jobs.sqlite3"
-    store = JobStore(path)
-    _many_alerts(store, 200)
-    store.close()
-    _damage_jobs_table(path)
+    path = _damaged_store(tmp_path)
     env = {"PATH": "/usr/bin:/bin", "AUTOFIX_DATA_DIR": str(tmp_path), "AUTOFIX_FORGE": "local",
            "AUTOFIX_GIT_URL": str(tmp_path / "nowhere.git"), "HOME": str(tmp_path),
            "AUTOFIX_WEBHOOK_TOKEN": "t0ken-for-this-test"}
