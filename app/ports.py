@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from app.models.repo_index import RepoIndex
+
 if TYPE_CHECKING:
     from app.advice import Answer, Prompt, Proposal
-    from app.sources.index import RepoIndex
 
 K8sObject = dict[str, Any]
 
@@ -102,6 +103,29 @@ class Workspace(Protocol):
     @property
     def index(self) -> RepoIndex:
         """The repository index at ``head()``: loaded, updated from ``git diff`` or built, then kept."""
+        ...
+
+
+class Renderer(Protocol):
+    """Renders a GitOps tree the way Argo CD and Flux would, offline, from file texts (path -> text).
+
+    The real one (app/adapters/renderers.py) runs `kubectl kustomize` and Helm sandboxed; layouts reach it
+    only through this port, injected at wiring time. A tool that is not installed is not an error: the
+    layout asks first (``*_installed``) and computes the workload itself or says "not verified" in the PR.
+    A render that fails raises PermanentError (``render_failed``; ``renderer_missing`` if asked anyway).
+    """
+
+    def kustomize_installed(self) -> bool: ...
+
+    def helm_installed(self) -> bool: ...
+
+    def kustomize(self, files: Mapping[str, str], directory: str) -> list[K8sObject]:
+        """Objects `kubectl kustomize DIRECTORY` renders from ``files``."""
+        ...
+
+    def helm(self, files: Mapping[str, str], chart_dir: str, *, values: Mapping[str, Any], release: str,
+             namespace: str) -> list[K8sObject]:
+        """Objects the chart in ``chart_dir`` renders with ``values`` as release ``release``."""
         ...
 
 

@@ -1,6 +1,6 @@
 """Renderers cannot reach the network or exhaust the machine, whatever the GitOps repository holds.
 
-Two layers, each tested on its own: app/sources/kustomize.py refuses a tree naming anything remote before
+Two layers, each tested on its own: app/sources/layouts/kustomize.py refuses a tree naming anything remote before
 a renderer runs (the end-to-end test below), and app/adapters/renderers.py runs `kubectl kustomize` and the
 Helm child sandboxed (no inherited environment, proxies pointing nowhere, no git transport, memory and CPU
 limits), so a field the check misses still cannot fetch (the tests calling the adapter directly).

@@ -1,14 +1,15 @@
 """The one place that runs renderers: `kubectl kustomize` and Helm (helm-python-sdk, in a child process).
 
-An adapter (it runs programs); the pure comparison of what they render lives in app/sources/render.py.
+An adapter (it runs programs) behind the ``Renderer`` port (app/ports.py): ``SandboxedRenderer`` is what
+wiring hands the layouts; the pure comparison of what they render lives in app/sources/layouts/renders.py.
 
 Renderers get a private temporary directory holding only the files they need (written from texts, so the
 "after" render sees the edited files without touching the checkout), argv lists, a timeout, and no
 network-facing flags. A missing renderer is not an error: callers say "not verified" in the PR.
 
-The repository is untrusted, so every renderer runs sandboxed even though app/sources/kustomize.py refuses
-remote references before rendering: a field that check misses must still not reach the network, and a
-template that loops for ever or allocates gigabytes must not take the worker or the pod with it.
+The repository is untrusted, so every renderer runs sandboxed even though app/sources/layouts/kustomize.py
+refuses remote references before rendering: a field that check misses must still not reach the network, and
+a template that loops for ever or allocates gigabytes must not take the worker or the pod with it.
 - Network: the child's environment is built from nothing (no token or key of ours is inherited); every
   proxy variable points at the discard port on loopback, where nothing listens, so Go's net/http (kustomize's
   remote files) and git's curl fail at once; git may use no transport at all (a remote base is a `git
@@ -189,3 +190,21 @@ def helm(files: Mapping[str, str], chart_dir: str, *, values: dict[str, Any], re
         out += [d for d in aliases.load_all(rendered[name], source=f"helm render of {chart_dir}: {name}")
                 if isinstance(d, dict)]
     return out
+
+
+class SandboxedRenderer:
+    """The ``Renderer`` port over the functions above: kubectl and Helm found at each call (never cached, so
+    a renderer installed or removed while the service runs is seen by the next job)."""
+
+    def kustomize_installed(self) -> bool:
+        return kubectl() is not None
+
+    def helm_installed(self) -> bool:
+        return helm_available()
+
+    def kustomize(self, files: Mapping[str, str], directory: str) -> list[dict[str, Any]]:
+        return kustomize(files, directory)
+
+    def helm(self, files: Mapping[str, str], chart_dir: str, *, values: Mapping[str, Any], release: str,
+             namespace: str) -> list[dict[str, Any]]:
+        return helm(files, chart_dir, values=dict(values), release=release, namespace=namespace)

@@ -2,44 +2,56 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny
+
+
+class LayoutSpec(BaseModel):
+    """What a layout needs to know beyond the fields every Location shares.
+
+    This base is the plain layout's: nothing, the document at the location is the workload. Each layout in
+    app/sources/layouts subclasses it with its own typed fields and names itself in ``layout``, its key in the
+    one layout registry (app/sources/layouts/__init__.py).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    layout: ClassVar[str] = "plain"
+
+    def render_root(self) -> str | None:
+        """The repository directory a render of this layout starts from, when there is one."""
+        return None
 
 
 class Location(BaseModel):
-    """The document in the GitOps repo that defines the workload."""
+    """The document in the GitOps repo that defines the workload, and the layout that produces it from git."""
 
     model_config = ConfigDict(frozen=True)
 
     path: str  # relative to the repository root, POSIX separators
     document_index: int = 0  # which YAML document in a multi-document file
-    source: str  # which source module found it: "argocd", "plain", ...
-    # YAML path from the document root to the workload object (empty for a plain manifest; e.g. a Helm
-    # values key prefix for values files).
+    source: str  # which deployer found it: "argocd", "flux", "plain"
+    # YAML path from the document root to the workload object (empty for a whole document; ("items", i) for
+    # an object inside a `kind: List`).
     prefix: tuple[str | int, ...] = ()
     app: str | None = None  # the Argo CD Application / Flux object that deploys it
     note: str | None = None  # how it was found, for the PR and MLflow
-    # How the effective workload is produced from git: "plain" (the document above is the workload),
-    # "kustomize" (rendered from ``render_dir``), "helm" (a chart rendered with ``values`` sources).
-    layout: str = "plain"
-    render_dir: str | None = None  # kustomization directory, or the chart directory when it is in the repo
-    values: tuple[ValuesSource, ...] = ()  # helm: values sources, lowest precedence first
-    release: str | None = None  # helm: release name (for rendering)
-    environments: tuple[str, ...] = ()  # what the change reaches (overlay dirs, values files)
+    environments: tuple[str, ...] = ()  # what the change reaches (overlay dirs, values files), for the PR
+    # How the effective workload is produced from git: the layout's own typed model (kustomization
+    # directory, Helm values sources...); its class names the layout.
+    layout_spec: SerializeAsAny[LayoutSpec] = Field(default_factory=LayoutSpec)
 
+    @property
+    def layout(self) -> str:
+        """The name of the layout (its key in the layout registry)."""
+        return self.layout_spec.layout
 
-class ValuesSource(BaseModel):
-    """One place Helm values come from: a values file, or a mapping inside a manifest (prefix)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    path: str | None  # None: not in the repo (e.g. a chart's defaults from a Helm repository)
-    document_index: int = 0
-    prefix: tuple[str | int, ...] = ()
-    editable: bool = True  # the chart's own defaults and generated manifests are never edited
-    label: str = ""  # "values file", "chart defaults", "Application valuesObject", ...
-    inline: dict[str, Any] | None = None  # values not in an editable place (helm.values text, parameters)
+    @property
+    def render_dir(self) -> str | None:
+        """Transitional (issue 11): app/pipeline.py's ``_shown_path`` reads this until it calls
+        ``Layout.shown_path``; remove it then."""
+        return self.layout_spec.render_root()
 
 
 class FileEdit(BaseModel):

@@ -1,11 +1,7 @@
-"""The repository index: which file, document and YAML path defines each Kubernetes object, per commit.
+"""Building, updating and persisting the repository index (the value and its lookups: app/models/repo_index.py).
 
-Key: (apiVersion group, kind, namespace, name), the namespace empty when the manifest has none (it then
-comes from the Argo CD destination or a kustomization). Value: every place that defines it, as a ``Hit``
-(path, document index, YAML path inside the document: empty for a plain manifest, ``("items", 3)`` for the
-fourth object of a ``kind: List``). Per-file facts (role by file name: kustomization, chart, values, yaml;
-broken, too large, template) let the layout sources find kustomizations, charts and values files without
-listing the tree.
+Per-file facts (role by file name: kustomization, chart, values, yaml; broken, too large, template) let the
+layout sources find kustomizations, charts and values files without listing the tree.
 
 Built once per commit from the git objects (``tree`` + ``read_blobs``: exact for that commit, whatever the
 shared work tree shows), then updated from ``changed_files(indexed, new)``: only changed blobs are parsed.
@@ -23,20 +19,22 @@ import logging
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
 from multiprocessing import get_context
 from typing import Any, Protocol
 
 import yaml
 
 from app import aliases, deadlines
+from app.models.repo_index import YAML_SUFFIXES, FileFacts, Hit, Key, Prefix, RepoIndex, group_of, hit_order
 from app.ports import ChangedFile, TreeEntry
+
+__all__ = ["MAX_BYTES", "FileFacts", "Hit", "IndexCorrupt", "RepoFiles", "RepoIndex", "build", "dumps", "equal",
+           "group_of", "loads", "refresh", "role_of", "scan", "update"]
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1  # bump when the persisted layout changes: an older file is then rebuilt, never misread
 MAX_BYTES = 1 << 20  # a manifest over 1 MiB is generated data (dashboards, CRD bundles), not a workload
-YAML_SUFFIXES = (".yaml", ".yml")
 POOL_MIN_FILES = 4000  # below this a process pool's start-up costs more than it saves
 BATCH = 500  # files per pool task: large enough to amortise pickling, small enough to bound memory
 
@@ -44,27 +42,6 @@ _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _KUSTOMIZATION = ("kustomization.yaml", "kustomization.yml", "Kustomization")
-
-Key = tuple[str, str, str, str]  # group, kind, namespace ("" = none in the manifest), name
-Prefix = tuple[str | int, ...]
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One place that defines an object."""
-
-    path: str
-    document_index: int
-    prefix: Prefix = ()
-
-
-@dataclass(frozen=True)
-class FileFacts:
-    """What the index knows about one tracked file."""
-
-    role: str  # kustomization, chart, values, yaml, other, broken, template, too_large, too_complex
-    blob: str
-    objects: tuple[tuple[Key, int, Prefix], ...] = ()
 
 
 class RepoFiles(Protocol):
@@ -79,72 +56,6 @@ class RepoFiles(Protocol):
 
 class IndexCorrupt(ValueError):
     """A persisted index that cannot be trusted: rebuild it."""
-
-
-def _order(hit: Hit) -> tuple[str, int, tuple[tuple[str, str | int], ...]]:
-    """Hits sort by path, document, then YAML path (list indices numerically)."""
-    return hit.path, hit.document_index, tuple((type(p).__name__, p) for p in hit.prefix)
-
-
-def group_of(api_version: str) -> str:
-    return api_version.rsplit("/", 1)[0] if "/" in api_version else ""
-
-
-# ---------------------------------------------------------------- the index
-
-
-@dataclass(frozen=True, eq=False)
-class RepoIndex:
-    commit: str
-    files: Mapping[str, FileFacts]
-    by_key: Mapping[Key, tuple[Hit, ...]] = field(repr=False)
-    how: str = "built"  # built, updated, loaded: how this process got it (for MLflow)
-    seconds: float = 0.0
-
-    @classmethod
-    def create(cls, commit: str, files: Mapping[str, FileFacts], *, how: str = "built",
-               seconds: float = 0.0) -> RepoIndex:
-        by_key: dict[Key, list[Hit]] = {}
-        for path, facts in files.items():
-            for key, doc, prefix in facts.objects:
-                by_key.setdefault(key, []).append(Hit(path, doc, prefix))
-        ordered = {key: tuple(sorted(hits, key=_order)) for key, hits in by_key.items()}
-        return cls(commit=commit, files=dict(files), by_key=ordered, how=how, seconds=seconds)
-
-    def lookup(self, *, group: str, kind: str, namespace: str, name: str) -> tuple[Hit, ...]:
-        return self.by_key.get((group, kind, namespace, name), ())
-
-    def find(self, *, group: str, kind: str, namespace: str, name: str,
-             default_namespace: str | None) -> list[Hit]:
-        """Every place defining the object, like ``manifests.matches``: a manifest without a namespace
-        takes ``default_namespace``, and matches any namespace when there is none."""
-        hits = list(self.lookup(group=group, kind=kind, namespace=namespace, name=name)) if namespace else []
-        if default_namespace is None or default_namespace == namespace:
-            hits += self.lookup(group=group, kind=kind, namespace="", name=name)
-        return sorted(hits, key=_order)
-
-    def paths(self, *, under: str = "", suffixes: Sequence[str] = YAML_SUFFIXES) -> list[str]:
-        """Tracked paths below ``under`` (a directory, "" for all) ending in ``suffixes`` (empty: any)."""
-        prefix = f"{under.strip('/')}/" if under.strip("/") else ""
-        wanted = tuple(suffixes)
-        return sorted(p for p in self.files if p.startswith(prefix) and (not wanted or p.endswith(wanted)))
-
-    def dirs_with(self, role: str) -> list[str]:
-        """Directories holding a file of ``role`` (kustomization, chart, values), "" for the root."""
-        return sorted({p.rpartition("/")[0] for p, f in self.files.items() if f.role == role})
-
-    def counts(self) -> dict[str, int]:
-        out = {"files": len(self.files), "objects": sum(len(v) for v in self.by_key.values())}
-        for facts in self.files.values():
-            out[facts.role] = out.get(facts.role, 0) + 1
-        return out
-
-    def metrics(self) -> dict[str, float]:
-        """Figures for the MLflow run: size of the index and what refreshing it cost."""
-        counts = self.counts()
-        return {"index_files": float(counts["files"]), "index_objects": float(counts["objects"]),
-                "index_broken_files": float(counts.get("broken", 0)), "index_seconds": round(self.seconds, 6),
-                "index_incremental": 1.0 if self.how == "updated" else 0.0}
 
 
 # ---------------------------------------------------------------- scanning one file (pure)
@@ -356,7 +267,7 @@ def _rekey(index: RepoIndex, new_files: dict[str, FileFacts], touched: Collectio
         hits = [h for h in by_key.get(key, ()) if h.path not in touched]
         hits += [Hit(p, d, pre) for p in touched if p in new_files
                  for k, d, pre in new_files[p].objects if k == key]
-        hits.sort(key=_order)
+        hits.sort(key=hit_order)
         if hits:
             by_key[key] = tuple(hits)
         else:

@@ -13,8 +13,9 @@ from typing import Any
 
 from app.errors import NoFix
 from app.models.incident import WorkloadRef
-from app.sources import RepoView, yaml_rt
-from app.sources.index import Hit, RepoIndex, group_of
+from app.models.repo_index import Hit, RepoIndex, group_of
+from app.sources import yaml_rt
+from app.sources.repos import RepoView
 
 __all__ = ["Hit", "find", "group_of", "hits", "index_of", "matches"]
 
