@@ -4,6 +4,7 @@ answer the change stage asks of a layout (edits, environments, render verdict, c
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -11,7 +12,7 @@ from app.errors import PermanentError
 from app.models.changes import LayoutSpec, Location
 from app.sources import deployers
 from app.sources.layouts import Layouts, helm, kustomize, plain
-from tests.conftest import SCENARIOS
+from tests.conftest import ROOT, SCENARIOS
 from tests.fakes.renderers import FakeRenderer, digest
 from tests.unit.sources.goldens import IDENTITY, Case, apply, cases, files_under, run
 
@@ -179,3 +180,18 @@ def test_helm_render_that_changes_another_object_is_refused() -> None:
     fake.answer("helm", after.files, after.directory, objects, **after.params)
     with pytest.raises(PermanentError, match="Service/checkout changed too"):
         layout.verify(location, ev, repo=repo, plan=plan, new_texts=texts)
+
+
+# Transitional (issue 11): app/pipeline.py still compares layout names until the change stage asks its Layout
+# (``layered``, ``shown_path``); drop it from this list then.
+NOT_YET_WIRED = {"app/pipeline.py"}
+LAYOUT_COMPARISON = re.compile(r"""\.layout\s*(?:==|!=|in\s*[(\[{])|(?:==|!=)\s*["'](?:plain|kustomize|helm)["']"""
+                               r"""|["'](?:plain|kustomize|helm)["']\s*(?:==|!=)""")
+
+
+def test_no_layout_name_is_compared_outside_the_registry() -> None:
+    """A layout is chosen by one lookup (app/sources/layouts/__init__.py), never by comparing its name."""
+    found = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+             for path in sorted((ROOT / "app").rglob("*.py")) if path.relative_to(ROOT).as_posix() not in NOT_YET_WIRED
+             for number, line in enumerate(path.read_text().splitlines(), 1) if LAYOUT_COMPARISON.search(line)]
+    assert found == []
