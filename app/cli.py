@@ -12,6 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+# Cheap (its imports are lazy): what `autofix handle` and the demo share.
+from app.payloads import handle_payload, read_payload
+
 log = logging.getLogger("app.cli")
 
 
@@ -90,9 +93,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _handle(args: argparse.Namespace) -> int:
     from app import settings as settings_mod
-    from app.pipeline import build_pipeline
+    from app.wiring import build_pipeline
 
-    payload = _read_payload(args.payload)
+    payload = read_payload(args.payload)
     cluster = None
     if args.snapshot is not None:
         from app.adapters.snapshot import SnapshotCluster
@@ -103,52 +106,6 @@ def _handle(args: argparse.Namespace) -> int:
     results = handle_payload(pipeline, payload, budget_seconds=settings.job_budget_seconds)
     print(json.dumps({"results": results}, indent=2))
     return 0
-
-
-def handle_payload(pipeline: Any, payload: Any, *, budget_seconds: float | None = None) -> list[dict[str, Any]]:
-    """Each alert of the payload through the pipeline, in order; a transient failure is reported, not raised.
-
-    Each alert has the job budget the service gives it (AUTOFIX_JOB_BUDGET_SECONDS, app/worker.py): past it
-    the alert's result is `failed` naming the stage, and the next alert goes on.
-    """
-    import functools
-
-    from app import deadlines, worker
-    from app.errors import TemporaryError
-    from app.models.incident import Incident
-    from app.models.outcome import Outcome
-
-    budget = deadlines.DEFAULT_BUDGET_SECONDS if budget_seconds is None else budget_seconds
-    results = []
-    for alert in payload.alerts:
-        incident = Incident.from_alert(alert)
-        try:
-            outcome = worker.call_within(functools.partial(pipeline.handle, incident), deadlines.Deadline(budget),
-                                         name=f"autofix-handle-{alert.fingerprint}")
-        except TemporaryError as err:
-            outcome = Outcome(alertname=alert.alertname, fingerprint=alert.fingerprint, outcome="failed",
-                              reason=f"temporary failure, retry later: {err}")
-        except deadlines.BudgetExceeded as err:
-            outcome = Outcome(alertname=alert.alertname, fingerprint=alert.fingerprint, outcome="failed",
-                              reason=f"{err.code}: {err}")
-        results.append(outcome.result())
-    return results
-
-
-def _read_payload(path: Path) -> Any:
-    from pydantic import ValidationError
-
-    from app.errors import ConfigError
-    from app.models.alertmanager import WebhookPayload
-
-    try:
-        return WebhookPayload.model_validate_json(path.read_bytes())
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read the payload: {err.strerror}") from err
-    except ValidationError as err:
-        # Locations and messages only: the input values are alert labels, which may hold secrets.
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()[:5])
-        raise ConfigError(f"{path}: not a valid Alertmanager webhook payload: {problems}") from err
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -37,8 +37,8 @@ def seed_bare_repo(source: Path, bare: Path, *, branch: str = "main") -> None:
 def run(example: Path | None = None) -> int:
     from app import settings as settings_mod
     from app.adapters.snapshot import SnapshotCluster
-    from app.cli import _read_payload, handle_payload
-    from app.pipeline import build_pipeline
+    from app.payloads import handle_payload, read_payload
+    from app.wiring import build_pipeline
 
     example = example or EXAMPLES / "demo"
     base = settings_mod.load()
@@ -52,7 +52,7 @@ def run(example: Path | None = None) -> int:
                                  AUTOFIX_GITHUB_REPO="acme/gitops", AUTOFIX_DATA_DIR=data_dir,
                                  MLFLOW_TRACKING_URI=f"sqlite:///{data_dir / 'mlflow.db'}")
     pipeline = build_pipeline(settings, cluster=SnapshotCluster.from_file(example / "cluster.json"))
-    results = handle_payload(pipeline, _read_payload(example / "alert.json"))
+    results = handle_payload(pipeline, read_payload(example / "alert.json"))
     _report(results, data_dir, settings.tracking_uri)
     return 0 if all(r["outcome"] != "failed" for r in results) else 1
 

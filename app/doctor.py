@@ -17,9 +17,13 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from app.adapters.snapshot import RESOURCES
+
+if TYPE_CHECKING:
+    from app.settings import Settings
+    from app.wiring import AuthHeader
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +65,7 @@ def forbidden_permissions() -> list[Permission]:
     return [*secrets_read, *(Permission(verb, r.group, r.plural) for r in RESOURCES.values() for verb in WRITE_VERBS)]
 
 
-def run(settings: Any) -> list[Check]:
+def run(settings: Settings) -> list[Check]:
     """All checks, in the order an operator fixes them."""
     rows = [_guard("policy", lambda: _policy(settings))]
     cluster, row = _cluster(settings)
@@ -101,14 +105,14 @@ def _describe(err: Exception) -> str:
 # ---- the checks ---------------------------------------------------------------------------------------
 
 
-def _policy(settings: Any) -> tuple[Status, str]:
+def _policy(settings: Settings) -> tuple[Status, str]:
     from app import policies
 
     policy = policies.load(settings.policy_dir)
     return "ok", f"{settings.policy_dir} (version {policy.digest})"
 
 
-def _cluster(settings: Any) -> tuple[Any, Check]:
+def _cluster(settings: Settings) -> tuple[Any, Check]:
     from app.adapters.cluster import KubeCluster
 
     try:
@@ -136,13 +140,13 @@ def _permissions(cluster: Any) -> tuple[Status, str]:
     return "ok", f"{len(needed)} read permissions granted; no write verb, no Secrets"
 
 
-def _forge(settings: Any) -> tuple[Check, Any]:
+def _forge(settings: Settings) -> tuple[Check, AuthHeader | None]:
     if settings.forge == "local":
         return Check("forge", "skip", f"local forge: PRs are written under {settings.data_dir / 'prs'}"), None
-    from app.pipeline import _build_forge
+    from app.wiring import build_forge
 
     try:
-        forge, auth_header = _build_forge(settings)
+        forge, auth_header = build_forge(settings)
         permissions = forge.repo_permissions()  # type: ignore[attr-defined]
     except Exception as err:
         return Check("forge", "fail", _describe(err)), None
@@ -154,7 +158,7 @@ def _forge(settings: Any) -> tuple[Check, Any]:
         auth_header
 
 
-def _git(settings: Any, auth_header: Any) -> tuple[Status, str]:
+def _git(settings: Settings, auth_header: AuthHeader | None) -> tuple[Status, str]:
     from app.adapters.workspace import GitWorkspace
 
     if not settings.git_url:
@@ -171,7 +175,7 @@ def _git(settings: Any, auth_header: Any) -> tuple[Status, str]:
     return "ok", f"cloned {settings.git_base} at {base[:12]}, pushed and deleted {branch}"
 
 
-def _mlflow(settings: Any) -> tuple[Status, str]:
+def _mlflow(settings: Settings) -> tuple[Status, str]:
     from app.adapters.tracking import MlflowTracker
 
     uri = settings.tracking_uri
@@ -183,8 +187,8 @@ def _mlflow(settings: Any) -> tuple[Status, str]:
     return "ok", f"{_redact_uri(uri)}: experiment id {tracker.experiment_id()}"
 
 
-def _llm(settings: Any) -> tuple[Status, str]:
-    if not settings.llm_enabled:
+def _llm(settings: Settings) -> tuple[Status, str]:
+    if settings.openai_api_key is None or not settings.llm_enabled:
         return "skip", "no OPENAI_API_KEY: diagnosis is deterministic only"
     from app.adapters.llm import OpenAIAdvisor
 

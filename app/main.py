@@ -50,7 +50,7 @@ def create_app(settings: Settings, *, pipeline: Handler | None = None) -> FastAP
     store = JobStore(settings.store_path)  # first: a corrupt store stops the start in one line (StartupError)
     if pipeline is None:
         # Imported here: the pipeline pulls in heavy clients, and tests inject their own handler.
-        from app.pipeline import build_pipeline
+        from app.wiring import build_pipeline
 
         pipeline = build_pipeline(settings)
     metrics_ = Metrics()

@@ -5,6 +5,7 @@ A wrong value fails at start with a message naming the variable (see ``load``).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -15,6 +16,7 @@ from app.deadlines import DEFAULT_BUDGET_SECONDS
 from app.errors import ConfigError
 
 DEFAULT_POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
 class Settings(BaseSettings):
@@ -41,6 +43,9 @@ class Settings(BaseSettings):
                                                      validation_alias="AUTOFIX_GITHUB_APP_PRIVATE_KEY_FILE")
     # cluster
     kubeconfig: str | None = Field(default=None, validation_alias="KUBECONFIG")
+    # The bot's own namespace, from the downward API (deploy/*: fieldRef metadata.namespace): never touched
+    # (policy namespaces.deny_own).
+    pod_namespace: str | None = Field(default=None, validation_alias="POD_NAMESPACE")
     # tracking
     mlflow_tracking_uri: str | None = Field(default=None, validation_alias="MLFLOW_TRACKING_URI")
     mlflow_ui_url: str | None = Field(default=None, validation_alias="AUTOFIX_MLFLOW_UI_URL")
@@ -68,6 +73,15 @@ class Settings(BaseSettings):
     def _repo_shape(cls, value: str) -> str:
         if value and (value.count("/") != 1 or not all(value.split("/"))):
             raise ValueError("must look like owner/name")
+        return value
+
+    @field_validator("pod_namespace")
+    @classmethod
+    def _namespace_shape(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # unset or empty: not running in a pod
+        if len(value) > 63 or not _DNS_LABEL.fullmatch(value):
+            raise ValueError("must be a Kubernetes namespace name (RFC 1123 label)")
         return value
 
     @field_validator("github_api_url", "openai_base_url", "mlflow_ui_url")

@@ -80,9 +80,9 @@ def warm(source: Path, work: Path, runs: int) -> dict[str, float]:
     """The service's case: the pipeline built once (MLflow imported, store open), then one alert at a time."""
     from app import settings as settings_mod
     from app.adapters.snapshot import SnapshotCluster
-    from app.cli import _read_payload
     from app.models.incident import Incident
-    from app.pipeline import build_pipeline
+    from app.payloads import read_payload
+    from app.wiring import build_pipeline
 
     bare, data_dir = work / "warm.git", work / "warm-data"
     seed(source, bare)
@@ -91,7 +91,7 @@ def warm(source: Path, work: Path, runs: int) -> dict[str, float]:
     started = time.perf_counter()
     pipeline = build_pipeline(settings, cluster=SnapshotCluster.from_file(DEMO / "cluster.json"))
     build = time.perf_counter() - started
-    alert = _read_payload(DEMO / "alert.json").alerts[0]
+    alert = read_payload(DEMO / "alert.json").alerts[0]
     times = []
     for attempt in range(runs + 1):
         reset(bare)

@@ -12,7 +12,7 @@ from app import settings as settings_mod
 from app.adapters.store import JobStore
 from app.demo import seed_bare_repo
 from app.models.alertmanager import WebhookPayload
-from app.pipeline import build_pipeline
+from app.wiring import build_pipeline
 from app.worker import WorkerPool
 from benchmarks import alerts as alert_bodies
 from benchmarks import storm

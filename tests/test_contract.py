@@ -19,9 +19,9 @@ import pytest
 
 from app import settings as settings_mod
 from app.adapters.snapshot import SnapshotCluster
-from app.cli import _read_payload, handle_payload
 from app.demo import seed_bare_repo
-from app.pipeline import build_pipeline
+from app.payloads import handle_payload, read_payload
+from app.wiring import build_pipeline
 from tests.conftest import EXAMPLES, ROOT
 
 pytestmark = pytest.mark.e2e
@@ -46,7 +46,7 @@ def _record(tmp_path: Path) -> dict[str, Any]:
                                  AUTOFIX_DATA_DIR=tmp_path / "data",
                                  MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
     pipeline = build_pipeline(settings, cluster=SnapshotCluster.from_file(demo / "cluster.json"))
-    results = handle_payload(pipeline, _read_payload(demo / "alert.json"))
+    results = handle_payload(pipeline, read_payload(demo / "alert.json"))
     [pr_dir] = sorted((tmp_path / "data" / "prs").glob("*/"))
     meta = json.loads((pr_dir / "pr.json").read_text())
     branch = meta["branch"]

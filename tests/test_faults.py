@@ -26,7 +26,8 @@ from app import settings as settings_mod
 from app.adapters.store import Job, JobStore
 from app.demo import seed_bare_repo
 from app.models.alertmanager import WebhookPayload
-from app.pipeline import Pipeline, build_pipeline
+from app.pipeline import Pipeline
+from app.wiring import build_pipeline
 from app.worker import WorkerPool, run_next
 from tests.conftest import EXAMPLES, ROOT, SCENARIOS
 from tests.fakes.github_api import SECONDARY_RATE_LIMIT, FakeGitHub

@@ -20,8 +20,8 @@ from app.demo import seed_bare_repo
 from app.errors import NoFix
 from app.models.alertmanager import WebhookPayload
 from app.models.changes import FieldChange, Plan
-from app.pipeline import build_pipeline
 from app.settings import DEFAULT_POLICY_DIR
+from app.wiring import build_pipeline
 from tests.conftest import SCENARIOS
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.kube_api import KubeApiFake

@@ -15,7 +15,7 @@ from app import settings as settings_mod
 from app.adapters.workspace import GitWorkspace
 from app.errors import ConfigError, PermanentError
 from app.forges.github import AppCredentials, GitHubForge
-from app.pipeline import _build_forge
+from app.wiring import build_forge
 from tests.fakes.github_api import FakeApp, FakeGitHub
 
 APP_ID = 123456
@@ -110,7 +110,7 @@ def test_settings_read_the_key_from_a_file(fake: FakeGitHub, key_pair: tuple[str
                         "AUTOFIX_GITHUB_APP_PRIVATE_KEY_FILE": str(key_file), "AUTOFIX_DATA_DIR": str(tmp_path)}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("GITHUB_TOKEN", raising=False)
-    forge, header = _build_forge(settings_mod.load())
+    forge, header = build_forge(settings_mod.load())
     assert header().startswith("Authorization: Basic ")
     assert fake.app is not None and len(fake.app.tokens) == 1
     assert forge.find_open_pr("autofix/shop/checkout/oom-killed") is None
@@ -122,4 +122,4 @@ def test_missing_key_names_the_variables(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.delenv("AUTOFIX_GITHUB_APP_PRIVATE_KEY", raising=False)
     monkeypatch.delenv("AUTOFIX_GITHUB_APP_PRIVATE_KEY_FILE", raising=False)
     with pytest.raises(ConfigError, match="AUTOFIX_GITHUB_APP_PRIVATE_KEY_FILE"):
-        _build_forge(settings_mod.load(AUTOFIX_DATA_DIR=str(tmp_path)))
+        build_forge(settings_mod.load(AUTOFIX_DATA_DIR=str(tmp_path)))

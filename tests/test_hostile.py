@@ -22,8 +22,8 @@ from app.adapters.store import JobStore
 from app.demo import seed_bare_repo
 from app.main import create_app
 from app.models.alertmanager import WebhookPayload
-from app.pipeline import build_pipeline
 from app.settings import Settings
+from app.wiring import build_pipeline
 from app.worker import run_next
 from tests.conftest import EXAMPLES
 from tests.fakes.github_api import FakeGitHub

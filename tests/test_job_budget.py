@@ -30,8 +30,8 @@ from app.demo import seed_bare_repo
 from app.models.alertmanager import WebhookPayload
 from app.models.incident import Incident
 from app.models.outcome import Outcome
-from app.pipeline import build_pipeline
 from app.settings import Settings
+from app.wiring import build_pipeline
 from app.worker import RunningJobs, run_next
 from tests.conftest import EXAMPLES, ROOT
 from tests.fakes.kube_api import KubeApiFake

@@ -24,9 +24,9 @@ from app.demo import seed_bare_repo
 from app.models.alertmanager import WebhookPayload
 from app.models.changes import FieldChange, Plan
 from app.models.incident import Incident
-from app.pipeline import build_pipeline
 from app.ports import PullRequest, Remediation
 from app.settings import DEFAULT_POLICY_DIR
+from app.wiring import build_pipeline
 from tests.conftest import EXAMPLES, ROOT
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.kube_api import KubeApiFake

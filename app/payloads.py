@@ -1,0 +1,61 @@
+"""An Alertmanager webhook payload from a file, and each of its alerts through the pipeline, in order.
+
+What `autofix handle` and `autofix demo` share. Imports are lazy (the CLI imports this module at start).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from app.models.alertmanager import WebhookPayload
+    from app.ports import Handler
+
+
+def read_payload(path: Path) -> WebhookPayload:
+    """The payload in ``path``; ConfigError names the file and the invalid locations (never label values)."""
+    from pydantic import ValidationError
+
+    from app.errors import ConfigError
+    from app.models.alertmanager import WebhookPayload
+
+    try:
+        return WebhookPayload.model_validate_json(path.read_bytes())
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the payload: {err.strerror}") from err
+    except ValidationError as err:
+        # Locations and messages only: the input values are alert labels, which may hold secrets.
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()[:5])
+        raise ConfigError(f"{path}: not a valid Alertmanager webhook payload: {problems}") from err
+
+
+def handle_payload(pipeline: Handler, payload: WebhookPayload, *,
+                   budget_seconds: float | None = None) -> list[dict[str, Any]]:
+    """Each alert of the payload through the pipeline, in order; a transient failure is reported, not raised.
+
+    Each alert has the job budget the service gives it (AUTOFIX_JOB_BUDGET_SECONDS, app/worker.py): past it
+    the alert's result is `failed` naming the stage, and the next alert goes on.
+    """
+    import functools
+
+    from app import deadlines, worker
+    from app.errors import TemporaryError
+    from app.models.incident import Incident
+    from app.models.outcome import Outcome
+
+    budget = deadlines.DEFAULT_BUDGET_SECONDS if budget_seconds is None else budget_seconds
+    results = []
+    for alert in payload.alerts:
+        incident = Incident.from_alert(alert)
+        try:
+            outcome = worker.call_within(functools.partial(pipeline.handle, incident), deadlines.Deadline(budget),
+                                         name=f"autofix-handle-{alert.fingerprint}")
+        except TemporaryError as err:
+            outcome = Outcome(alertname=alert.alertname, fingerprint=alert.fingerprint, outcome="failed",
+                              reason=f"temporary failure, retry later: {err}")
+        except deadlines.BudgetExceeded as err:
+            outcome = Outcome(alertname=alert.alertname, fingerprint=alert.fingerprint, outcome="failed",
+                              reason=f"{err.code}: {err}")
+        results.append(outcome.result())
+    return results

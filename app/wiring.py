@@ -1,0 +1,76 @@
+"""Typed Settings -> the Pipeline: every adapter, forge and optional model built in one place.
+
+Heavy libraries (kubernetes, PyGithub, MLflow, openai) are imported inside the builders, not at module
+import, so `autofix --help` and the webhook's start stay fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from app import policies
+from app.errors import ConfigError
+from app.pipeline import Pipeline
+from app.policies import Policy
+from app.ports import Advisor, ClusterReader, Forge
+from app.settings import Settings
+
+AuthHeader = Callable[[], str | None]  # an http.extraHeader for git over https, fresh at each call
+
+
+def build_pipeline(settings: Settings, *, cluster: ClusterReader | None = None) -> Pipeline:
+    """The real pipeline; ``cluster`` replaces the Kubernetes API (a snapshot for `autofix handle --snapshot`)."""
+    from app.adapters.store import JobStore
+    from app.adapters.tracking import MlflowTracker
+    from app.adapters.workspace import GitWorkspace
+    from app.sources.deployers.repo_urls import RepoIdentity
+
+    policy = policies.load(settings.policy_dir)  # first: an invalid policy stops everything, with its line
+    if not settings.git_url:
+        raise ConfigError("AUTOFIX_GIT_URL: required (clone URL of the GitOps repo)")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    forge, auth_header = build_forge(settings)
+    if cluster is None:
+        from app.adapters.cluster import KubeCluster
+
+        cluster = KubeCluster.from_config(settings.kubeconfig)
+    workspace = GitWorkspace(settings.git_url, base=settings.git_base, checkout=settings.data_dir / "repo",
+                             author=settings.git_author, auth_header=auth_header)
+    tracker = MlflowTracker(settings.tracking_uri, ui_url=settings.mlflow_ui_url,
+                            artifact_root=(settings.data_dir / "mlartifacts").resolve())
+    return Pipeline(policy=policy, cluster=cluster, workspace=workspace, forge=forge, tracker=tracker,
+                    advisor=build_advisor(settings, policy),
+                    identity=RepoIdentity(git_url=settings.git_url, github_repo=settings.github_repo),
+                    base=settings.git_base, ledger=JobStore(settings.store_path),
+                    own_namespace=settings.pod_namespace)
+
+
+def build_advisor(settings: Settings, policy: Policy) -> Advisor | None:
+    """The optional LLM: only with OPENAI_API_KEY set and the policy's llm.enabled."""
+    if settings.openai_api_key is None or not settings.llm_enabled or not policy.llm.enabled:
+        return None
+    from app.adapters.llm import OpenAIAdvisor
+
+    return OpenAIAdvisor(settings.openai_api_key.get_secret_value(), base_url=settings.openai_base_url,
+                         model=settings.llm_model)
+
+
+def build_forge(settings: Settings) -> tuple[Forge, AuthHeader | None]:
+    """The code host, and the header git needs to push to it (None: the remote needs none from us)."""
+    if settings.forge == "local":
+        from app.forges.local import LocalForge
+
+        return LocalForge(settings.data_dir / "prs"), None
+    if not settings.github_repo or (settings.github_token is None and not settings.github_app_enabled):
+        raise ConfigError("AUTOFIX_GITHUB_REPO and GITHUB_TOKEN (or AUTOFIX_GITHUB_APP_ID): required with the "
+                          "github forge (or set AUTOFIX_FORGE=local for a dry run)")
+    from app.forges.github import AppCredentials, GitHubForge
+
+    app = None
+    if settings.github_app_id is not None:  # an App wins over a token: its installation tokens expire, a PAT not
+        app = AppCredentials(app_id=settings.github_app_id, private_key=settings.github_app_key(),
+                             installation_id=settings.github_app_installation_id)
+    token = settings.github_token.get_secret_value() if settings.github_token is not None and app is None else ""
+    forge = GitHubForge(settings.github_repo, api_url=settings.github_api_url, token=token, app=app,
+                        write_spacing=settings.github_write_spacing)
+    return forge, forge.auth_header

@@ -1,0 +1,97 @@
+"""What a stage test runs against, in process: the scenario's cluster from its snapshot (SnapshotCluster),
+its GitOps repo as a real bare repository with a real checkout (GitWorkspace), the local forge writing PRs
+to disk, the real job store as the ledger, the policy from policies/, and a tracker that keeps the run record
+in memory. No network, no MLflow: these tests are fast.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app import policies
+from app.adapters.snapshot import SnapshotCluster
+from app.adapters.store import JobStore
+from app.adapters.workspace import GitWorkspace
+from app.demo import seed_bare_repo
+from app.forges.local import LocalForge
+from app.models.alertmanager import WebhookPayload
+from app.models.incident import Incident
+from app.pipeline import Pipeline
+from app.ports import Advisor, RunHandle, RunRecord
+from app.settings import DEFAULT_POLICY_DIR
+from app.sources.deployers.repo_urls import RepoIdentity
+from tests.conftest import EXAMPLES
+
+DEMO = EXAMPLES / "demo"
+
+
+@dataclass
+class RecordingTracker:
+    """The Tracker port in memory: each finished run's record and status, by run id."""
+
+    runs: dict[str, tuple[RunRecord, str]] = field(default_factory=dict)
+    started: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def start_run(self, *, name: str, tags: Mapping[str, str]) -> RunHandle:
+        run_id = uuid.uuid4().hex
+        self.started[run_id] = {"name": name, **tags}
+        return RunHandle(run_id=run_id, url=f"https://mlflow.example/#/runs/{run_id}")
+
+    def finish_run(self, handle: RunHandle, record: RunRecord, *, status: str) -> None:
+        self.runs[handle.run_id] = (record, status)
+
+    def record(self, run_id: str | None) -> RunRecord:
+        assert run_id is not None
+        return self.runs[run_id][0]
+
+
+@dataclass
+class World:
+    scenario: Path
+    bare: Path
+    cluster: SnapshotCluster
+    workspace: GitWorkspace
+    forge: LocalForge
+    ledger: JobStore
+    tracker: RecordingTracker
+    policy: policies.Policy
+    prs: Path
+    clock: list[float] = field(default_factory=lambda: [time.time()])
+
+    def incidents(self) -> list[Incident]:
+        payload = WebhookPayload.model_validate_json((self.scenario / "alert.json").read_bytes())
+        return [Incident.from_alert(alert) for alert in payload.alerts]
+
+    def incident(self, index: int = 0, **labels: str) -> Incident:
+        incident = self.incidents()[index]
+        return incident.model_copy(update={"labels": {**incident.labels, **labels}})
+
+    def now(self) -> float:
+        return self.clock[0]
+
+    def pipeline(self, *, advisor: Advisor | None = None, own_namespace: str | None = None,
+                 policy: policies.Policy | None = None) -> Pipeline:
+        return Pipeline(policy=policy or self.policy, cluster=self.cluster, workspace=self.workspace,
+                        forge=self.forge, tracker=self.tracker, identity=RepoIdentity(git_url=str(self.bare), github_repo="acme/gitops"),
+                        base="main", advisor=advisor, ledger=self.ledger, own_namespace=own_namespace,
+                        clock=self.now)
+
+    def opened(self) -> list[dict[str, Any]]:
+        """The PRs the local forge holds (pr.json), oldest first."""
+        return [json.loads((d / "pr.json").read_text()) for d in sorted(self.prs.glob("*/"))]
+
+
+def make_world(tmp_path: Path, scenario: Path = DEMO) -> World:
+    bare = tmp_path / "gitops.git"
+    seed_bare_repo(scenario / "repo", bare)
+    workspace = GitWorkspace(str(bare), base="main", checkout=tmp_path / "checkout",
+                             author="gitops-autofix[bot] <gitops-autofix@users.noreply.github.com>")
+    return World(scenario=scenario, bare=bare, cluster=SnapshotCluster.from_file(scenario / "cluster.json"),
+                 workspace=workspace, forge=LocalForge(tmp_path / "prs"), ledger=JobStore(tmp_path / "jobs.sqlite3"),
+                 tracker=RecordingTracker(), policy=policies.load(DEFAULT_POLICY_DIR), prs=tmp_path / "prs")
