@@ -18,10 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from app import kube, redact
 from app.errors import AutofixError
+from app.models.causes import Cause, ProposalFacts, ProposedChange
 from app.models.diagnosis import Diagnosis, Finding
 from app.models.evidence import Evidence
 
-CAUSE = "model_proposed"
 DETECTOR = "model"
 
 MAX_CHANGES = 5
@@ -242,12 +242,12 @@ def narrative(text: str) -> str:
 
 def diagnosis_from(proposal: Proposal, ev: Evidence, *, model: str) -> Diagnosis:
     """A model's proposal as a Diagnosis; the changes stay untrusted facts for app/fixers/model.py to gate."""
-    changes = [{"path": c.path, "value": c.value, "reason": _clean(c.reason)} for c in proposal.changes]
+    changes = [ProposedChange(path=c.path, value=c.value, reason=_clean(c.reason)) for c in proposal.changes]
     finding = Finding(
-        cause=CAUSE, confidence=min(proposal.confidence, 0.8),  # a model is never as sure as a rule
+        cause=Cause.MODEL_PROPOSED, confidence=min(proposal.confidence, 0.8),  # a model is never as sure as a rule
         root_cause=f"Proposed by model {model}: {_clean(proposal.root_cause)}",
-        evidence=[*_events(ev)[:8], *[f"model proposes {c['path']} = {c['value']!r}" for c in changes]],
-        facts={"model": model, "changes": changes},
+        evidence=[*_events(ev)[:8], *[f"model proposes {c.path} = {c.value!r}" for c in changes]],
+        facts=ProposalFacts(model=model, changes=changes),
     )
     if not changes:
         return Diagnosis(detector=DETECTOR, finding=finding, fixable=False, proposed_by=f"model:{model}",

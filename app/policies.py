@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from app.errors import ConfigError
+from app.models.causes import Cause
 
 
 class _Strict(BaseModel):
@@ -136,7 +137,7 @@ class Policy(_Strict):
     version: int = 1
     namespaces: Namespaces = Field(default_factory=Namespaces)
     kinds: list[str] = Field(default_factory=lambda: ["Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"])
-    causes: dict[str, CausePolicy] = Field(default_factory=dict)
+    causes: dict[Cause, CausePolicy] = Field(default_factory=dict)  # keyed by the cause's value: a typo is an error
     memory: MemoryBounds = Field(default_factory=MemoryBounds)
     cpu: CpuBounds = Field(default_factory=CpuBounds)
     hpa: HpaBounds = Field(default_factory=HpaBounds)
@@ -188,7 +189,10 @@ class Policy(_Strict):
         return [*self.llm.paths.get(kind, []), *per_container]
 
     def paths_for(self, cause: str) -> list[str]:
-        cp = self.causes.get(cause)
+        try:
+            cp = self.causes.get(Cause(cause))
+        except ValueError:  # not a cause (a plan of a test, a layout check): nothing is allowed
+            return []
         return list(cp.paths) if cp and cp.enabled else []
 
 
@@ -232,7 +236,8 @@ def _explain_at(path: Path, text: str, err: ValidationError) -> str:
     problems = []
     for e in err.errors():
         line = _line_of(root, e["loc"])
-        where = ".".join(str(p) for p in e["loc"]) or "(root)"
+        loc = e["loc"][:-1] if e["loc"][-1:] == ("[key]",) else e["loc"]  # a mapping key that is not allowed
+        where = ".".join(str(p) for p in loc) or "(root)"
         problems.append(f"{path}:{line}: {where}: {e['msg']}")
     return "; ".join(problems)
 

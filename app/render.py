@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterable
 
 from app import redact
+from app.models.causes import Cause, CommandRollbackFacts
 from app.models.changes import ChangeSet
 from app.models.diagnosis import Diagnosis
 from app.models.incident import WorkloadRef
@@ -39,25 +40,25 @@ HASH_CHARS = 10
 OWNER_CHARS = 16
 ZWSP = "\u200b"
 
-CAUSE_TITLES: dict[str, tuple[str, str, str]] = {
+CAUSE_TITLES: dict[Cause, tuple[str, str, str]] = {
     # cause: (title with the value, title when the value is not a plain token, why)
-    "oom_killed": ("Raise memory limit of {w} to {new}", "Raise memory limit of {w}", "after OOMKilled"),
-    "image_pull_after_rollout": ("Roll back image of {w} to {new}", "Roll back image of {w} to the previous "
-                                 "revision", "after ImagePullBackOff"),
-    "model_proposed": ("Set {field} of {w} to {new}", "Set {field} of {w}", "(proposed by a model)"),
-    "config_reference": ("Fix ConfigMap reference of {w} to {new}", "Fix ConfigMap reference of {w}",
-                         "after CreateContainerConfigError"),
-    "probe_misconfigured": ("Point {field} of {w} at {new}", "Correct {field} of {w}", "after probe failures"),
-    "slow_start": ("Give {w} time to start with a startupProbe", "Give {w} time to start with a startupProbe",
-                   "after liveness kills during startup"),
-    "bad_command": ("Roll back command of {w} to revision {revision}", "Roll back command of {w} to the "
-                    "previous revision", "after executable not found"),
-    "unschedulable": ("Lower {field} of {w} to {new}", "Lower {field} of {w}",
-                      "to fit the largest node (FailedScheduling)"),
-    "cpu_throttling": ("Raise CPU limit of {w} to {new}", "Raise CPU limit of {w}", "after CPUThrottlingHigh"),
-    "hpa_maxed_out": ("Raise maxReplicas of {w} to {new}", "Raise maxReplicas of {w}", "after KubeHpaMaxedOut"),
-    "pvc_storage_class": ("Use StorageClass {new} for {w}", "Correct the StorageClass of {w}",
-                          "after ProvisioningFailed"),
+    Cause.OOM_KILLED: ("Raise memory limit of {w} to {new}", "Raise memory limit of {w}", "after OOMKilled"),
+    Cause.IMAGE_PULL_AFTER_ROLLOUT: ("Roll back image of {w} to {new}", "Roll back image of {w} to the previous "
+                                     "revision", "after ImagePullBackOff"),
+    Cause.MODEL_PROPOSED: ("Set {field} of {w} to {new}", "Set {field} of {w}", "(proposed by a model)"),
+    Cause.CONFIG_REFERENCE: ("Fix ConfigMap reference of {w} to {new}", "Fix ConfigMap reference of {w}",
+                             "after CreateContainerConfigError"),
+    Cause.PROBE_MISCONFIGURED: ("Point {field} of {w} at {new}", "Correct {field} of {w}", "after probe failures"),
+    Cause.SLOW_START: ("Give {w} time to start with a startupProbe", "Give {w} time to start with a startupProbe",
+                       "after liveness kills during startup"),
+    Cause.BAD_COMMAND: ("Roll back command of {w} to revision {revision}", "Roll back command of {w} to the "
+                        "previous revision", "after executable not found"),
+    Cause.UNSCHEDULABLE: ("Lower {field} of {w} to {new}", "Lower {field} of {w}",
+                          "to fit the largest node (FailedScheduling)"),
+    Cause.CPU_THROTTLING: ("Raise CPU limit of {w} to {new}", "Raise CPU limit of {w}", "after CPUThrottlingHigh"),
+    Cause.HPA_MAXED_OUT: ("Raise maxReplicas of {w} to {new}", "Raise maxReplicas of {w}", "after KubeHpaMaxedOut"),
+    Cause.PVC_STORAGE_CLASS: ("Use StorageClass {new} for {w}", "Correct the StorageClass of {w}",
+                              "after ProvisioningFailed"),
 }
 # Kinds whose branch names stay readable (kind suffix in lower case); any other kind gets a hashed name.
 KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicaSet", "HorizontalPodAutoscaler")
@@ -233,7 +234,8 @@ def _token(value: object) -> str | None:
 
 
 def _revision(diagnosis: Diagnosis) -> str | None:
-    revision = diagnosis.finding.facts.get("previous_revision")
+    facts = diagnosis.finding.facts
+    revision = facts.previous_revision if isinstance(facts, CommandRollbackFacts) else None
     return str(revision) if re.fullmatch(r"[0-9]{1,9}", str(revision)) else None
 
 

@@ -15,11 +15,10 @@ from typing import Any
 
 import pytest
 
-from app import advice, evidence, fieldpaths, policies, targets
+from app import advice, causes, evidence, fieldpaths, policies, targets
 from app.adapters.llm import OpenAIAdvisor
 from app.adapters.snapshot import SnapshotCluster
 from app.errors import NoFix
-from app.fixers import model as model_fixer
 from app.models.alertmanager import WebhookPayload
 from app.models.evidence import Evidence
 from app.models.incident import Incident
@@ -152,10 +151,8 @@ def test_prompt_is_redacted_delimited_and_names_only_policy_paths(policy: polici
 
 
 def test_explain_prompt_carries_the_rules_diagnosis() -> None:
-    from app import detectors
-
     ev = _evidence(EXAMPLES / "demo")
-    diagnosis = detectors.diagnose(ev)[0]
+    diagnosis = causes.diagnose(ev)[0]
     prompt = advice.explain_prompt(ev, diagnosis)
     assert "OOMKilled" in prompt.user and "do not contradict the rule" in prompt.system
 
@@ -190,10 +187,10 @@ def test_fixer_keeps_only_what_policy_allows(policy: policies.Policy, changes: l
     document = _document(READINESS, "apps/ledger-api/deployment.yaml")
     if not kept:
         with pytest.raises(NoFix, match=refused) as caught:
-            model_fixer.plan(diagnosis, document, policy)
+            causes.plan(diagnosis, document, policy)
         assert "refused" in caught.value.message and caught.value.code == "model_refused"
         return
-    plan = model_fixer.plan(diagnosis, document, policy)
+    plan = causes.plan(diagnosis, document, policy)
     assert [(c.path, c.old, c.new) for c in plan.changes] == kept
     assert plan.allowed_paths == policy.llm_paths_for("Deployment")
     assert all(any(fieldpaths.matches(c.path, g) for g in plan.allowed_paths) for c in plan.changes)

@@ -20,6 +20,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from app import ledger, render
+from app.models.causes import CommandRollbackFacts, Facts
 from app.models.changes import ChangeSet, FieldChange, FileChange, FileEdit, Location, Plan, Risk, RiskFactor
 from app.models.diagnosis import Diagnosis, Finding
 from app.models.incident import WorkloadRef
@@ -73,7 +74,14 @@ class Untrusted:
     others: list[str] = field(default_factory=list)
     diff_line: str = '              memory: "768Mi"'
     cause: str = "oom_killed"
-    facts: dict[str, Any] = field(default_factory=dict)
+    facts: Facts = field(default_factory=Facts)
+
+
+def rollback(revision: int) -> CommandRollbackFacts:
+    """The facts of a bad_command finding whose previous revision ``revision`` ran fine."""
+    return CommandRollbackFacts(container="api", init=False, executable="gunicron", pod="api-0",
+                                failing_command=["gunicron"], failing_args=None, previous_command=["gunicorn"],
+                                previous_args=None, previous_replicaset="api-7d9f", previous_revision=revision)
 
 
 def record(u: Untrusted) -> tuple[Diagnosis, ChangeSet]:
@@ -188,10 +196,10 @@ def assert_code_cell(cell: list[Token], value: str, *, limit: int) -> None:
 PAYLOAD = "<img src=x onerror=alert(1)> @acme/sre Closes #1 [click](https://evil.example) www.evil.example"
 ATTACKS = {
     "pipe-in-file-name": Untrusted(file=f"apps/a|{PAYLOAD}|x/deployment.yaml"),
-    "pipe-in-previous-command": Untrusted(cause="bad_command", old="gunicorn", facts={"previous_revision": 3},
+    "pipe-in-previous-command": Untrusted(cause="bad_command", old="gunicorn", facts=rollback(3),
                                           new=f"sh -c 'echo ok | {PAYLOAD}'"),
     "command-list-with-pipes": Untrusted(cause="bad_command", old=["gunicron", "app:wsgi"],
-                                         new=["sh", "-c", f"x | {PAYLOAD} | y"], facts={"previous_revision": 3}),
+                                         new=["sh", "-c", f"x | {PAYLOAD} | y"], facts=rollback(3)),
     "backticks-in-values": Untrusted(old="``` `x` ````", new="`` </details> ``"),
     "html-in-root-cause": Untrusted(root_cause=f"exec: {PAYLOAD} <script>steal()</script> &#64;team"),
     "closing-keywords": Untrusted(root_cause="fixes #12, Resolves: acme/other#7, closed GH-3, fix https://github.com"
@@ -266,7 +274,8 @@ def test_local_mlflow_store_is_shown_as_code_not_linked() -> None:
                  id="url-value"),
     pytest.param(Untrusted(cause="pvc_storage_class", new="fast-ssd|<b>"),
                  "Correct the StorageClass of shop/api after ProvisioningFailed", id="hostile-storage-class"),
-    pytest.param(Untrusted(cause="some_new_cause"), "Fix some new cause in shop/api", id="unknown-cause"),
+    # a cause without a title of its own (causes are an enum now: any new one starts here)
+    pytest.param(Untrusted(cause="rollout_stuck"), "Fix rollout stuck in shop/api", id="cause-without-title"),
 ])
 def test_title_holds_only_identifiers_and_computed_values(u: Untrusted, expected: str) -> None:
     diagnosis, changeset = record(u)
@@ -352,7 +361,8 @@ def untrusted(draw: st.DrawFn) -> Untrusted:
         explanation=draw(st.none() | untrusted_text), risk_why=draw(untrusted_text),
         others=draw(st.lists(untrusted_text, max_size=2)), diff_line=draw(untrusted_text),
         cause=draw(st.sampled_from(["oom_killed", "bad_command", "model_proposed", "pvc_storage_class"])),
-        facts={"previous_revision": draw(st.integers(0, 99) | untrusted_text)})
+        # a revision is an int by type now (CommandRollbackFacts); the title still takes 1 to 9 digits only
+        facts=rollback(draw(st.integers(0, 99) | st.integers(-10**12, 10**12))))
 
 
 @settings(derandomize=True, max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

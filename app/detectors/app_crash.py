@@ -11,10 +11,11 @@ import re
 from typing import Any
 
 from app import kube
+from app.models.causes import Cause, CrashFacts
 from app.models.diagnosis import Diagnosis, Finding
 from app.models.evidence import Evidence
 
-CAUSE = "application_error"
+ALERTS = frozenset({"KubeJobFailed"})
 MAX_QUOTE = 300
 MAX_CONTEXT = 6
 # Most specific first: the root cause of a Java chain, Python's final exception line, Go's panic, ...
@@ -45,11 +46,11 @@ def detect(ev: Evidence) -> Diagnosis | None:
              f"exitCode={hit['exit_code']} restartCount={hit['restarts']}", *hit["context"],
              *([revision_line] if revision_line else []), *([rollback] if rollback else [])]
     finding = Finding(
-        cause=CAUSE, confidence=0.85 if hit["quote"] else 0.5, container=container, evidence=lines,
+        cause=Cause.APPLICATION_ERROR, confidence=0.85 if hit["quote"] else 0.5, container=container, evidence=lines,
         root_cause=(f"Container {container} of {ev.workload.short} crashes with exit code {hit['exit_code']}: "
                     f"{quote[:MAX_QUOTE]}"),
-        facts={"container": container, "pod": pod, "exit_code": hit["exit_code"], "exception": quote[:MAX_QUOTE],
-               "restarts": hit["restarts"]},
+        facts=CrashFacts(container=container, pod=pod, exit_code=hit["exit_code"], exception=quote[:MAX_QUOTE],
+                         restarts=hit["restarts"]),
     )
     reason = ("the application fails at run time (see the exception and log lines); no manifest field the bot "
               "may change fixes it: correct the application or what it depends on")

@@ -9,14 +9,15 @@ import re
 from typing import Any
 
 from app import kube
+from app.models.causes import Cause, CommandFacts, CommandRollbackFacts
 from app.models.diagnosis import Diagnosis, Finding
 from app.models.evidence import Evidence
 
-CAUSE = "bad_command"
 # runc's wording, wrapped by containerd and the kubelet: "... exec: \"x\": executable file not found in $PATH"
 _EXEC = re.compile(r'exec: "([^"]+)": (executable file not found in \$PATH|stat [^:]+: no such file or directory'
                    r'|permission denied)')
-START_REASONS = {"StartError", "ContainerCannotRun", "RunContainerError"}
+START_REASONS = frozenset({"StartError", "ContainerCannotRun", "RunContainerError"})
+REASONS = START_REASONS
 
 
 def detect(ev: Evidence) -> Diagnosis | None:
@@ -32,11 +33,12 @@ def detect(ev: Evidence) -> Diagnosis | None:
     lines = [f"pod {hit['pod']} container {container}: {hit['reason']}: {hit['message']}",
              f"command={command} args={args} image={(spec or {}).get('image')}",
              *[kube.event_line(e) for e in ev.events_for("Pod", str(hit["pod"])) if e.get("reason") == "Failed"][:3]]
-    facts: dict[str, Any] = {"container": container, "init": init, "executable": executable, "pod": hit["pod"],
-                             "failing_command": command, "failing_args": args}
+    facts = CommandFacts(container=container, init=init, executable=executable, pod=hit["pod"],
+                         failing_command=command, failing_args=args)
     root = (f"The runtime cannot start container {container} of {ev.workload.short}: {executable!r} "
             f"{hit['problem']}.")
-    finding = Finding(cause=CAUSE, confidence=0.9, container=container, evidence=lines, facts=facts, root_cause=root)
+    finding = Finding(cause=Cause.BAD_COMMAND, confidence=0.9, container=container, evidence=lines, facts=facts,
+                      root_cause=root)
     first = [*(command or [])[:1], *(args or [])[:1]]
     if executable not in first:
         return Diagnosis(detector="commands", finding=finding, fixable=False,
@@ -48,12 +50,13 @@ def detect(ev: Evidence) -> Diagnosis | None:
                          no_fix_reason=(f"no previous working revision of {ev.workload.short} ran another command for "
                                         f"container {container}: correct the command by hand"))
     rs, good = previous
-    facts.update({"previous_command": good.get("command"), "previous_args": good.get("args"),
-                  "previous_replicaset": kube.name(rs), "previous_revision": kube.revision(rs)})
+    rollback = CommandRollbackFacts(**facts.model_dump(), previous_command=good.get("command"),
+                                    previous_args=good.get("args"), previous_replicaset=kube.name(rs),
+                                    previous_revision=kube.revision(rs))
     lines.append(f"replicaset {kube.name(rs)} (revision {kube.revision(rs)}) ran command={good.get('command')} "
                  f"args={good.get('args')} with {(rs.get('status') or {}).get('readyReplicas', 0)} ready pod(s)")
     finding = finding.model_copy(update={
-        "facts": facts, "evidence": lines,
+        "facts": rollback, "evidence": lines,
         "root_cause": root + f" Revision {kube.revision(rs)} ran command {good.get('command')} fine."})
     return Diagnosis(detector="commands", finding=finding)
 

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
-from app import fieldpaths, kube
+from app import kube, podspecs
 from app.detectors import names
+from app.models.causes import Cause, ConfigRefFacts, ConfigTypoFacts
 from app.models.diagnosis import Diagnosis, Finding
 from app.models.evidence import Evidence
 
-CAUSE = "config_reference"
-MISSING_SECRET = "missing_secret"
-MISSING_CONFIG = "missing_config"
 DETECTOR = "config_refs"
+REASONS = frozenset({"CreateContainerConfigError"})
 # As the kubelet writes them (pkg/kubelet/kubelet_pods.go) and the volume plugins for FailedMount.
 _NOT_FOUND = re.compile(r'\b(configmap|secret) "([^"]+)" not found')
 _NO_KEY = re.compile(r"couldn't find key (\S+) in (ConfigMap|Secret) ([^/\s]+)/(\S+)")
@@ -36,14 +34,6 @@ class Problem:
     name: str
     key: str | None
     message: str
-
-
-@dataclass(frozen=True)
-class Ref:
-    """Where a pod spec names the object: a field path below the pod spec, and how a human says it."""
-
-    path: str
-    describe: str
 
 
 def parse(message: str) -> tuple[str, str, str | None] | None:
@@ -63,24 +53,23 @@ def detect(ev: Evidence) -> Diagnosis | None:
     problems.sort(key=lambda p: (p.container != wanted, p.kind == "Secret"))
     problem = problems[0]
     pod_spec = kube.pod_spec_of(ev.object, str(ev.object.get("kind") or ev.workload.kind))
-    refs = references(pod_spec, problem.kind, problem.name, key=problem.key)
+    refs = podspecs.references(pod_spec, problem.kind, problem.name, key=problem.key)
     what = _what(problem)
     where = "; ".join(r.describe for r in refs) or "no reference found in the live pod template"
     lines = [f"pod {problem.pod}" + (f" container {problem.container}" if problem.container else "")
              + f": {problem.message}", f"{what} is referenced by: {where}",
              *[kube.event_line(e) for e in ev.events_for("Pod", problem.pod)
                if e.get("reason") in ("Failed", "FailedMount")][:4]]
-    facts: dict[str, Any] = {"kind": problem.kind, "missing": problem.name, "key": problem.key,
-                             "container": problem.container, "pod": problem.pod,
-                             "references": [r.path for r in refs]}
+    facts = ConfigRefFacts(kind=problem.kind, missing=problem.name, key=problem.key, container=problem.container,
+                           pod=problem.pod, references=[r.path for r in refs])
     if problem.kind == "Secret":
         return _secret(ev, problem, what, where, lines, facts)
     return _configmap(ev, problem, what, where, lines, facts)
 
 
 def _secret(ev: Evidence, problem: Problem, what: str, where: str, lines: list[str],
-            facts: dict[str, Any]) -> Diagnosis:
-    finding = Finding(cause=MISSING_SECRET, confidence=0.9, container=problem.container, evidence=lines,
+            facts: ConfigRefFacts) -> Diagnosis:
+    finding = Finding(cause=Cause.MISSING_SECRET, confidence=0.9, container=problem.container, evidence=lines,
                       facts=facts,
                       root_cause=f"{what} does not exist in namespace {ev.workload.namespace}, so {ev.workload.short} "
                                  f"cannot start its containers; it is referenced by {where}.")
@@ -91,7 +80,7 @@ def _secret(ev: Evidence, problem: Problem, what: str, where: str, lines: list[s
 
 
 def _configmap(ev: Evidence, problem: Problem, what: str, where: str, lines: list[str],
-               facts: dict[str, Any]) -> Diagnosis:
+               facts: ConfigRefFacts) -> Diagnosis:
     configmaps = {kube.name(o): o for o in ev.related if o.get("kind") == "ConfigMap"}
     if problem.key is None:
         candidates = sorted(configmaps)
@@ -101,8 +90,8 @@ def _configmap(ev: Evidence, problem: Problem, what: str, where: str, lines: lis
         candidates = sorted({*(cm.get("data") or {}), *(cm.get("binaryData") or {})})
         lines.append(f"keys of ConfigMap {problem.name}: " + _listed(candidates))
     near = names.nearest(problem.key or problem.name, candidates)
-    if near is None or not facts["references"]:
-        finding = Finding(cause=MISSING_CONFIG, confidence=0.85, container=problem.container, evidence=lines,
+    if near is None or not facts.references:
+        finding = Finding(cause=Cause.MISSING_CONFIG, confidence=0.85, container=problem.container, evidence=lines,
                           facts=facts,
                           root_cause=f"{what} does not exist in namespace {ev.workload.namespace}, so "
                                      f"{ev.workload.short} cannot start; it is referenced by {where}.")
@@ -111,8 +100,8 @@ def _configmap(ev: Evidence, problem: Problem, what: str, where: str, lines: lis
                   f"the live pod template has no reference to {what} the bot could correct")
         return Diagnosis(detector=DETECTOR, finding=finding, fixable=False, no_fix_reason=reason)
     target = f"key {near} of ConfigMap {problem.name}" if problem.key else f"ConfigMap {near}"
-    finding = Finding(cause=CAUSE, confidence=0.9, container=problem.container, evidence=lines,
-                      facts={**facts, "replacement": near},
+    finding = Finding(cause=Cause.CONFIG_REFERENCE, confidence=0.9, container=problem.container, evidence=lines,
+                      facts=ConfigTypoFacts(**facts.model_dump(), replacement=near),
                       root_cause=f"{ev.workload.short} references {what}, which does not exist; {target} does: "
                                  f"the reference has a typo ({where}).")
     return Diagnosis(detector=DETECTOR, finding=finding)
@@ -146,54 +135,3 @@ def _problems(ev: Evidence) -> list[Problem]:
             pod_name = str((event.get("involvedObject") or {}).get("name") or "")
             found.append(Problem(pod_name, None, *parsed, message=message))
     return found
-
-
-def references(pod_spec: dict[str, Any], kind: str, name: str, *, key: str | None = None) -> list[Ref]:
-    """Every field below a pod spec that names ``kind``/``name`` (or, with ``key``, that key of it)."""
-    out: list[Ref] = []
-    for group in ("initContainers", "containers"):
-        for c in pod_spec.get(group) or []:
-            out += _container_refs(c, f"{group}[name={c.get('name')}]", kind, name, key)
-    for v in pod_spec.get("volumes") or []:
-        out += _volume_refs(v, kind, name, key)
-    return out
-
-
-def _container_refs(c: dict[str, Any], base: str, kind: str, name: str, key: str | None) -> list[Ref]:
-    out: list[Ref] = []
-    from_key, key_ref = ("configMapRef", "configMapKeyRef") if kind == "ConfigMap" else ("secretRef", "secretKeyRef")
-    who = f"container {c.get('name')}"
-    if key is None:
-        for i, item in enumerate(c.get("envFrom") or []):
-            if ((item or {}).get(from_key) or {}).get("name") == name:
-                out.append(Ref(f"{base}.envFrom[{i}].{from_key}.name", f"{who} envFrom {from_key}"))
-    for item in c.get("env") or []:
-        ref = ((item or {}).get("valueFrom") or {}).get(key_ref) or {}
-        if ref.get("name") == name and (key is None or ref.get("key") == key):
-            field = "key" if key else "name"
-            path = fieldpaths.format([*fieldpaths.parse(base), "env", fieldpaths.Selector("name", str(item["name"])),
-                                      "valueFrom", key_ref, field])
-            out.append(Ref(path, f"{who} env {item['name']} ({key_ref})"))
-    return out
-
-
-def _volume_refs(v: dict[str, Any], kind: str, name: str, key: str | None) -> list[Ref]:
-    out: list[Ref] = []
-    base = f"volumes[name={v.get('name')}]"
-    field, name_key = ("configMap", "name") if kind == "ConfigMap" else ("secret", "secretName")
-    direct = v.get(field) or {}
-    if direct.get(name_key) == name:
-        out += _source_refs(direct, f"{base}.{field}", name_key, key, f"volume {v.get('name')}")
-    for i, source in enumerate((v.get("projected") or {}).get("sources") or []):
-        inner = (source or {}).get(field) or {}
-        if inner.get("name") == name:
-            out += _source_refs(inner, f"{base}.projected.sources[{i}].{field}", "name", key,
-                                f"projected volume {v.get('name')}")
-    return out
-
-
-def _source_refs(source: dict[str, Any], path: str, name_key: str, key: str | None, who: str) -> list[Ref]:
-    if key is None:
-        return [Ref(f"{path}.{name_key}", who)]
-    return [Ref(f"{path}.items[{i}].key", f"{who} item {key}")
-            for i, item in enumerate(source.get("items") or []) if (item or {}).get("key") == key]

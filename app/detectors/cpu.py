@@ -9,11 +9,12 @@ from __future__ import annotations
 import re
 
 from app import kube
+from app.models.causes import Cause, CpuFacts
 from app.models.diagnosis import Diagnosis, Finding
 from app.models.evidence import Evidence
 
-CAUSE = "cpu_throttling"
 ALERT = "CPUThrottlingHigh"
+ALERTS = frozenset({ALERT})
 _PERCENT = re.compile(r"([0-9]+(?:\.[0-9]+)?)% throttling")
 
 
@@ -36,11 +37,11 @@ def detect(ev: Evidence) -> Diagnosis | None:
              *[f"pod {kube.name(p)}: phase={(p.get('status') or {}).get('phase')} restarts="
                f"{sum(int(cs.get('restartCount') or 0) for cs, _ in kube.container_statuses(p))}" for p in ev.pods[:3]]]
     finding = Finding(
-        cause=CAUSE, confidence=0.85, container=container, evidence=lines,
+        cause=Cause.CPU_THROTTLING, confidence=0.85, container=container, evidence=lines,
         root_cause=(f"Container {container} of {ev.workload.short} is throttled in {share} of CPU periods: its "
                     f"CPU limit of {limit or 'none'} is too low for its load (latency grows while it waits)."),
-        facts={"container": container, "init": init, "observed_limit": limit, "observed_request": request,
-               "throttled": share},
+        facts=CpuFacts(container=container, init=init, observed_limit=limit, observed_request=request,
+                       throttled=share),
     )
     if limit is None:
         return Diagnosis(detector="cpu", finding=finding, fixable=False,

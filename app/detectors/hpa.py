@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from app import kube, quantities
+from app.models.causes import Cause, HpaFacts
 from app.models.diagnosis import Diagnosis, Finding
 from app.models.evidence import Evidence
 
-CAUSE = "hpa_maxed_out"
+ALERTS = frozenset({"KubeHpaMaxedOut"})
 # Quota keys a new pod consumes, with the pod-template field that says how much.
 _QUOTA_KEYS = {"requests.cpu": ("requests", "cpu"), "cpu": ("requests", "cpu"),
                "requests.memory": ("requests", "memory"), "memory": ("requests", "memory"),
@@ -37,10 +38,10 @@ def detect(ev: Evidence) -> Diagnosis | None:
              *[kube.event_line(e) for e in ev.events_for("HorizontalPodAutoscaler", ev.workload.name)][:3]]
     room, quota_lines = _quota_room(ev)
     finding = Finding(
-        cause=CAUSE, confidence=0.85, evidence=[*lines, *quota_lines],
+        cause=Cause.HPA_MAXED_OUT, confidence=0.85, evidence=[*lines, *quota_lines],
         root_cause=(f"HorizontalPodAutoscaler {ev.workload.short} has run at its maxReplicas of {maximum} while "
                     "its metrics ask for more pods: the load exceeds what the ceiling allows."),
-        facts={"max_replicas": maximum, "current_replicas": current, "quota_room": room},
+        facts=HpaFacts(max_replicas=maximum, current_replicas=current, quota_room=room),
     )
     if int(spec.get("minReplicas") or 1) >= maximum:
         return _no_fix(finding, f"minReplicas equals maxReplicas ({maximum}): the replica count is pinned on purpose")

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from app import kube
+from app.models.causes import Cause, ImagePullFacts, ImageRollbackFacts
 from app.models.diagnosis import Diagnosis, Finding
 from app.models.evidence import Evidence
 
-CAUSE = "image_pull_after_rollout"
-PULL_REASONS = {"ErrImagePull", "ImagePullBackOff"}
+PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff"})
+REASONS = PULL_REASONS
 # Messages that say the registry answered and refused credentials: a rollback would hide the real problem.
 AUTH_MARKERS = ("unauthorized", "pull access denied", "authentication required", "403 forbidden")
 
@@ -27,10 +28,11 @@ def detect(ev: Evidence) -> Diagnosis | None:
     lines = [f"pod {pod} container {container}: waiting reason={hit['reason']} image={image}",
              *([f"message: {hit['message']}"] if hit["message"] else []),
              *[kube.event_line(e) for e in events[:5]]]
+    facts = ImagePullFacts(container=container, init=hit["init"], failing_image=image, pod=pod)
     finding = Finding(
-        cause=CAUSE, confidence=0.9, container=container,
+        cause=Cause.IMAGE_PULL_AFTER_ROLLOUT, confidence=0.9, container=container,
         root_cause=f"Image {image} of container {container} in {ev.workload.short} cannot be pulled.",
-        evidence=lines, facts={"container": container, "init": hit["init"], "failing_image": image, "pod": pod},
+        evidence=lines, facts=facts,
     )
     if any(m in msg.lower() for msg in messages + [hit["message"]] for m in AUTH_MARKERS):
         return Diagnosis(detector="image_pull", finding=finding, fixable=False,
@@ -42,10 +44,10 @@ def detect(ev: Evidence) -> Diagnosis | None:
                          no_fix_reason=(f"no previous working revision of {ev.workload.short} ran another image of "
                                         f"container {container}: fix the image reference by hand"))
     rs, good_image = previous
-    facts = {**finding.facts, "previous_image": good_image, "previous_replicaset": kube.name(rs),
-             "previous_revision": kube.revision(rs)}
+    rollback = ImageRollbackFacts(**facts.model_dump(), previous_image=good_image,
+                                  previous_replicaset=kube.name(rs), previous_revision=kube.revision(rs))
     finding = finding.model_copy(update={
-        "facts": facts,
+        "facts": rollback,
         "root_cause": (f"The rollout of {ev.workload.short} to image {image} failed: the image cannot be pulled; "
                        f"revision {kube.revision(rs)} ran {good_image}."),
         "evidence": [*lines, f"replicaset {kube.name(rs)} (revision {kube.revision(rs)}) ran {good_image} with "

@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from app import kube
+from app.models.causes import Cause, OomFacts
 from app.models.diagnosis import Diagnosis, Finding
 from app.models.evidence import Evidence
 
-CAUSE = "oom_killed"
+# What an alert says when it is about this cause (app/causes.py ranks the findings by it).
+REASONS = frozenset({"OOMKilled"})
+ALERTS = frozenset({"KubernetesContainerOomKiller", "KubeJobFailed"})
 
 
 def detect(ev: Evidence) -> Diagnosis | None:
@@ -31,14 +34,14 @@ def detect(ev: Evidence) -> Diagnosis | None:
         *[kube.event_line(e) for e in ev.events_for("Pod", pod) if e.get("type") == "Warning"][:5],
     ]
     finding = Finding(
-        cause=CAUSE,
+        cause=Cause.OOM_KILLED,
         confidence=0.95,
         container=container,
         root_cause=(f"Container {container} of {ev.workload.short} was killed by the kernel for exceeding its "
                     f"memory limit of {limits.get('memory', 'none')} (OOMKilled, exit code 137)."),
         evidence=lines,
-        facts={"container": container, "init": init, "observed_limit": limits.get("memory"),
-               "observed_request": requests.get("memory"), "restarts": hit["restarts"], "pod": pod},
+        facts=OomFacts(container=container, init=init, observed_limit=limits.get("memory"),
+                       observed_request=requests.get("memory"), restarts=hit["restarts"], pod=pod),
     )
     if "memory" not in limits:
         return Diagnosis(detector="oom", finding=finding, fixable=False,

@@ -16,17 +16,12 @@ import re
 from datetime import datetime
 from typing import Any
 
-from app import kube
+from app import kube, podspecs
+from app.models.causes import Cause, ProbeFacts, SlowStartFacts
 from app.models.diagnosis import Diagnosis, Finding
 from app.models.evidence import Evidence
 
-CAUSE = "probe_misconfigured"
-SLOW_START = "slow_start"
 PROBES = {"livenessProbe": "Liveness", "readinessProbe": "Readiness", "startupProbe": "Startup"}
-HANDLERS = ("httpGet", "tcpSocket", "grpc")
-# Kubelet probe defaults (k8s.io/api/core/v1): what a probe without these fields does.
-DEFAULT_PERIOD, DEFAULT_FAILURES = 10, 3
-START_MARGIN = 1.5
 _STATUS_404 = "statuscode: 404"
 _SPRING_STARTED = re.compile(r"\bStarted \S+ in (\d+(?:\.\d+)?) seconds")
 _READY_LINE = re.compile(r"(?i)\b(listening|ready|started|startup complete|server running)\b")
@@ -52,9 +47,9 @@ def _check_probe(ev: Evidence, c: dict[str, Any], probe: str) -> Diagnosis | Non
     failures = probe_failures(ev, str(c.get("name")), probe)
     if handler is None or not failures:
         return None
-    declared = declared_ports(c)
+    declared = podspecs.declared_ports(c)
     port = spec.get("port")
-    if declared and resolve_port(port, declared) is None:
+    if declared and podspecs.resolve_port(port, declared) is None:
         return _wrong_port(ev, c, probe, handler, port, declared, failures)
     if handler == "httpGet" and any(_STATUS_404 in m for m in failures):
         return _wrong_path(ev, c, probe, spec, declared, failures)
@@ -69,9 +64,8 @@ def _wrong_port(ev: Evidence, c: dict[str, Any], probe: str, handler: str, port:
     kind = "named port" if isinstance(port, str) and not port.isdigit() else "port"
     lines = [f"container {name} {probe}.{handler}.port={port}; declared containerPorts: {offered}",
              *failures[:4], *_kills(ev, name)[:2]]
-    facts = {"container": name, "init": False, "probe": probe, "handler": handler, "field": "port",
-             "old": port, "new": new}
-    finding = Finding(cause=CAUSE, confidence=0.9, container=name, evidence=lines, facts=facts,
+    facts = ProbeFacts(container=name, init=False, probe=probe, handler=handler, field="port", old=port, new=new)
+    finding = Finding(cause=Cause.PROBE_MISCONFIGURED, confidence=0.9, container=name, evidence=lines, facts=facts,
                       root_cause=f"The {PROBES[probe].lower()} probe of container {name} in {ev.workload.short} "
                                  f"targets {kind} {port}, which the container does not declare "
                                  f"(it declares {offered}), so the probe fails.")
@@ -90,7 +84,7 @@ def _port_choice(ev: Evidence, c: dict[str, Any], probe: str, declared: dict[str
         return next(iter(declared.values()))
     for other in PROBES:
         handler, spec = _handler(c.get(other))
-        if other != probe and handler and resolve_port(spec.get("port"), declared) is not None \
+        if other != probe and handler and podspecs.resolve_port(spec.get("port"), declared) is not None \
                 and not probe_failures(ev, str(c.get("name")), other):
             port = str(spec.get("port"))
             return int(port) if port.isdigit() else port
@@ -100,21 +94,21 @@ def _port_choice(ev: Evidence, c: dict[str, Any], probe: str, declared: dict[str
 def _wrong_path(ev: Evidence, c: dict[str, Any], probe: str, spec: dict[str, Any], declared: dict[str, int],
                 failures: list[str]) -> Diagnosis:
     name, path = str(c.get("name")), spec.get("path", "/")
-    port = resolve_port(spec.get("port"), declared) if declared else spec.get("port")
+    port = podspecs.resolve_port(spec.get("port"), declared) if declared else spec.get("port")
     passing = _passing_path(ev, c, probe, port, declared, path)
     lines = [f"container {name} {probe}.httpGet path={path} port={spec.get('port')}", *failures[:4],
              *_kills(ev, name)[:2]]
-    facts = {"container": name, "init": False, "probe": probe, "handler": "httpGet", "field": "path",
-             "old": path, "new": passing}
+    facts = ProbeFacts(container=name, init=False, probe=probe, handler="httpGet", field="path", old=path,
+                       new=passing)
     root = (f"The {PROBES[probe].lower()} probe of container {name} in {ev.workload.short} gets HTTP 404 at "
             f"{path}: the application does not serve that path on port {spec.get('port')}.")
     if passing is None:
-        finding = Finding(cause=CAUSE, confidence=0.7, container=name, evidence=lines, facts=facts, root_cause=root)
+        finding = Finding(cause=Cause.PROBE_MISCONFIGURED, confidence=0.7, container=name, evidence=lines, facts=facts, root_cause=root)
         return Diagnosis(detector="probes", finding=finding, fixable=False,
                          no_fix_reason=("no other probe of the container shows which path the application serves: "
                                         "set the probe's path by hand"))
     lines.append(f"{_other_probe_text(c, probe, passing)} passes on the same port at {passing}")
-    finding = Finding(cause=CAUSE, confidence=0.8, container=name, evidence=lines, facts=facts,
+    finding = Finding(cause=Cause.PROBE_MISCONFIGURED, confidence=0.8, container=name, evidence=lines, facts=facts,
                       root_cause=root + f" Another probe of the container succeeds there at {passing}.")
     return Diagnosis(detector="probes", finding=finding)
 
@@ -125,7 +119,7 @@ def _passing_path(ev: Evidence, c: dict[str, Any], probe: str, port: Any, declar
         handler, spec = _handler(c.get(other))
         if other == probe or handler != "httpGet" or spec.get("path", "/") == path:
             continue
-        same_port = (resolve_port(spec.get("port"), declared) if declared else spec.get("port")) == port
+        same_port = (podspecs.resolve_port(spec.get("port"), declared) if declared else spec.get("port")) == port
         if same_port and not probe_failures(ev, str(c.get("name")), other):
             return str(spec.get("path", "/"))
     return None
@@ -151,7 +145,7 @@ def detect_slow_start(ev: Evidence) -> Diagnosis | None:
             continue
         observed = max((s for key, text in ev.logs.items() if key.endswith(f"/{name}")
                         if (s := start_seconds(text)) is not None), default=None)
-        allowed = allowed_start(c)
+        allowed = podspecs.allowed_start(c)
         if observed is None or observed <= allowed:
             continue
         return _slow_start(ev, c, observed, allowed, kills)
@@ -161,23 +155,16 @@ def detect_slow_start(ev: Evidence) -> Diagnosis | None:
 def _slow_start(ev: Evidence, c: dict[str, Any], observed: float, allowed: float, kills: list[str]) -> Diagnosis:
     name = str(c.get("name"))
     which = "startupProbe" if c.get("startupProbe") else "livenessProbe"
-    needed = math.ceil(observed * START_MARGIN)
+    needed = math.ceil(observed * podspecs.START_MARGIN)
     lines = [f"container {name}: the logs show it ready after {observed:g} s; its {which} allows about "
              f"{allowed:g} s (initialDelaySeconds + failureThreshold x periodSeconds)", *kills[:3],
              *probe_failures(ev, name, "livenessProbe")[:2]]
-    facts = {"container": name, "init": False, "observed_seconds": observed, "allowed_seconds": allowed,
-             "needed_seconds": needed, "has_startup_probe": bool(c.get("startupProbe"))}
-    finding = Finding(cause=SLOW_START, confidence=0.85, container=name, evidence=lines, facts=facts,
+    facts = SlowStartFacts(container=name, init=False, observed_seconds=observed, allowed_seconds=allowed,
+                           needed_seconds=needed, has_startup_probe=bool(c.get("startupProbe")))
+    finding = Finding(cause=Cause.SLOW_START, confidence=0.85, container=name, evidence=lines, facts=facts,
                       root_cause=f"Container {name} of {ev.workload.short} needs about {observed:g} s to start, but its "
                                  f"liveness probe kills it after about {allowed:g} s: it restarts before it is ready.")
     return Diagnosis(detector="probes", finding=finding)
-
-
-def allowed_start(c: dict[str, Any]) -> float:
-    """Seconds a container may take to start before the probes kill it (startupProbe if any, else liveness)."""
-    probe = c.get("startupProbe") or c.get("livenessProbe") or {}
-    return float(int(probe.get("initialDelaySeconds") or 0)
-                 + int(probe.get("failureThreshold") or DEFAULT_FAILURES) * int(probe.get("periodSeconds") or DEFAULT_PERIOD))
 
 
 def start_seconds(log: str) -> float | None:
@@ -201,26 +188,11 @@ def start_seconds(log: str) -> float | None:
 
 
 def _handler(probe: Any) -> tuple[str | None, dict[str, Any]]:
-    for handler in HANDLERS:
+    for handler in podspecs.HANDLERS:
         spec = (probe or {}).get(handler) if isinstance(probe, dict) else None
         if isinstance(spec, dict):
             return handler, spec
     return None, {}
-
-
-def declared_ports(c: dict[str, Any]) -> dict[str, int]:
-    """Declared container ports: name -> number (unnamed ones under their number's text)."""
-    out: dict[str, int] = {}
-    for p in c.get("ports") or []:
-        number = int(p.get("containerPort") or 0)
-        out[str(p.get("name") or number)] = number
-    return out
-
-
-def resolve_port(port: Any, declared: dict[str, int]) -> int | None:
-    if isinstance(port, int) or (isinstance(port, str) and port.isdigit()):
-        return int(port) if int(port) in declared.values() else None
-    return declared.get(str(port))
 
 
 def probe_failures(ev: Evidence, container: str, probe: str) -> list[str]:

@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from app import kube
+from app.models.causes import Cause, RolloutFacts
 from app.models.diagnosis import Diagnosis, Finding
 from app.models.evidence import Evidence
 
-CAUSE = "rollout_stuck"
 ALERT = "KubeDeploymentRolloutStuck"
 
 
@@ -37,14 +37,14 @@ def annotate(ev: Evidence, found: list[Diagnosis]) -> list[Diagnosis]:
         return found
     line, sentence = _context(ev)
     if not found:
-        finding = Finding(cause=CAUSE, confidence=0.6, evidence=[line], root_cause=sentence,
-                          facts={"replicaset": _newest(ev)})
+        finding = Finding(cause=Cause.ROLLOUT_STUCK, confidence=0.6, evidence=[line], root_cause=sentence,
+                          facts=RolloutFacts(replicaset=_newest(ev)))
         return [Diagnosis(detector="rollout", finding=finding, fixable=False,
                           no_fix_reason="no rule recognises why the new ReplicaSet's pods fail: see the evidence")]
     first = found[0].finding
     decorated = first.model_copy(update={"root_cause": f"{sentence} {first.root_cause}",
                                          "evidence": [line, *first.evidence],
-                                         "facts": {**first.facts, "rollout_stuck": True}})
+                                         "facts": first.facts.model_copy(update={"rollout_stuck": True})})
     return [found[0].model_copy(update={"finding": decorated}), *found[1:]]
 
 

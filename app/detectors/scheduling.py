@@ -10,10 +10,10 @@ import re
 from typing import Any
 
 from app import kube, quantities
+from app.models.causes import Cause, ResourceNeed, SchedulingFacts
 from app.models.diagnosis import Diagnosis, Finding
 from app.models.evidence import Evidence
 
-CAUSE = "unschedulable"
 _INSUFFICIENT = re.compile(r"\bInsufficient (cpu|memory)\b")
 _UNITS = {"memory": "bytes", "cpu": "millicores"}
 
@@ -29,27 +29,25 @@ def detect(ev: Evidence) -> Diagnosis | None:
     lines = [f"pod {kube.name(pod)}: Pending, PodScheduled=False Unschedulable: {message}",
              *[kube.event_line(e) for e in ev.events_for("Pod", kube.name(pod))
                if e.get("reason") == "FailedScheduling"][:2]]
-    facts: dict[str, Any] = {"pod": kube.name(pod), "resources": {}}
-    too_big: list[str] = []
+    too_big: dict[str, ResourceNeed] = {}
     for resource in resources:
-        need = _needs(pod_spec, resource, nodes)
-        if need is None:
+        found = _needs(pod_spec, resource, nodes)
+        if found is None:
             continue
-        lines.append(need.pop("line"))
-        facts["resources"][resource] = need
-        if need["pod_request"] > need["allocatable"]:
-            too_big.append(resource)
-    return _diagnosis(ev, facts, lines, resources, too_big, nodes)
+        need, line = found
+        lines.append(line)
+        if need.pod_request > need.allocatable:
+            too_big[resource] = need
+    return _diagnosis(ev, kube.name(pod), lines, resources, too_big, nodes)
 
 
-def _diagnosis(ev: Evidence, facts: dict[str, Any], lines: list[str], resources: list[str], too_big: list[str],
+def _diagnosis(ev: Evidence, pod: str, lines: list[str], resources: list[str], too_big: dict[str, ResourceNeed],
                nodes: list[dict[str, Any]]) -> Diagnosis:
     what = " and ".join(resources)
-    containers = sorted({facts["resources"][r]["container"] for r in too_big})
-    facts["resources"] = {r: facts["resources"][r] for r in too_big}
-    facts["container"] = containers[0] if containers else None
+    containers = sorted({need.container for need in too_big.values()})
+    facts = SchedulingFacts(pod=pod, resources=too_big, container=containers[0] if containers else None)
     finding = Finding(
-        cause=CAUSE, confidence=0.9, container=facts["container"], evidence=lines, facts=facts,
+        cause=Cause.UNSCHEDULABLE, confidence=0.9, container=facts.container, evidence=lines, facts=facts,
         root_cause=(f"Pods of {ev.workload.short} cannot be scheduled: they request more {what} than "
                     + ("any node can offer." if too_big else "the nodes have free right now.")),
     )
@@ -108,8 +106,9 @@ def _amount(resource: str, value: Any) -> int:
     return quantities.parse_bytes(value) if resource == "memory" else quantities.parse_cpu_millis(value)
 
 
-def _needs(pod_spec: dict[str, Any], resource: str, nodes: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The pod's request of ``resource`` against the largest eligible node (base units: bytes, millicores)."""
+def _needs(pod_spec: dict[str, Any], resource: str, nodes: list[dict[str, Any]]) -> tuple[ResourceNeed, str] | None:
+    """The pod's request of ``resource`` against the largest eligible node (base units: bytes, millicores), and
+    the evidence line that says so."""
     requests = {str(c.get("name")): _amount(resource, ((c.get("resources") or {}).get("requests") or {})[resource])
                 for c in pod_spec.get("containers") or []
                 if resource in (((c.get("resources") or {}).get("requests")) or {})}
@@ -121,12 +120,13 @@ def _needs(pod_spec: dict[str, Any], resource: str, nodes: list[dict[str, Any]])
     raw = ((largest.get("status") or {}).get("allocatable") or {}).get(resource, "0")
     allocatable = _amount(resource, raw)
     total = sum(requests.values())
-    return {"container": container, "container_request": requests[container],
-            "others": total - requests[container], "pod_request": total, "allocatable": allocatable,
-            "allocatable_raw": str(raw), "node": kube.name(largest), "unit": _UNITS[resource],
-            "line": (f"{resource}: pod requests {_show(resource, total)} ({container}: "
-                     f"{_show(resource, requests[container])}); largest eligible node {kube.name(largest)} has "
-                     f"allocatable {raw} ({_show(resource, allocatable)})")}
+    need = ResourceNeed(container=container, container_request=requests[container],
+                        others=total - requests[container], pod_request=total, allocatable=allocatable,
+                        allocatable_raw=str(raw), node=kube.name(largest), unit=_UNITS[resource])
+    line = (f"{resource}: pod requests {_show(resource, total)} ({container}: "
+            f"{_show(resource, requests[container])}); largest eligible node {kube.name(largest)} has "
+            f"allocatable {raw} ({_show(resource, allocatable)})")
+    return need, line
 
 
 def _show(resource: str, amount: int) -> str:

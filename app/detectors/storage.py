@@ -13,10 +13,10 @@ from typing import Any
 
 from app import kube
 from app.detectors import names
+from app.models.causes import Cause, StorageClassFacts
 from app.models.diagnosis import Diagnosis, Finding
 from app.models.evidence import Evidence
 
-CAUSE = "pvc_storage_class"
 _NOT_FOUND = re.compile(r'storageclass\.storage\.k8s\.io "([^"]+)" not found')
 _REASONS = ("ProvisioningFailed", "FailedBinding")
 
@@ -36,11 +36,11 @@ def detect(ev: Evidence) -> Diagnosis | None:
              f"StorageClasses in the cluster: {', '.join(classes) or 'none'}",
              *[f"pod {p}: Pending, waiting for claim {kube.name(pvc)}" for p in pods[:3]]]
     finding = Finding(
-        cause=CAUSE, confidence=0.9, evidence=lines,
+        cause=Cause.PVC_STORAGE_CLASS, confidence=0.9, evidence=lines,
         root_cause=(f"PersistentVolumeClaim {kube.name(pvc)} of {ev.workload.short} asks for StorageClass {missing}, "
                     "which does not exist, so no volume is provisioned and its pods stay Pending."
                     + (f" {near} exists." if near else "")),
-        facts={"claim": kube.name(pvc), "missing_class": missing, "storage_class": near, "template": template},
+        facts=StorageClassFacts(claim=kube.name(pvc), missing_class=missing, storage_class=near, template=template),
     )
     if near is None:
         return _no_fix(finding, f"no StorageClass has a name close to {missing} (or several do): pick the class with "

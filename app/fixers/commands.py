@@ -9,22 +9,19 @@ from __future__ import annotations
 from typing import Any
 
 from app import fixers
-from app.detectors import commands
 from app.errors import NoFix
+from app.models.causes import Cause, CommandRollbackFacts
 from app.models.changes import FieldChange, Plan
-from app.models.diagnosis import Diagnosis
 from app.policies import Policy
 
-CAUSE = commands.CAUSE
 
-
-def plan(diagnosis: Diagnosis, document: dict[str, Any], policy: Policy) -> Plan:
-    facts = diagnosis.finding.facts
-    container, init = str(facts["container"]), bool(facts.get("init"))
+def plan(facts: CommandRollbackFacts, document: dict[str, Any], policy: Policy) -> Plan:
+    container, init = facts.container, facts.init
     kind = str(document.get("kind"))
     changes: list[FieldChange] = []
-    for field in ("command", "args"):
-        bad, good = facts.get(f"failing_{field}"), facts.get(f"previous_{field}")
+    pairs = {"command": (facts.failing_command, facts.previous_command),
+             "args": (facts.failing_args, facts.previous_args)}
+    for field, (bad, good) in pairs.items():
         if bad == good:
             continue
         path = fixers.container_path(kind, container, init=init, field=field)
@@ -32,20 +29,20 @@ def plan(diagnosis: Diagnosis, document: dict[str, Any], policy: Policy) -> Plan
     if not changes:
         raise NoFix(f"git already has the working command of container {container}: waiting to be synced",
                     code="already_in_git")
-    return Plan(cause=CAUSE, changes=changes,
-                summary=f"Restore the command of container {container} from revision {facts.get('previous_revision')}")
+    return Plan(cause=Cause.BAD_COMMAND, changes=changes,
+                summary=f"Restore the command of container {container} from revision {facts.previous_revision}")
 
 
-def _items(path: str, in_git: Any, bad: Any, good: Any, facts: dict[str, Any]) -> list[FieldChange]:
+def _items(path: str, in_git: Any, bad: Any, good: Any, facts: CommandRollbackFacts) -> list[FieldChange]:
     if in_git == good:
         return []
     if in_git != bad:
         raise NoFix(f"git has {path.rsplit('.', 1)[-1]} {in_git}, not the failing {bad}: someone changed it since; "
                     "not overriding", code="git_moved")
     if not isinstance(bad, list) or not isinstance(good, list) or len(bad) != len(good):
-        raise NoFix(f"revision {facts.get('previous_revision')} ran {path.rsplit('.', 1)[-1]} {good}; git has {bad}: "
+        raise NoFix(f"revision {facts.previous_revision} ran {path.rsplit('.', 1)[-1]} {good}; git has {bad}: "
                     "more than a corrected word, restore it by hand", code="edit_unsupported")
-    why = f"revision {facts.get('previous_revision')} ran it; {facts.get('executable')!r} is not in the image"
+    why = f"revision {facts.previous_revision} ran it; {facts.executable!r} is not in the image"
     return [FieldChange(path=f"{path}[{i}]", old=old, new=new, reason=why)
             for i, (old, new) in enumerate(zip(bad, good, strict=True)) if old != new]
 

@@ -4,27 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from app import kube
-from app.detectors import config_refs
+from app import kube, podspecs
 from app.errors import NoFix
+from app.models.causes import Cause, ConfigTypoFacts
 from app.models.changes import FieldChange, Plan
-from app.models.diagnosis import Diagnosis
 from app.policies import Policy
 
-CAUSE = config_refs.CAUSE
 
-
-def plan(diagnosis: Diagnosis, document: dict[str, Any], policy: Policy) -> Plan:
-    facts = diagnosis.finding.facts
+def plan(facts: ConfigTypoFacts, document: dict[str, Any], policy: Policy) -> Plan:
     kind = str(document.get("kind"))
     prefix = kube.POD_TEMPLATE_PREFIX.get(kind)
     if prefix is None:
         raise NoFix(f"{kind} has no pod template to change", code="unsupported_kind")
-    missing, key, new = str(facts["missing"]), facts.get("key"), str(facts["replacement"])
+    missing, key, new = facts.missing, facts.key, facts.replacement
     # The references are looked up again in git: the file, not the live object, is what the PR changes.
-    refs = config_refs.references(kube.pod_spec_of(document, kind), "ConfigMap", missing,
-                                  key=str(key) if key else None)
-    old = str(key) if key else missing
+    refs = podspecs.references(kube.pod_spec_of(document, kind), "ConfigMap", missing, key=key or None)
+    old = key or missing
     if not refs:
         raise NoFix(f"the manifest in git no longer references {old}: a correction is waiting to be synced",
                     code="already_in_git")
@@ -32,4 +27,4 @@ def plan(diagnosis: Diagnosis, document: dict[str, Any], policy: Policy) -> Plan
     changes = [FieldChange(path=f"{prefix}.spec.{r.path}", old=old, new=new,
                            reason=f"{what} does not exist; {new} does ({r.describe})") for r in refs]
     noun = "ConfigMap key" if key else "ConfigMap"
-    return Plan(cause=CAUSE, changes=changes, summary=f"Correct {noun} reference {old} to {new}")
+    return Plan(cause=Cause.CONFIG_REFERENCE, changes=changes, summary=f"Correct {noun} reference {old} to {new}")

@@ -6,25 +6,22 @@ from typing import Any
 
 from app import fixers
 from app.errors import NoFix
+from app.models.causes import Cause, ImageRollbackFacts
 from app.models.changes import FieldChange, Plan
-from app.models.diagnosis import Diagnosis
 from app.policies import Policy
 
-CAUSE = "image_pull_after_rollout"
 
-
-def plan(diagnosis: Diagnosis, document: dict[str, Any], policy: Policy) -> Plan:
-    facts = diagnosis.finding.facts
-    container, init = str(facts["container"]), bool(facts.get("init"))
+def plan(facts: ImageRollbackFacts, document: dict[str, Any], policy: Policy) -> Plan:
+    container, init = facts.container, facts.init
     path = fixers.container_path(str(document.get("kind")), container, init=init, field="image")
     in_git = fixers.required_in_git(document, path, code="no_image_in_git",
                                     missing=f"the manifest in git has no image for container {container}")
-    good, bad = str(facts["previous_image"]), str(facts["failing_image"])
+    good, bad = facts.previous_image, facts.failing_image
     if in_git == good:
         raise NoFix(f"git already has image {good}: the rollback is waiting to be synced", code="already_in_git")
     if in_git != bad:
         raise NoFix(f"git has image {in_git}, neither the failing {bad} nor the working {good}: someone changed "
                     "it since; not overriding", code="git_moved")
-    return Plan(cause=CAUSE, summary=f"Roll back image of container {container} to {good}",
+    return Plan(cause=Cause.IMAGE_PULL_AFTER_ROLLOUT, summary=f"Roll back image of container {container} to {good}",
                 changes=[FieldChange(path=path, old=in_git, new=good,
-                                     reason=f"revision {facts.get('previous_revision')} ran it; {bad} cannot be pulled")])
+                                     reason=f"revision {facts.previous_revision} ran it; {bad} cannot be pulled")])

@@ -12,27 +12,27 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from app import advice, fieldpaths, fixers, quantities
+from app import fieldpaths, fixers, quantities
 from app.errors import NoFix
+from app.models.causes import Cause, ProposalFacts, ProposedChange
 from app.models.changes import FieldChange, Plan
-from app.models.diagnosis import Diagnosis
 from app.policies import Policy
 
-CAUSE = advice.CAUSE
 _MISSING = object()
 # Strings a model may write: image references, quantities, probe paths, port names. No spaces, "#", "@"
 # mentions, braces or quotes, so a value cannot smuggle text into a title, a commit message or YAML.
 _SAFE_STRING = re.compile(r"[A-Za-z0-9._:/+=-]{1,200}|[A-Za-z0-9._/-]+@sha256:[a-f0-9]{64}")
 
 
-def plan(diagnosis: Diagnosis, document: dict[str, Any], policy: Policy) -> Plan:
+def plan(facts: ProposalFacts, document: dict[str, Any], policy: Policy) -> Plan:
+    """The proposal's changes the policy's ``llm`` section allows; the plan carries those paths as its own."""
     kind = str(document.get("kind"))
     allowed = policy.llm_paths_for(kind)
-    model = str(diagnosis.finding.facts.get("model", "?"))
+    model = facts.model
     kept: list[FieldChange] = []
     refused: list[str] = []
-    for raw in diagnosis.finding.facts.get("changes") or []:
-        change, why = _gate(raw, document, allowed, policy)
+    for proposed in facts.changes:
+        change, why = _gate(proposed, document, allowed, policy)
         if change is None:
             refused.append(why)
         elif all(c.path != change.path for c in kept):
@@ -44,18 +44,19 @@ def plan(diagnosis: Diagnosis, document: dict[str, Any], policy: Policy) -> Plan
     summary = f"Set {_label(kept[0].path)} to {kept[0].new}" + (f" (+{len(kept) - 1} more)" if len(kept) > 1 else "")
     if refused:
         summary += f"; refused: {len(refused)} change(s) outside policy"
-    return Plan(cause=CAUSE, summary=summary, changes=kept, allowed_paths=allowed)
+    return Plan(cause=Cause.MODEL_PROPOSED, summary=summary, changes=kept, allowed_paths=allowed)
 
 
-def refusals(diagnosis: Diagnosis, document: dict[str, Any], policy: Policy) -> list[str]:
+def refusals(facts: ProposalFacts, document: dict[str, Any], policy: Policy) -> list[str]:
     """Why each refused change of a proposal was refused (for the record)."""
     allowed = policy.llm_paths_for(str(document.get("kind")))
-    return [why for raw in diagnosis.finding.facts.get("changes") or []
-            for change, why in [_gate(raw, document, allowed, policy)] if change is None]
+    return [why for proposed in facts.changes
+            for change, why in [_gate(proposed, document, allowed, policy)] if change is None]
 
 
-def _gate(raw: Any, document: dict[str, Any], allowed: list[str], policy: Policy) -> tuple[FieldChange | None, str]:
-    path, value = str((raw or {}).get("path", "")), (raw or {}).get("value")
+def _gate(proposed: ProposedChange, document: dict[str, Any], allowed: list[str],
+          policy: Policy) -> tuple[FieldChange | None, str]:
+    path, value = proposed.path, proposed.value
     try:
         path = fieldpaths.format(fieldpaths.parse(path))
     except ValueError:
@@ -75,7 +76,7 @@ def _gate(raw: Any, document: dict[str, Any], allowed: list[str], policy: Policy
         return None, f"{path} already is {value!r} in git"
     if old is not _MISSING and not _within_ratio(old, value, policy.llm.max_ratio):
         return None, f"{path}: {old} -> {value} is beyond x{policy.llm.max_ratio:g} of the value in git"
-    reason = "model: " + str((raw or {}).get("reason", ""))[:200]
+    reason = "model: " + proposed.reason[:200]
     return FieldChange(path=path, old=None if old is _MISSING else old, new=value, reason=reason), "ok"
 
 

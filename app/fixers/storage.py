@@ -10,16 +10,16 @@ from typing import Any
 
 from app import fieldpaths
 from app.errors import NoFix
+from app.models.causes import Cause, StorageClassFacts
 from app.models.changes import FieldChange, Plan
-from app.models.diagnosis import Diagnosis
 from app.policies import Policy
 
-CAUSE = "pvc_storage_class"
 
-
-def plan(diagnosis: Diagnosis, document: dict[str, Any], policy: Policy) -> Plan:
-    facts = diagnosis.finding.facts
-    template, new, missing = str(facts["template"]), str(facts["storage_class"]), str(facts["missing_class"])
+def plan(facts: StorageClassFacts, document: dict[str, Any], policy: Policy) -> Plan:
+    template, new, missing = facts.template, facts.storage_class, facts.missing_class
+    if template is None or new is None:
+        raise NoFix("the claim has no volumeClaimTemplate or no StorageClass with a near name",
+                    code="nothing_to_correct")
     templates = (document.get("spec") or {}).get("volumeClaimTemplates") or []
     index = next((i for i, t in enumerate(templates) if (t.get("metadata") or {}).get("name") == template), None)
     if index is None:
@@ -38,6 +38,6 @@ def plan(diagnosis: Diagnosis, document: dict[str, Any], policy: Policy) -> Plan
     name = (document.get("metadata") or {}).get("name")
     reason = (f"{missing} does not exist, {new} does. volumeClaimTemplates are immutable: before the sync, run "
               f"kubectl delete statefulset {name} --cascade=orphan and delete the Pending claim "
-              f"{facts['claim']} (no data yet)")
-    return Plan(cause=CAUSE, summary=f"Use StorageClass {new} for volumeClaimTemplate {template}",
+              f"{facts.claim} (no data yet)")
+    return Plan(cause=Cause.PVC_STORAGE_CLASS, summary=f"Use StorageClass {new} for volumeClaimTemplate {template}",
                 changes=[FieldChange(path=path, old=in_git, new=new, reason=reason)])

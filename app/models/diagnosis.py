@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny
 
-from pydantic import BaseModel, ConfigDict, Field
+from app.models.causes import Cause, Facts
 
 
 class Finding(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    cause: str  # e.g. "oom_killed", "image_pull_after_rollout"
+    cause: Cause
     confidence: float = Field(ge=0.0, le=1.0)
     root_cause: str  # one sentence a human can act on
     container: str | None = None
     evidence: list[str] = Field(default_factory=list)  # the lines the finding rests on, redacted
-    facts: dict[str, Any] = Field(default_factory=dict)  # numbers and names a fixer needs (observed limit...)
+    # The numbers and names a fixer needs (observed limit...): the cause's own facts model, serialised as such.
+    facts: SerializeAsAny[Facts] = Field(default_factory=Facts)
 
 
 class Diagnosis(BaseModel):
@@ -31,5 +32,5 @@ class Diagnosis(BaseModel):
     proposed_by: str = "rule"  # "rule" or "model:<name>"
 
     @property
-    def cause(self) -> str:
+    def cause(self) -> Cause:
         return self.finding.cause
