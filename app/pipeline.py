@@ -10,7 +10,6 @@ import copy
 import difflib
 import json
 import logging
-import os
 import sys
 import threading
 import time
@@ -56,7 +55,6 @@ from app.ports import (
     Workspace,
 )
 from app.sources import RepoIdentity, yaml_rt
-from app.sources.repo_urls import RepoIdentity as GitRepoIdentity
 
 log = logging.getLogger(__name__)
 LEDGER_LABEL = "autofix"  # the ledger is rebuilt from the PRs carrying it: always put on our PRs
@@ -597,11 +595,6 @@ def _unified_path(path: str, old: str, new: str) -> str:
                                         fromfile=f"a/{path}", tofile=f"b/{path}"))
 
 
-def _unified(location: Location, old: str, new: str) -> str:
-    return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
-                                        fromfile=f"a/{location.path}", tofile=f"b/{location.path}"))
-
-
 def _versions(changeset: ChangeSet) -> dict[str, tuple[str | None, str | None]]:
     return {f.path: (f.old_text, f.new_text) for f in changeset.files}
 
@@ -612,65 +605,3 @@ def _belongs(pr: PullRequest, workload: WorkloadRef, cause: str) -> bool | None:
     if entry is None or entry.workload.startswith("?/"):
         return None
     return (entry.workload, entry.cause) == (str(workload), cause)
-
-
-def build_pipeline(settings: Any, *, cluster: ClusterReader | None = None) -> Pipeline:
-    """Wire the real adapters from Settings. Heavy libraries are imported here, not at module import."""
-    from app import policies
-    from app.adapters.store import JobStore
-    from app.adapters.tracking import MlflowTracker
-    from app.adapters.workspace import GitWorkspace
-    from app.errors import ConfigError
-
-    policy = policies.load(settings.policy_dir)  # first: an invalid policy stops everything, with its line
-    if not settings.git_url:
-        raise ConfigError("AUTOFIX_GIT_URL: required (clone URL of the GitOps repo)")
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    forge, auth_header = _build_forge(settings)
-    if cluster is None:
-        from app.adapters.cluster import KubeCluster
-
-        cluster = KubeCluster.from_config(settings.kubeconfig)
-    workspace = GitWorkspace(settings.git_url, base=settings.git_base, checkout=settings.data_dir / "repo",
-                             author=settings.git_author, auth_header=auth_header)
-    tracker = MlflowTracker(settings.tracking_uri, ui_url=settings.mlflow_ui_url,
-                            artifact_root=(settings.data_dir / "mlartifacts").resolve())
-    advisor = _build_advisor(settings, policy)
-    return Pipeline(policy=policy, cluster=cluster, workspace=workspace, forge=forge, tracker=tracker,
-                    advisor=advisor,
-                    identity=GitRepoIdentity(git_url=settings.git_url, github_repo=settings.github_repo),
-                    base=settings.git_base, ledger=JobStore(settings.store_path),
-                    own_namespace=getattr(settings, "pod_namespace", None) or os.environ.get("POD_NAMESPACE"))
-
-
-def _build_advisor(settings: Any, policy: Policy) -> Advisor | None:
-    """The optional LLM: only with OPENAI_API_KEY set and the policy's llm.enabled."""
-    if not settings.llm_enabled or not policy.llm.enabled:
-        return None
-    from app.adapters.llm import OpenAIAdvisor
-
-    return OpenAIAdvisor(settings.openai_api_key.get_secret_value(), base_url=settings.openai_base_url,
-                         model=settings.llm_model)
-
-
-def _build_forge(settings: Any) -> tuple[Forge, Any]:
-    from app.errors import ConfigError
-
-    if settings.forge == "local":
-        from app.forges.local import LocalForge
-
-        return LocalForge(settings.data_dir / "prs"), None
-    has_app = bool(getattr(settings, "github_app_enabled", False))
-    if not settings.github_repo or (settings.github_token is None and not has_app):
-        raise ConfigError("AUTOFIX_GITHUB_REPO and GITHUB_TOKEN (or AUTOFIX_GITHUB_APP_ID): required with the "
-                          "github forge (or set AUTOFIX_FORGE=local for a dry run)")
-    from app.forges.github import AppCredentials, GitHubForge
-
-    app = None
-    if has_app:  # a GitHub App wins over a token: its installation tokens expire, a leaked PAT does not
-        app = AppCredentials(app_id=settings.github_app_id, private_key=settings.github_app_key(),
-                             installation_id=settings.github_app_installation_id)
-    token = settings.github_token.get_secret_value() if settings.github_token is not None and app is None else ""
-    forge = GitHubForge(settings.github_repo, api_url=settings.github_api_url, token=token, app=app,
-                        write_spacing=settings.github_write_spacing)
-    return forge, forge.auth_header
