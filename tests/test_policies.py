@@ -32,6 +32,8 @@ BAD = {
     "owner-without-namespaces": ("owners:\n  - namespaces: [shop]\n    reviewers: [alice]\n  - reviewers: [bob]\n",
                                  4, "owners.1.namespaces: Field required"),
     "bad-quantity": ("memory:\n  max: lots\n", 2, "memory.max: Value error, invalid quantity 'lots'"),
+    "typo-in-a-cause": ("causes:\n  oom_killed:\n    paths: [spec.replicas]\n  oom_kiled:\n    paths: [spec.x]\n",
+                        4, "causes.oom_kiled: Input should be 'oom_killed', 'image_pull_after_rollout'"),
 }
 
 
