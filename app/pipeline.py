@@ -30,10 +30,8 @@ from app import (
     render,
     risk,
     sources,
-    targets,
     validation,
 )
-from app import evidence as evidence_stage
 from app import ledger as ledger_mod
 from app.errors import AutofixError, NoFix, PermanentError, TemporaryError
 from app.models.changes import ChangeSet, FileChange, FileEdit, Location, Plan
@@ -55,6 +53,7 @@ from app.ports import (
     Workspace,
 )
 from app.sources import RepoIdentity, yaml_rt
+from app.stages import End, Output, evidence, intake, record, stopped, target
 
 log = logging.getLogger(__name__)
 LEDGER_LABEL = "autofix"  # the ledger is rebuilt from the PRs carrying it: always put on our PRs
@@ -71,12 +70,24 @@ def _lock_for(branch: str) -> threading.Lock:
         return _branch_locks.setdefault(branch, threading.Lock())
 
 
+StageOut = TypeVar("StageOut", bound=Output)
+
+
+class _Stopped(Exception):
+    """A stage's output ended the handling (its ``stop``): handle() turns it into the Outcome."""
+
+    def __init__(self, end: End) -> None:
+        super().__init__(end.reason)
+        self.end = end
+
+
 @dataclass
 class _Run:
     """What one handling accumulates: stage log and the record for MLflow."""
 
     incident: Incident
     stages: list[StageRecord] = field(default_factory=list)
+    outputs: list[object] = field(default_factory=list)
     record: RunRecord = field(default_factory=RunRecord)
     workload: WorkloadRef | None = None
     cause: str | None = None
@@ -94,9 +105,26 @@ class _Run:
             yield decision
         finally:
             seconds = time.perf_counter() - start
-            self.record.metrics[f"seconds_{name}"] = round(seconds, 6)
             self.stages.append(StageRecord(stage=name, seconds=round(seconds, 6),
                                            decision=decision[0] if decision else self._stopped()))
+
+    def step(self, name: str, stage: Callable[[], StageOut]) -> StageOut:
+        """Run one stage, entered by name (the job budget names it), timed; its output is kept for the record."""
+        deadlines.enter(name)  # the worker and /readyz name the stage a job ran out of time in
+        start = time.perf_counter()
+        try:
+            output = stage()
+        except BaseException as err:
+            self._log(name, start, stopped(err.message) if isinstance(err, AutofixError) else "error")
+            raise
+        self._log(name, start, output.decision)
+        self.outputs.append(output)
+        if output.stop is not None:
+            raise _Stopped(output.stop)
+        return output
+
+    def _log(self, name: str, start: float, decision: str) -> None:
+        self.stages.append(StageRecord(stage=name, seconds=round(time.perf_counter() - start, 6), decision=decision))
 
     def _stopped(self) -> str:
         """A stage that raised: its decision is why it stopped (shown by `autofix explain` and /jobs)."""
@@ -134,6 +162,9 @@ class Pipeline:
         status = "FINISHED"
         try:
             outcome = self._flow(incident, run, handle)
+        except _Stopped as stop:
+            end = stop.end
+            outcome = run.outcome(end.kind, end.reason, pr_url=end.pr_url, branch=end.branch, risk=end.risk)
         except NoFix as err:
             outcome = run.outcome("no_fix", err.message)
         except TemporaryError as err:
@@ -155,29 +186,17 @@ class Pipeline:
         return outcome
 
     def _flow(self, incident: Incident, run: _Run, handle: RunHandle) -> Outcome:
-        with run.stage("intake") as decision:
-            if incident.status == "resolved":
+        if incident.status == "resolved":
+            with run.stage("intake") as decision:
                 return self._resolved(incident, run, decision)
-            denied = incident.namespace and self.policy.namespace_denial(incident.namespace, own=self.own_namespace)
-            if denied:
-                decision.append(denied)
-                return run.outcome("skipped", denied)
-            decision.append("firing alert accepted")
-        with run.stage("target") as decision:
-            workload = targets.resolve(self.cluster, incident)
-            run.workload = workload
-            decision.append(f"workload {workload}")
-            if workload.kind not in self.policy.kinds:
-                return run.outcome("skipped", f"kind {workload.kind} is not allowed by policy")
-            run.namespace_labels = self._namespace_labels(workload.namespace)
-            denied = self.policy.namespace_denial(workload.namespace, labels=run.namespace_labels,
-                                                  own=self.own_namespace)
-            if denied:
-                return run.outcome("skipped", denied)
-        with run.stage("evidence") as decision:
-            ev = evidence_stage.gather(self.cluster, workload, incident)
-            decision.append(f"{len(ev.pods)} pod(s), {len(ev.events)} event(s), {len(ev.logs)} log(s)")
-            run.record.artifacts["evidence.json"] = ev.model_dump_json(indent=2)
+        run.step("intake", lambda: intake.accept(incident=incident, policy=self.policy,
+                                                 own_namespace=self.own_namespace))
+        found = run.step("target", lambda: target.resolve(cluster=self.cluster, incident=incident, policy=self.policy,
+                                                          own_namespace=self.own_namespace))
+        workload = run.workload = found.workload
+        run.namespace_labels = dict(found.namespace_labels)
+        ev = run.step("evidence", lambda: evidence.collect(cluster=self.cluster, workload=workload,
+                                                           incident=incident)).evidence
         with run.stage("diagnosis") as decision:
             diagnosis = self._diagnose(ev, run)
             run.cause = diagnosis.cause
@@ -324,15 +343,6 @@ class Pipeline:
                 or (e.workload.startswith("?/") and e.branch == own)]
 
     # ---------------------------------------------------------------- trust boundaries (app/gates.py, app/ledger.py)
-
-    def _namespace_labels(self, namespace: str) -> dict[str, str]:
-        """The Namespace's labels (protected? which environment?); unreadable means we cannot tell: stop."""
-        try:
-            obj = self.cluster.get("Namespace", None, namespace)
-        except PermanentError as err:
-            raise NoFix(f"cannot read Namespace {namespace} to check whether it is protected ({err.message})",
-                        code="namespace_unreadable") from err
-        return {str(k): str(v) for k, v in ((obj or {}).get("metadata") or {}).get("labels", {}).items()}
 
     def _history(self, ev: Evidence, diagnosis: Diagnosis, run: _Run, handle: RunHandle) -> dict[str, Any]:
         """The ledger's word on this workload and cause: escalate, respect a "no", or go on from a baseline."""
@@ -494,20 +504,14 @@ class Pipeline:
         return answer
 
     def _finish(self, handle: RunHandle, run: _Run, outcome: Outcome | None, *, status: str) -> None:
-        record = run.record
-        record.params.setdefault("policy_version", self.policy.digest or "builtin")
-        record.params.setdefault("model", "none")
-        if run.workload is not None:
-            record.tags.update({"namespace": run.workload.namespace, "workload": run.workload.name,
-                                "kind": run.workload.kind})
         if run.cause:
-            record.tags["cause"] = run.cause
-        if outcome is not None:
-            record.tags.update({"outcome": outcome.outcome, "reason": outcome.reason[:500]})
-            if outcome.pr_url:
-                record.tags["pr_url"] = outcome.pr_url
-            record.artifacts["outcome.json"] = json.dumps(outcome.model_dump(mode="json"), indent=2)
-        self.tracker.finish_run(handle, record, status=status)
+            run.record.tags["cause"] = run.cause
+        failure = None
+        if outcome is None:
+            failure = record.Failure(outcome=run.record.tags["outcome"], reason=run.record.tags["reason"])
+        built = record.build(outputs=run.outputs, stages=run.stages, outcome=outcome, failure=failure,
+                             policy_version=self.policy.digest or "builtin", base=run.record)
+        self.tracker.finish_run(handle, built, status=status)
 
 
 def _record_usage(record: RunRecord, usage: advice.Usage | None) -> None:

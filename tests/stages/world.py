@@ -95,3 +95,13 @@ def make_world(tmp_path: Path, scenario: Path = DEMO) -> World:
     return World(scenario=scenario, bare=bare, cluster=SnapshotCluster.from_file(scenario / "cluster.json"),
                  workspace=workspace, forge=LocalForge(tmp_path / "prs"), ledger=JobStore(tmp_path / "jobs.sqlite3"),
                  tracker=RecordingTracker(), policy=policies.load(DEFAULT_POLICY_DIR), prs=tmp_path / "prs")
+
+
+def snapshot(scenario: Path = DEMO, *, extra: list[dict[str, Any]] | None = None) -> SnapshotCluster:
+    """The scenario's cluster snapshot, with ``extra`` objects (a Namespace and its labels, say) added."""
+    data = json.loads((scenario / "cluster.json").read_text())
+    return SnapshotCluster([*data["items"], *(extra or [])], logs=data.get("logs"))
+
+
+def namespace(name: str, **labels: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}

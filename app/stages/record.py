@@ -1,0 +1,74 @@
+"""Record stage: the run record (MLflow params, metrics, tags, artifacts), built once from the stage outputs.
+
+Pure: the same outputs give the same record. The outcome's workload, cause and model note come from the
+same ``summary``, so the MLflow run, the job's result (`autofix explain`, /jobs) and the PR cannot disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from app.models.incident import WorkloadRef
+from app.models.outcome import Outcome, StageRecord
+from app.ports import RunRecord
+from app.stages.evidence import Gathered
+from app.stages.target import Target
+
+MAX_TAG = 500
+
+
+@dataclass(frozen=True, kw_only=True)
+class Summary:
+    workload: WorkloadRef | None  # None: the alert never led to a workload
+    cause: str | None  # None: not diagnosed
+    note: str | None  # the last word about the optional model, appended to the outcome's reason
+
+
+@dataclass(frozen=True, kw_only=True)
+class Failure:
+    """A handling that raised instead of ending with an outcome: a retry, or an internal error."""
+
+    outcome: str  # "retry" or "failed"
+    reason: str
+
+
+def summary(outputs: Sequence[object]) -> Summary:
+    workload = None
+    for out in outputs:
+        if isinstance(out, Target):
+            workload = out.workload
+    return Summary(workload=workload, cause=None, note=None)
+
+
+def build(*, outputs: Sequence[object], stages: Sequence[StageRecord], outcome: Outcome | None,
+          failure: Failure | None = None, policy_version: str, base: RunRecord | None = None) -> RunRecord:
+    record = RunRecord(params=dict(base.params), metrics=dict(base.metrics), tags=dict(base.tags),
+                       artifacts=dict(base.artifacts)) if base is not None else RunRecord()
+    for stage in stages:
+        record.metrics[f"seconds_{stage.stage}"] = stage.seconds
+    for out in outputs:
+        _add(record, out)
+    record.params.setdefault("policy_version", policy_version)
+    record.params.setdefault("model", "none")
+    facts = summary(outputs)
+    if facts.workload is not None:
+        record.tags.update({"namespace": facts.workload.namespace, "workload": facts.workload.name,
+                            "kind": facts.workload.kind})
+    if facts.cause:
+        record.tags["cause"] = facts.cause
+    if outcome is not None:
+        record.tags.update({"outcome": outcome.outcome, "reason": outcome.reason[:MAX_TAG]})
+        if outcome.pr_url:
+            record.tags["pr_url"] = outcome.pr_url
+        record.artifacts["outcome.json"] = json.dumps(outcome.model_dump(mode="json"), indent=2)
+    if failure is not None:
+        record.tags.update({"outcome": failure.outcome, "reason": failure.reason[:MAX_TAG]})
+    return record
+
+
+def _add(record: RunRecord, out: object) -> None:
+    """What one stage's output adds to the record."""
+    if isinstance(out, Gathered):
+        record.artifacts["evidence.json"] = out.evidence.model_dump_json(indent=2)
