@@ -316,7 +316,7 @@ def test_corrupt_store_is_refused_at_start_in_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(60)
 def test_serve_on_a_corrupt_store_exits_with_one_line(tmp_path: Path) -> None:
-    path = _damaged_store(tmp_path)
+    _damaged_store(tmp_path)
     env = {"PATH": "/usr/bin:/bin", "AUTOFIX_DATA_DIR": str(tmp_path), "AUTOFIX_FORGE": "local",
            "AUTOFIX_GIT_URL": str(tmp_path / "nowhere.git"), "HOME": str(tmp_path),
            "AUTOFIX_WEBHOOK_TOKEN": "t0ken-for-this-test"}
