@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import json
 import logging
 import sys
 import threading
@@ -20,7 +19,6 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from app import (
-    advice,
     causes,
     deadlines,
     duplicates,
@@ -53,7 +51,7 @@ from app.ports import (
     Workspace,
 )
 from app.sources import RepoIdentity, yaml_rt
-from app.stages import End, Output, evidence, intake, record, stopped, target
+from app.stages import End, Output, diagnosis, evidence, explain, intake, record, stopped, target
 
 log = logging.getLogger(__name__)
 LEDGER_LABEL = "autofix"  # the ledger is rebuilt from the PRs carrying it: always put on our PRs
@@ -89,12 +87,8 @@ class _Run:
     stages: list[StageRecord] = field(default_factory=list)
     outputs: list[object] = field(default_factory=list)
     record: RunRecord = field(default_factory=RunRecord)
-    workload: WorkloadRef | None = None
-    cause: str | None = None
     namespace_labels: dict[str, str] = field(default_factory=dict)
     images: tuple[str, ...] = ()
-    advice_note: str | None = None  # set when a model was consulted: every outcome's reason says so
-    explanation: str | None = None  # the model's narrative for the PR
 
     @contextmanager
     def stage(self, name: str) -> Iterator[list[str]]:
@@ -132,10 +126,11 @@ class _Run:
         return f"stopped: {err}"[:500] if isinstance(err, AutofixError) else "error"
 
     def outcome(self, kind: OutcomeKind, reason: str, **extra: Any) -> Outcome:
+        facts = record.summary(self.outputs)  # a model consulted: every outcome's reason says so
         return Outcome(alertname=self.incident.alertname, fingerprint=self.incident.fingerprint, outcome=kind,
-                       reason=reason + (f" ({self.advice_note})" if self.advice_note else ""),
-                       stages=list(self.stages), cause=self.cause,
-                       workload=str(self.workload) if self.workload else None, **extra)
+                       reason=reason + (f" ({facts.note})" if facts.note else ""),
+                       stages=list(self.stages), cause=facts.cause,
+                       workload=str(facts.workload) if facts.workload else None, **extra)
 
 
 class Pipeline:
@@ -193,31 +188,22 @@ class Pipeline:
                                                  own_namespace=self.own_namespace))
         found = run.step("target", lambda: target.resolve(cluster=self.cluster, incident=incident, policy=self.policy,
                                                           own_namespace=self.own_namespace))
-        workload = run.workload = found.workload
+        workload = found.workload
         run.namespace_labels = dict(found.namespace_labels)
         ev = run.step("evidence", lambda: evidence.collect(cluster=self.cluster, workload=workload,
                                                            incident=incident)).evidence
-        with run.stage("diagnosis") as decision:
-            diagnosis = self._diagnose(ev, run)
-            run.cause = diagnosis.cause
-            decision.append(f"{diagnosis.detector}: {diagnosis.cause}"
-                            + ("" if diagnosis.fixable else " (no fix)"))
-            run.record.params["detector"] = diagnosis.detector
-            run.record.artifacts["diagnosis.json"] = diagnosis.model_dump_json(indent=2)
-            if not diagnosis.fixable:
-                raise NoFix(f"{diagnosis.finding.root_cause} No fix: {diagnosis.no_fix_reason}", code="no_fix")
-        changeset = self._change(ev, diagnosis, run)
-        baseline = self._history(ev, diagnosis, run, handle)
-        self._gate(ev, diagnosis, changeset, run, baseline)
-        self._explain(ev, diagnosis, run)
-        return self._publish(workload, diagnosis, changeset, run, handle)
-
-    def _diagnose(self, ev: Evidence, run: _Run) -> Diagnosis:
-        found = causes.diagnose(ev)
-        if not found:
-            return self._ask_model(ev, run)
-        first = found[0]
-        return first.model_copy(update={"others": [d.finding for d in found[1:]]})
+        diagnosed = run.step("diagnosis", lambda: diagnosis.diagnose(evidence=ev, policy=self.policy,
+                                                                     advisor=self.advisor)).diagnosis
+        assert diagnosed is not None, "a failure nothing recognised ends the handling (diagnosis.Diagnosed.stop)"
+        changeset = self._change(ev, diagnosed, run)
+        baseline = self._history(ev, diagnosed, run, handle)
+        self._gate(ev, diagnosed, changeset, run, baseline)
+        advisor = self.advisor
+        narrative = None
+        if advisor is not None and explain.wanted(advisor=advisor, diagnosis=diagnosed, policy=self.policy):
+            narrative = run.step("explain", lambda: explain.explain(evidence=ev, diagnosis=diagnosed,
+                                                                    advisor=advisor)).narrative
+        return self._publish(workload, diagnosed, changeset, run, handle, narrative)
 
     def _change(self, ev: Evidence, diagnosis: Diagnosis, run: _Run) -> ChangeSet:
         with run.stage("source") as decision:
@@ -265,11 +251,11 @@ class Pipeline:
                          workload_new=after if layered else None)
 
     def _publish(self, workload: WorkloadRef, diagnosis: Diagnosis, changeset: ChangeSet, run: _Run,
-                 handle: RunHandle) -> Outcome:
+                 handle: RunHandle, narrative: str | None) -> Outcome:
         own = render.branch(workload, diagnosis.cause)
         title = render.title(workload, diagnosis, changeset)
         body = render.pr_body(workload=workload, diagnosis=diagnosis, changeset=changeset, run_url=handle.url,
-                              alert=run.incident.alertname, explanation=run.explanation,
+                              alert=run.incident.alertname, explanation=narrative,
                               model_note=f"model {self.advisor.model}" if self.advisor else None)
         team_labels, reviewers, teams = self.policy.owners_for(workload.namespace)
         labels = list(dict.fromkeys([LEDGER_LABEL, *self.policy.labels, *team_labels, f"risk:{changeset.risk.level}"]))
@@ -455,73 +441,13 @@ class Pipeline:
         opened = known[0].opened_at if existing and known else entry.opened_at
         self.ledger.record(replace(entry, pr_number=pr.number, pr_url=pr.url, opened_at=opened))
 
-    # ---------------------------------------------------------------- the optional LLM (app/advice.py)
-
-    def _ask_model(self, ev: Evidence, run: _Run) -> Diagnosis:
-        """No detector matched: a model may propose a change (gated by app/fixers/model.py), else no_fix."""
-        unknown = f"no detector recognised the failure of {ev.workload}: see the evidence in MLflow"
-        allowed = self.policy.llm_paths_for(ev.workload.kind)
-        if self.advisor is None or not allowed:
-            raise NoFix(unknown, code="unknown_cause")
-        answer = self._consult(run, advice.propose_prompt(ev, allowed), self.advisor.propose)
-        if answer is None:
-            raise NoFix(unknown, code="unknown_cause")
-        run.advice_note = (f"model {self.advisor.model} consulted: proposed {len(answer.value.changes)} change(s), "
-                           "gated by policy")
-        return advice.diagnosis_from(answer.value, ev, model=self.advisor.model)
-
-    def _explain(self, ev: Evidence, diagnosis: Diagnosis, run: _Run) -> None:
-        """A detector matched: a model may write the narrative shown in the PR; the rule's fix stands."""
-        if self.advisor is None or diagnosis.proposed_by != "rule" or not (
-                self.policy.llm.enabled and self.policy.llm.explain):
-            return
-        with run.stage("explain") as decision:
-            answer = self._consult(run, advice.explain_prompt(ev, diagnosis), self.advisor.explain)
-            if answer is not None:
-                run.explanation = advice.narrative(answer.value)
-                run.advice_note = f"model {self.advisor.model} consulted: wrote the explanation"
-            decision.append(run.advice_note or "no explanation")
-
-    def _consult(self, run: _Run, prompt: advice.Prompt,
-                 call: Callable[[advice.Prompt], advice.Answer[T]]) -> advice.Answer[T] | None:
-        """Ask the model; any failure is recorded and answered with None: the deterministic result stands."""
-        model = self.advisor.model if self.advisor else "?"
-        record = run.record
-        record.params["model"] = model
-        record.artifacts[f"llm/{prompt.purpose}_prompt.md"] = f"# system\n\n{prompt.system}\n\n# user\n\n{prompt.user}\n"
-        try:
-            answer = call(prompt)
-        except advice.AdvisorError as err:
-            _record_usage(record, err.usage)
-            record.tags["llm_outcome"] = err.code
-            run.advice_note = f"model {model} consulted: {err.message}; deterministic result kept"
-            log.warning("llm fallback", extra={"code": err.code, "purpose": prompt.purpose})
-            return None
-        _record_usage(record, answer.usage)
-        record.tags["llm_outcome"] = "answered"
-        value = answer.value.model_dump(mode="json") if hasattr(answer.value, "model_dump") else answer.value
-        record.artifacts[f"llm/{prompt.purpose}_answer.json"] = json.dumps(value, indent=2)
-        return answer
-
     def _finish(self, handle: RunHandle, run: _Run, outcome: Outcome | None, *, status: str) -> None:
-        if run.cause:
-            run.record.tags["cause"] = run.cause
         failure = None
         if outcome is None:
             failure = record.Failure(outcome=run.record.tags["outcome"], reason=run.record.tags["reason"])
         built = record.build(outputs=run.outputs, stages=run.stages, outcome=outcome, failure=failure,
                              policy_version=self.policy.digest or "builtin", base=run.record)
         self.tracker.finish_run(handle, built, status=status)
-
-
-def _record_usage(record: RunRecord, usage: advice.Usage | None) -> None:
-    """Tokens in/out, latency and the model that answered go to MLflow (summed over the run's calls)."""
-    if usage is None:
-        return
-    record.params["llm_model"] = usage.model
-    for key, value in (("llm_tokens_in", usage.tokens_in), ("llm_tokens_out", usage.tokens_out),
-                       ("llm_seconds", usage.seconds)):
-        record.metrics[key] = record.metrics.get(key, 0.0) + float(value)
 
 
 def _check_opt_out(document: Any, cause: str) -> None:

@@ -9,14 +9,19 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from app.models.incident import WorkloadRef
 from app.models.outcome import Outcome, StageRecord
 from app.ports import RunRecord
+from app.stages import consult
+from app.stages.diagnosis import Diagnosed
 from app.stages.evidence import Gathered
+from app.stages.explain import Explained
 from app.stages.target import Target
 
 MAX_TAG = 500
+Consulted = consult.Consultation[Any]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,11 +40,15 @@ class Failure:
 
 
 def summary(outputs: Sequence[object]) -> Summary:
-    workload = None
+    workload = cause = note = None
     for out in outputs:
         if isinstance(out, Target):
             workload = out.workload
-    return Summary(workload=workload, cause=None, note=None)
+        if isinstance(out, Diagnosed) and out.diagnosis is not None:
+            cause = str(out.diagnosis.cause)
+        for asked in _consultations(out):
+            note = asked.note
+    return Summary(workload=workload, cause=cause, note=note)
 
 
 def build(*, outputs: Sequence[object], stages: Sequence[StageRecord], outcome: Outcome | None,
@@ -70,5 +79,30 @@ def build(*, outputs: Sequence[object], stages: Sequence[StageRecord], outcome: 
 
 def _add(record: RunRecord, out: object) -> None:
     """What one stage's output adds to the record."""
+    for asked in _consultations(out):
+        _consulted(record, asked)
     if isinstance(out, Gathered):
         record.artifacts["evidence.json"] = out.evidence.model_dump_json(indent=2)
+    elif isinstance(out, Diagnosed) and out.diagnosis is not None:
+        record.params["detector"] = out.diagnosis.detector
+        record.artifacts["diagnosis.json"] = out.diagnosis.model_dump_json(indent=2)
+
+
+def _consultations(out: object) -> list[Consulted]:
+    if isinstance(out, (Diagnosed, Explained)) and out.consultation is not None:
+        return [out.consultation]
+    return []
+
+
+def _consulted(record: RunRecord, asked: Consulted) -> None:
+    """The prompt, the answer (or why none), tokens in/out and latency, summed over the run's calls."""
+    record.params["model"] = asked.model
+    record.artifacts[f"llm/{asked.purpose}_prompt.md"] = asked.prompt
+    if asked.usage is not None:
+        record.params["llm_model"] = asked.usage.model
+        for key, value in (("llm_tokens_in", asked.usage.tokens_in), ("llm_tokens_out", asked.usage.tokens_out),
+                           ("llm_seconds", asked.usage.seconds)):
+            record.metrics[key] = record.metrics.get(key, 0.0) + float(value)
+    record.tags["llm_outcome"] = asked.outcome
+    if asked.answer_json is not None:
+        record.artifacts[f"llm/{asked.purpose}_answer.json"] = asked.answer_json

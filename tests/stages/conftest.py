@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from app import policies
+from app.settings import DEFAULT_POLICY_DIR
 from tests.stages.world import World, make_world
 
 
@@ -14,3 +16,8 @@ def world(tmp_path: Path) -> Iterator[World]:
     built = make_world(tmp_path)
     yield built
     built.ledger.close()
+
+
+@pytest.fixture(scope="session")
+def policy() -> policies.Policy:
+    return policies.load(DEFAULT_POLICY_DIR)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app import policies
+from app import advice, policies
 from app.adapters.snapshot import SnapshotCluster
 from app.adapters.store import JobStore
 from app.adapters.workspace import GitWorkspace
@@ -52,6 +52,37 @@ class RecordingTracker:
 
 
 @dataclass
+class ScriptedAdvisor:
+    """The Advisor port in memory: answers what it was given, or fails as told; keeps the prompts it got."""
+
+    model: str = "gpt-4o-mini"
+    proposal: advice.Proposal | None = None
+    narrative: str = ""
+    error: advice.AdvisorError | None = None
+    prompts: list[advice.Prompt] = field(default_factory=list)
+
+    def explain(self, prompt: advice.Prompt) -> advice.Answer[str]:
+        return advice.Answer(value=self._answer(prompt, self.narrative), usage=self._usage())
+
+    def propose(self, prompt: advice.Prompt) -> advice.Answer[advice.Proposal]:
+        value = self._answer(prompt, self.proposal)
+        assert value is not None, "no proposal scripted"
+        return advice.Answer(value=value, usage=self._usage())
+
+    def check(self) -> str:
+        return f"model {self.model} is served"
+
+    def _answer(self, prompt: advice.Prompt, value: Any) -> Any:
+        self.prompts.append(prompt)
+        if self.error is not None:
+            raise self.error
+        return value
+
+    def _usage(self) -> advice.Usage:
+        return advice.Usage(model=f"{self.model}-2024-07-18", tokens_in=812, tokens_out=64, seconds=0.8)
+
+
+@dataclass
 class World:
     scenario: Path
     bare: Path
@@ -65,8 +96,7 @@ class World:
     clock: list[float] = field(default_factory=lambda: [time.time()])
 
     def incidents(self) -> list[Incident]:
-        payload = WebhookPayload.model_validate_json((self.scenario / "alert.json").read_bytes())
-        return [Incident.from_alert(alert) for alert in payload.alerts]
+        return incidents(self.scenario)
 
     def incident(self, index: int = 0, **labels: str) -> Incident:
         incident = self.incidents()[index]
@@ -95,6 +125,11 @@ def make_world(tmp_path: Path, scenario: Path = DEMO) -> World:
     return World(scenario=scenario, bare=bare, cluster=SnapshotCluster.from_file(scenario / "cluster.json"),
                  workspace=workspace, forge=LocalForge(tmp_path / "prs"), ledger=JobStore(tmp_path / "jobs.sqlite3"),
                  tracker=RecordingTracker(), policy=policies.load(DEFAULT_POLICY_DIR), prs=tmp_path / "prs")
+
+
+def incidents(scenario: Path) -> list[Incident]:
+    payload = WebhookPayload.model_validate_json((scenario / "alert.json").read_bytes())
+    return [Incident.from_alert(alert) for alert in payload.alerts]
 
 
 def snapshot(scenario: Path = DEMO, *, extra: list[dict[str, Any]] | None = None) -> SnapshotCluster:
