@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 
-from app import pipeline, policies
+from app import policies
 from app.errors import ConfigError, NoFix
 from app.settings import DEFAULT_POLICY_DIR
+from app.stages import change
 from tests.conftest import EXAMPLES, ROOT
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.kube_api import KubeApiFake
@@ -107,9 +108,9 @@ def test_opt_out_annotation(annotations: dict[str, str], cause: str, opted_out: 
     document = {"kind": "Deployment", "metadata": {"name": "checkout", "annotations": annotations}}
     if opted_out:
         with pytest.raises(NoFix, match="opts out"):
-            pipeline._check_opt_out(document, cause)
+            change.check_opt_out(document, cause)
     else:
-        pipeline._check_opt_out(document, cause)
+        change.check_opt_out(document, cause)
 
 
 # ---------------------------------------------------------------- end to end: skipped, nothing pushed

@@ -15,12 +15,15 @@ from app.models.incident import WorkloadRef
 from app.models.outcome import Outcome, StageRecord
 from app.ports import RunRecord
 from app.stages import consult
+from app.stages.change import Change, Edited, Located
 from app.stages.diagnosis import Diagnosed
 from app.stages.evidence import Gathered
 from app.stages.explain import Explained
+from app.stages.history import History
 from app.stages.target import Target
 
 MAX_TAG = 500
+MAX_RENDER_TAG = 250
 Consulted = consult.Consultation[Any]
 
 
@@ -86,6 +89,28 @@ def _add(record: RunRecord, out: object) -> None:
     elif isinstance(out, Diagnosed) and out.diagnosis is not None:
         record.params["detector"] = out.diagnosis.detector
         record.artifacts["diagnosis.json"] = out.diagnosis.model_dump_json(indent=2)
+    elif isinstance(out, History):
+        record.tags["ledger"] = out.action
+    elif isinstance(out, Located):
+        record.metrics.update(out.index_metrics)
+        record.tags["manifest"] = out.location.path
+    elif isinstance(out, Edited):
+        record.tags["manifest"] = out.edits[0].path
+        record.tags["render"] = out.rendered[:MAX_RENDER_TAG]
+        record.metrics["validation_passed"] = 1.0
+    elif isinstance(out, Change):
+        _change(record, out)
+
+
+def _change(record: RunRecord, out: Change) -> None:
+    """The risk and its factors; the diff and each edited file as it will be pushed."""
+    changeset = out.changeset
+    record.metrics["risk"] = changeset.risk.score
+    for factor in changeset.risk.factors:
+        record.metrics[f"risk_{factor.name}"] = factor.value
+    record.artifacts["patch.diff"] = changeset.diff
+    for f in changeset.files:
+        record.artifacts["manifest/" + f.path.rsplit("/", 1)[-1]] = f.new_text
 
 
 def _consultations(out: object) -> list[Consulted]:

@@ -7,6 +7,7 @@ in memory. No network, no MLflow: these tests are fast.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import uuid
 from collections.abc import Mapping
@@ -14,18 +15,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app import advice, policies
+from app import advice, causes, policies, targets
 from app.adapters.snapshot import SnapshotCluster
 from app.adapters.store import JobStore
 from app.adapters.workspace import GitWorkspace
 from app.demo import seed_bare_repo
 from app.forges.local import LocalForge
 from app.models.alertmanager import WebhookPayload
+from app.models.diagnosis import Diagnosis
+from app.models.evidence import Evidence
 from app.models.incident import Incident
 from app.pipeline import Pipeline
 from app.ports import Advisor, RunHandle, RunRecord
 from app.settings import DEFAULT_POLICY_DIR
 from app.sources.deployers.repo_urls import RepoIdentity
+from app.stages.evidence import gather
 from tests.conftest import EXAMPLES
 
 DEMO = EXAMPLES / "demo"
@@ -102,6 +106,13 @@ class World:
         incident = self.incidents()[index]
         return incident.model_copy(update={"labels": {**incident.labels, **labels}})
 
+    def evidence(self, index: int = 0) -> Evidence:
+        incident = self.incident(index)
+        return gather(self.cluster, targets.resolve(self.cluster, incident), incident)
+
+    def diagnosis(self, ev: Evidence) -> Diagnosis:
+        return causes.diagnose(ev)[0]
+
     def now(self) -> float:
         return self.clock[0]
 
@@ -111,6 +122,16 @@ class World:
                         forge=self.forge, tracker=self.tracker, identity=RepoIdentity(git_url=str(self.bare), github_repo="acme/gitops"),
                         base="main", advisor=advisor, ledger=self.ledger, own_namespace=own_namespace,
                         clock=self.now)
+
+    def remote_branches(self) -> list[str]:
+        """The branches of the bare remote (what the bot pushed)."""
+        out = subprocess.run(["git", "branch", "--format=%(refname:short)"], cwd=self.bare, check=True,
+                             capture_output=True, text=True, timeout=30).stdout
+        return sorted(out.split())
+
+    def pr_body(self, number: int) -> str:
+        [folder] = self.prs.glob(f"{number}-*/")
+        return (folder / "body.md").read_text()
 
     def opened(self) -> list[dict[str, Any]]:
         """The PRs the local forge holds (pr.json), oldest first."""
