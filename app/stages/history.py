@@ -88,16 +88,15 @@ def _escalate(verdict: ledgers.Verdict, merged: Remediation, *, diagnosis: Diagn
     ledger.record(replace(merged, escalated_at=clock()))
 
 
-def resolved(*, incident: Incident, forge: Forge, ledger: Ledger | None, policy: Policy,
+def resolved(*, incident: Incident, forge: Forge, ledger: Ledger, policy: Policy,
              clock: Callable[[], float]) -> Resolved:
     """An alert resolved: say so on its open PR (once), and close it if the policy asks."""
     open_entries = []
-    if ledger is not None:
-        ledgers.sync(ledger, forge, label=LEDGER_LABEL)
-        for branch in {e.branch for e in ledger.entries() if e.fingerprint == incident.fingerprint}:
-            open_entries += [e for e in ledgers.sync(ledger, forge, label=LEDGER_LABEL, branch=branch)
-                             if e.fingerprint == incident.fingerprint and e.state == "open" and not e.resolved_at]
-    if ledger is None or not open_entries:
+    ledgers.sync(ledger, forge, label=LEDGER_LABEL)
+    for branch in {e.branch for e in ledger.entries() if e.fingerprint == incident.fingerprint}:
+        open_entries += [e for e in ledgers.sync(ledger, forge, label=LEDGER_LABEL, branch=branch)
+                         if e.fingerprint == incident.fingerprint and e.state == "open" and not e.resolved_at]
+    if not open_entries:
         return Resolved(decision="resolved alert: no open PR of ours to update",
                         end=End(kind="skipped", reason="alert resolved"))
     at = (incident.ends_at or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,7 +1,8 @@
 """Record stage: the run record (MLflow params, metrics, tags, artifacts), built once from the stage outputs.
 
 Pure: the same outputs give the same record. The outcome's workload, cause and model note come from the
-same ``summary``, so the MLflow run, the job's result (`autofix explain`, /jobs) and the PR cannot disagree.
+same ``summary``, and the PR body recorded is the one published (publish.Proposal), so the MLflow run, the
+job's result (/jobs, `autofix explain`) and the PR cannot disagree.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from app.stages.change import Change, Edited, Located
 from app.stages.diagnosis import Diagnosed
 from app.stages.evidence import Gathered
 from app.stages.explain import Explained
+from app.stages.gating import Gated
 from app.stages.history import History
+from app.stages.publish import Proposal
 from app.stages.target import Target
 
 MAX_TAG = 500
@@ -55,9 +58,8 @@ def summary(outputs: Sequence[object]) -> Summary:
 
 
 def build(*, outputs: Sequence[object], stages: Sequence[StageRecord], outcome: Outcome | None,
-          failure: Failure | None = None, policy_version: str, base: RunRecord | None = None) -> RunRecord:
-    record = RunRecord(params=dict(base.params), metrics=dict(base.metrics), tags=dict(base.tags),
-                       artifacts=dict(base.artifacts)) if base is not None else RunRecord()
+          failure: Failure | None = None, policy_version: str) -> RunRecord:
+    record = RunRecord()
     for stage in stages:
         record.metrics[f"seconds_{stage.stage}"] = stage.seconds
     for out in outputs:
@@ -100,6 +102,11 @@ def _add(record: RunRecord, out: object) -> None:
         record.metrics["validation_passed"] = 1.0
     elif isinstance(out, Change):
         _change(record, out)
+    elif isinstance(out, Gated):
+        record.tags["gate"] = "passed" if out.passed else "refused"
+        record.artifacts["gates.txt"] = "\n".join(out.lines) + "\n"
+    elif isinstance(out, Proposal):
+        record.artifacts["pr_body.md"] = out.body
 
 
 def _change(record: RunRecord, out: Change) -> None:

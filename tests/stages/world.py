@@ -97,7 +97,7 @@ class World:
     tracker: RecordingTracker
     policy: policies.Policy
     prs: Path
-    clock: list[float] = field(default_factory=lambda: [time.time()])
+    offset: float = 0.0  # seconds the bot's clock runs ahead of the wall clock the local forge stamps PRs with
 
     def incidents(self) -> list[Incident]:
         return incidents(self.scenario)
@@ -114,7 +114,7 @@ class World:
         return causes.diagnose(ev)[0]
 
     def now(self) -> float:
-        return self.clock[0]
+        return time.time() + self.offset
 
     def pipeline(self, *, advisor: Advisor | None = None, own_namespace: str | None = None,
                  policy: policies.Policy | None = None) -> Pipeline:

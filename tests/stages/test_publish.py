@@ -1,0 +1,109 @@
+"""Publish: the PR's texts from the change record (compose), then the branch, the PR and the ledger row on a
+real bare repository and the local forge: opened, duplicate, updated, budget, a branch held by another."""
+
+from __future__ import annotations
+
+import pytest
+
+from app import ledger as ledgers
+from app.errors import PermanentError, TemporaryError
+from app.models.changes import ChangeSet
+from app.policies import Policy
+from app.ports import PullRequest
+from app.stages import change, publish
+from tests.stages.world import World
+
+BRANCH = "autofix/shop/checkout/oom-killed"
+LIMIT = "spec.template.spec.containers[name=checkout].resources.limits.memory"
+
+
+def _proposal(world: World, *, policy: Policy | None = None, bump: str | None = None) -> tuple[
+        publish.Proposal, ChangeSet]:
+    ev = world.evidence()
+    diagnosis = world.diagnosis(ev)
+    located = change.locate(evidence=ev, workspace=world.workspace, identity=world.pipeline().identity)
+    planned = change.plan(located=located, evidence=ev, diagnosis=diagnosis, workspace=world.workspace,
+                          policy=world.policy)
+    if bump is not None:  # another value for the same field: the same PR, updated
+        changes = [c.model_copy(update={"new": bump}) for c in planned.plan.changes]
+        planned = change.Planned(document=planned.document, decision=planned.decision,
+                                 plan=planned.plan.model_copy(update={"changes": changes}))
+    edited = change.edit(located=located, planned=planned, evidence=ev, workspace=world.workspace)
+    changeset = change.assess(planned=planned, edited=edited, evidence=ev, policy=world.policy,
+                              namespace_labels={}).changeset
+    proposal = publish.compose(incident=world.incident(), evidence=ev, diagnosis=diagnosis, changeset=changeset,
+                               explanation=None, model=None, policy=policy or world.policy,
+                               run_url="https://mlflow.example/#/runs/1")
+    return proposal, changeset
+
+
+def _publish(world: World, proposal: publish.Proposal, changeset: ChangeSet, *,
+             policy: Policy | None = None) -> publish.Published:
+    ev = world.evidence()
+    return publish.publish(proposal=proposal, workload=ev.workload, cause="oom_killed", changeset=changeset,
+                           workspace=world.workspace, forge=world.forge, ledger=world.ledger,
+                           policy=policy or world.policy, base="main", clock=world.now,
+                           run_url="https://mlflow.example/#/runs/1")
+
+
+def test_compose_renders_the_pr_from_the_change_record(world: World) -> None:
+    proposal, changeset = _proposal(world)
+    assert proposal.branch == BRANCH and proposal.labels == ("autofix", "risk:low")
+    assert proposal.title == "Raise memory limit of shop/checkout to 768Mi after OOMKilled"
+    assert proposal.body.startswith("## Root cause") and changeset.files[0].diff.splitlines()[3] in proposal.body
+    marker = ledgers.from_pr(PullRequest(number=1, url="", branch=BRANCH, body=proposal.body))
+    assert marker is not None and (marker.workload, marker.after) == ("Deployment/shop/checkout", {LIMIT: "768Mi"})
+    assert dict(proposal.files) == {"apps/checkout/deployment.yaml": changeset.files[0].new_text}
+    assert proposal.message.startswith(proposal.title + "\n")
+
+
+def test_a_new_change_opens_one_pr_pushes_one_branch_and_records_it(world: World) -> None:
+    proposal, changeset = _proposal(world)
+    out = _publish(world, proposal, changeset)
+    assert (out.end.kind, out.end.reason, out.decision) == ("pr_opened", proposal.title, "PR #1 opened")
+    assert (out.end.branch, out.end.risk) == (BRANCH, changeset.risk.score)
+    [pr] = world.opened()
+    assert (pr["branch"], pr["title"], pr["labels"]) == (BRANCH, proposal.title, ["autofix", "risk:low"])
+    assert world.remote_branches() == sorted(["main", BRANCH])
+    [row] = world.ledger.entries(branch=BRANCH)
+    assert (row.pr_number, row.state, row.after) == (1, "open", {LIMIT: "768Mi"})
+
+
+def test_the_same_change_again_is_a_duplicate_and_another_value_updates_the_pr(world: World) -> None:
+    proposal, changeset = _proposal(world)
+    _publish(world, proposal, changeset)
+    again = _publish(world, proposal, changeset)
+    assert (again.end.kind, again.end.reason) == ("duplicate", "PR #1 already proposes this change")
+    bigger, bigger_changes = _proposal(world, bump="1Gi")
+    updated = _publish(world, bigger, bigger_changes)
+    assert (updated.end.kind, updated.end.reason) == ("pr_updated", "updated PR #1")
+    [pr] = world.opened()
+    assert len(pr["comments"]) == 1 and "1Gi" in world.pr_body(1)
+
+
+def test_reviewers_are_asked_as_the_owners_policy_says(world: World) -> None:
+    owners = Policy.model_validate({**world.policy.model_dump(), "owners": [
+        {"namespaces": ["shop"], "labels": ["team-shop"], "reviewers": ["alice"], "teams": ["shop-sre"]}]})
+    proposal, changeset = _proposal(world, policy=owners)
+    assert proposal.labels == ("autofix", "team-shop", "risk:low")
+    _publish(world, proposal, changeset, policy=owners)
+    [pr] = world.opened()
+    assert (pr["reviewers"], pr["teams"]) == (["alice"], ["shop-sre"])
+
+
+def test_no_budget_left_pushes_nothing_and_asks_for_a_retry(world: World) -> None:
+    none_left = world.policy.model_copy(update={"limits": world.policy.limits.model_copy(update={"prs_per_hour": 0})})
+    proposal, changeset = _proposal(world)
+    with pytest.raises(TemporaryError, match=r"PR budget exhausted \(0 new PRs per hour\)") as caught:
+        _publish(world, proposal, changeset, policy=none_left)
+    assert caught.value.code == "pr_budget" and caught.value.delay > 0
+    assert world.opened() == [] and world.remote_branches() == ["main"]
+
+
+def test_a_branch_held_by_another_workloads_pr_is_refused(world: World) -> None:
+    proposal, changeset = _proposal(world)
+    theirs = proposal.body.replace("Deployment/shop/checkout", "StatefulSet/shop/checkout")
+    world.forge.open_pr(branch=BRANCH, base="main", title="theirs", body=theirs, labels=["autofix"])
+    with pytest.raises(PermanentError, match="holds the open PR #1 of another workload") as caught:
+        _publish(world, proposal, changeset)
+    assert caught.value.code == "branch_taken" and world.remote_branches() == ["main"]
