@@ -39,7 +39,6 @@ from app.stages import (
 
 log = logging.getLogger(__name__)
 StageOut = TypeVar("StageOut", bound=Output)
-Kept = TypeVar("Kept")
 
 
 class Pipeline:
@@ -152,7 +151,7 @@ class _Steps:
 
     def __init__(self) -> None:
         self.records: list[StageRecord] = []
-        self.outputs: list[object] = []
+        self.outputs: list[record.Recorded] = []
 
     def run(self, name: str, stage: Callable[[], StageOut]) -> StageOut:
         deadlines.enter(name)  # the worker and /readyz name the stage a job ran out of time in
@@ -168,10 +167,10 @@ class _Steps:
             raise _Stopped(output.stop)
         return output
 
-    def keep(self, value: Kept) -> Kept:
-        """An output made between stages (the PR's texts): recorded like a stage's."""
-        self.outputs.append(value)
-        return value
+    def keep(self, proposal: publish.Proposal) -> publish.Proposal:
+        """What is made between two stages (the PR's texts, before the forge is called): recorded too."""
+        self.outputs.append(proposal)
+        return proposal
 
     def _log(self, name: str, start: float, decision: str) -> None:
         self.records.append(StageRecord(stage=name, seconds=round(time.perf_counter() - start, 6), decision=decision))

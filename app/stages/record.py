@@ -15,7 +15,7 @@ from typing import Any
 from app.models.incident import WorkloadRef
 from app.models.outcome import Outcome, StageRecord
 from app.ports import RunRecord
-from app.stages import consult
+from app.stages import Output, consult
 from app.stages.change import Change, Edited, Located
 from app.stages.diagnosis import Diagnosed
 from app.stages.evidence import Gathered
@@ -28,6 +28,7 @@ from app.stages.target import Target
 MAX_TAG = 500
 MAX_RENDER_TAG = 250
 Consulted = consult.Consultation[Any]
+Recorded = Output | Proposal  # what the record is built from: every stage's output, and the PR's texts
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,7 +46,7 @@ class Failure:
     reason: str
 
 
-def summary(outputs: Sequence[object]) -> Summary:
+def summary(outputs: Sequence[Recorded]) -> Summary:
     workload = cause = note = None
     for out in outputs:
         if isinstance(out, Target):
@@ -57,7 +58,7 @@ def summary(outputs: Sequence[object]) -> Summary:
     return Summary(workload=workload, cause=cause, note=note)
 
 
-def build(*, outputs: Sequence[object], stages: Sequence[StageRecord], outcome: Outcome | None,
+def build(*, outputs: Sequence[Recorded], stages: Sequence[StageRecord], outcome: Outcome | None,
           failure: Failure | None = None, policy_version: str) -> RunRecord:
     record = RunRecord()
     for stage in stages:
@@ -82,7 +83,7 @@ def build(*, outputs: Sequence[object], stages: Sequence[StageRecord], outcome: 
     return record
 
 
-def _add(record: RunRecord, out: object) -> None:
+def _add(record: RunRecord, out: Recorded) -> None:
     """What one stage's output adds to the record."""
     for asked in _consultations(out):
         _consulted(record, asked)
@@ -120,7 +121,7 @@ def _change(record: RunRecord, out: Change) -> None:
         record.artifacts["manifest/" + f.path.rsplit("/", 1)[-1]] = f.new_text
 
 
-def _consultations(out: object) -> list[Consulted]:
+def _consultations(out: Recorded) -> list[Consulted]:
     if isinstance(out, (Diagnosed, Explained)) and out.consultation is not None:
         return [out.consultation]
     return []

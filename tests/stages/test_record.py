@@ -10,7 +10,7 @@ STAGES = [StageRecord(stage="target", seconds=0.01, decision="workload Deploymen
           StageRecord(stage="evidence", seconds=0.02, decision="3 pod(s), 13 event(s), 3 log(s)")]
 
 
-def _outputs(world: World) -> list[object]:
+def _outputs(world: World) -> list[record.Recorded]:
     incident = world.incident()
     found = target.resolve(cluster=world.cluster, incident=incident, policy=world.policy, own_namespace=None)
     gathered = evidence.collect(cluster=world.cluster, workload=found.workload, incident=incident)

@@ -182,9 +182,10 @@ def test_helm_render_that_changes_another_object_is_refused() -> None:
         layout.verify(location, ev, repo=repo, plan=plan, new_texts=texts)
 
 
-# Transitional (issue 11): app/pipeline.py still compares layout names until the change stage asks its Layout
-# (``layered``, ``shown_path``); drop it from this list then.
-NOT_YET_WIRED = {"app/pipeline.py"}
+# Transitional (issue 11): the change and gating stages still compare layout names until they ask the Layout
+# (``layered``, ``shown_path`` in app/stages/change.py, the rendered-workload gate in app/stages/gating.py);
+# drop them from this list then.
+NOT_YET_WIRED = {"app/stages/change.py", "app/stages/gating.py"}
 LAYOUT_COMPARISON = re.compile(r"""\.layout\s*(?:==|!=|in\s*[(\[{])|(?:==|!=)\s*["'](?:plain|kustomize|helm)["']"""
                                r"""|["'](?:plain|kustomize|helm)["']\s*(?:==|!=)""")
 
