@@ -21,6 +21,7 @@ from app.models.outcome import Outcome, StageRecord
 from app.policies import Policy
 from app.ports import Advisor, ClusterReader, Forge, Ledger, RunHandle, Tracker, Workspace
 from app.sources import RepoIdentity
+from app.sources.layouts import Layouts
 from app.stages import (
     End,
     Output,
@@ -44,8 +45,10 @@ StageOut = TypeVar("StageOut", bound=Output)
 class Pipeline:
     def __init__(self, *, policy: Policy, cluster: ClusterReader, workspace: Workspace, forge: Forge,
                  tracker: Tracker, identity: RepoIdentity, base: str, ledger: Ledger, advisor: Advisor | None = None,
-                 own_namespace: str | None = None, clock: Callable[[], float] = time.time) -> None:
+                 layouts: Layouts, own_namespace: str | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.policy = policy
+        self.layouts = layouts
         self.advisor = advisor
         self.cluster = cluster
         self.workspace = workspace
@@ -102,9 +105,10 @@ class Pipeline:
         located = steps.run("source", lambda: change.locate(evidence=ev, workspace=self.workspace,
                                                             identity=self.identity))
         planned = steps.run("plan", lambda: change.plan(located=located, evidence=ev, diagnosis=diagnosed,
-                                                        workspace=self.workspace, policy=self.policy))
+                                                        workspace=self.workspace, policy=self.policy,
+                                                        layouts=self.layouts))
         edited = steps.run("validate", lambda: change.edit(located=located, planned=planned, evidence=ev,
-                                                           workspace=self.workspace))
+                                                           workspace=self.workspace, layouts=self.layouts))
         changeset = steps.run("risk", lambda: change.assess(
             planned=planned, edited=edited, evidence=ev, policy=self.policy,
             namespace_labels=targeted.namespace_labels)).changeset

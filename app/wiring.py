@@ -20,10 +20,12 @@ AuthHeader = Callable[[], str | None]  # an http.extraHeader for git over https,
 
 def build_pipeline(settings: Settings, *, cluster: ClusterReader | None = None) -> Pipeline:
     """The real pipeline; ``cluster`` replaces the Kubernetes API (a snapshot for `autofix handle --snapshot`)."""
+    from app.adapters.renderers import SandboxedRenderer
     from app.adapters.store import JobStore
     from app.adapters.tracking import MlflowTracker
     from app.adapters.workspace import GitWorkspace
     from app.sources.deployers.repo_urls import RepoIdentity
+    from app.sources.layouts import Layouts
 
     policy = policies.load(settings.policy_dir)  # first: an invalid policy stops everything, with its line
     if not settings.git_url:
@@ -42,7 +44,7 @@ def build_pipeline(settings: Settings, *, cluster: ClusterReader | None = None) 
                     advisor=build_advisor(settings, policy),
                     identity=RepoIdentity(git_url=settings.git_url, github_repo=settings.github_repo),
                     base=settings.git_base, ledger=JobStore(settings.store_path),
-                    own_namespace=settings.pod_namespace)
+                    layouts=Layouts(renderer=SandboxedRenderer()), own_namespace=settings.pod_namespace)
 
 
 def build_advisor(settings: Settings, policy: Policy) -> Advisor | None:

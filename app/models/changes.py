@@ -47,12 +47,6 @@ class Location(BaseModel):
         """The name of the layout (its key in the layout registry)."""
         return self.layout_spec.layout
 
-    @property
-    def render_dir(self) -> str | None:
-        """Transitional (issue 11): app/pipeline.py's ``_shown_path`` reads this until it calls
-        ``Layout.shown_path``; remove it then."""
-        return self.layout_spec.render_root()
-
 
 class FileEdit(BaseModel):
     """Field changes in one document of one file, in that document's own paths (below ``prefix``)."""

@@ -14,14 +14,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from app import causes, fieldpaths, risk, sources, validation
+from app import causes, fieldpaths, risk, validation
 from app.errors import NoFix, PermanentError
 from app.models.changes import ChangeSet, FileChange, FileEdit, Location, Plan
 from app.models.diagnosis import Diagnosis
 from app.models.evidence import Evidence
 from app.policies import Policy
 from app.ports import Workspace
-from app.sources import RepoIdentity, yaml_rt
+from app.sources import RepoIdentity, deployers, yaml_rt
+from app.sources.layouts import Layouts
 from app.stages import Output
 
 OPT_OUT = "autofix.io/ignore"
@@ -49,6 +50,7 @@ class Edited(Output):
     checks: tuple[str, ...]  # every check that passed, one line each
     rendered: str  # "verified: ..." or "not verified: why"
     after: dict[str, Any]  # the effective workload with the plan applied
+    layered: bool  # an overlay, a patch or a values file was edited, not the workload's own manifest
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,31 +61,34 @@ class Change(Output):
 def locate(*, evidence: Evidence, workspace: Workspace, identity: RepoIdentity) -> Located:
     base_commit = workspace.sync()
     metrics = workspace.index.metrics()  # built once per commit, then updated from git diff
-    location = sources.locate(evidence, workspace, identity)
+    location = deployers.locate(evidence, workspace, identity)
     return Located(location=location, base_commit=base_commit, index_metrics=metrics,
                    decision=f"{location.path}#{location.document_index} via {location.source} at {base_commit[:12]}")
 
 
-def plan(*, located: Located, evidence: Evidence, diagnosis: Diagnosis, workspace: Workspace,
-         policy: Policy) -> Planned:
-    document = sources.effective(located.location, evidence, workspace)
+def plan(*, located: Located, evidence: Evidence, diagnosis: Diagnosis, workspace: Workspace, policy: Policy,
+         layouts: Layouts) -> Planned:
+    document = layouts.of(located.location).effective(located.location, evidence, repo=workspace)
     check_opt_out(document, diagnosis.cause)
     planned = causes.plan(diagnosis, document, policy)  # a rule's fixer, or the model's proposal gated
     return Planned(document=document, plan=planned, decision=planned.summary)
 
 
-def edit(*, located: Located, planned: Planned, evidence: Evidence, workspace: Workspace) -> Edited:
+def edit(*, located: Located, planned: Planned, evidence: Evidence, workspace: Workspace,
+         layouts: Layouts) -> Edited:
     location, fix = located.location, planned.plan
+    layout = layouts.of(location)
     check_allowed(fix)
-    edits = sources.edits(location, fix, evidence, workspace, planned.document)
-    files, checks = apply_edits(workspace, edits, fix, tag_files=location.layout != "plain")
-    rendered, render_checks = sources.verify(location, evidence, workspace, fix, {f.path: f.new_text for f in files})
+    edits = layout.edits(location, fix, evidence=evidence, repo=workspace, workload=planned.document)
+    files, checks = apply_edits(workspace, edits, fix, tag_files=layout.layered)
+    rendered, render_checks = layout.verify(location, evidence, repo=workspace, plan=fix,
+                                            new_texts={f.path: f.new_text for f in files})
     checks += render_checks
     shown = location.model_copy(update={
-        "path": shown_path(location, edits), "document_index": edits[0].document_index,
-        "environments": sources.environments(location, edits, workspace)})
+        "path": layout.shown_path(location, edits), "document_index": edits[0].document_index,
+        "environments": layout.environments(location, edits, repo=workspace)})
     return Edited(location=shown, edits=tuple(edits), files=tuple(files), checks=tuple(checks), rendered=rendered,
-                  after=applied(planned.document, fix),
+                  after=applied(planned.document, fix), layered=layout.layered,
                   decision=f"{len(checks)} check(s) passed; {', '.join(f.path for f in files)}; render {rendered}")
 
 
@@ -92,7 +97,7 @@ def assess(*, planned: Planned, edited: Edited, evidence: Evidence, policy: Poli
     assessed = risk.assess(workload=planned.document, namespace=evidence.workload.namespace, plan=planned.plan,
                            policy=policy, namespace_labels=dict(namespace_labels), related=evidence.related)
     # For a patch, values file or kustomization the gates judge the effective workload before and after.
-    layered = edited.location.layout != "plain"
+    layered = edited.layered
     changeset = ChangeSet(location=edited.location, plan=planned.plan, files=list(edited.files), risk=assessed,
                           validation=list(edited.checks), edits=list(edited.edits), rendered=edited.rendered,
                           workload_old=planned.document if layered else None,
@@ -149,14 +154,6 @@ def applied(workload: dict[str, Any], fix: Plan) -> dict[str, Any]:
             node = node.setdefault(key, {}) if isinstance(key, str) else node[key]
         node[keys[-1]] = change.new
     return out
-
-
-def shown_path(location: Location, edits: list[FileEdit]) -> str:
-    """The workload manifest when it is what was edited; else the render root (never an edited file, so
-    the publish gates judge edited patches and values files as files, not as the workload)."""
-    if location.layout == "plain":
-        return edits[0].path
-    return location.render_dir or f"{location.app or 'chart'} (Helm values)"
 
 
 def _diff(path: str, old: str, new: str) -> str:

@@ -39,7 +39,7 @@ def _check(*, evidence: Evidence, diagnosis: Diagnosis, changeset: ChangeSet, po
            baseline: Mapping[str, Any]) -> list[str]:
     loc, kind, by = changeset.location, evidence.workload.kind, diagnosis.proposed_by
     passed: list[str] = []
-    if loc.layout != "plain" and changeset.workload_old is not None and changeset.workload_new is not None:
+    if changeset.workload_old is not None and changeset.workload_new is not None:  # set only when layered
         # An overlay, values file or patch was edited: judge the rendered workload it produces.
         passed += gates.check(old=changeset.workload_old, new=changeset.workload_new, plan=changeset.plan,
                               policy=policy, kind=kind, proposed_by=by, baseline=baseline)

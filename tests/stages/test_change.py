@@ -22,8 +22,9 @@ def _through(world: World) -> tuple[change.Located, change.Planned, change.Edite
     ev = world.evidence()
     located = change.locate(evidence=ev, workspace=world.workspace, identity=world.pipeline().identity)
     planned = change.plan(located=located, evidence=ev, diagnosis=world.diagnosis(ev), workspace=world.workspace,
-                          policy=world.policy)
-    edited = change.edit(located=located, planned=planned, evidence=ev, workspace=world.workspace)
+                          policy=world.policy, layouts=world.layouts)
+    edited = change.edit(located=located, planned=planned, evidence=ev, workspace=world.workspace,
+                         layouts=world.layouts)
     assessed = change.assess(planned=planned, edited=edited, evidence=ev, policy=world.policy, namespace_labels={})
     return located, planned, edited, assessed
 
@@ -70,7 +71,7 @@ def test_the_teams_opt_out_in_git_wins(tmp_path: Path) -> None:
     located = change.locate(evidence=ev, workspace=world.workspace, identity=world.pipeline().identity)
     with pytest.raises(NoFix, match="opts out of fixes for oom_killed") as caught:
         change.plan(located=located, evidence=ev, diagnosis=world.diagnosis(ev), workspace=world.workspace,
-                    policy=world.policy)
+                    policy=world.policy, layouts=world.layouts)
     assert caught.value.code == "opted_out"
     world.ledger.close()
 

@@ -19,8 +19,9 @@ def _demo_change(world: World) -> tuple[Any, Any, ChangeSet]:
     diagnosis = world.diagnosis(ev)
     located = change.locate(evidence=ev, workspace=world.workspace, identity=world.pipeline().identity)
     planned = change.plan(located=located, evidence=ev, diagnosis=diagnosis, workspace=world.workspace,
-                          policy=world.policy)
-    edited = change.edit(located=located, planned=planned, evidence=ev, workspace=world.workspace)
+                          policy=world.policy, layouts=world.layouts)
+    edited = change.edit(located=located, planned=planned, evidence=ev, workspace=world.workspace,
+                         layouts=world.layouts)
     return ev, diagnosis, change.assess(planned=planned, edited=edited, evidence=ev, policy=world.policy,
                                         namespace_labels={}).changeset
 

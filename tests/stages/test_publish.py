@@ -23,12 +23,13 @@ def _proposal(world: World, *, policy: Policy | None = None, bump: str | None = 
     diagnosis = world.diagnosis(ev)
     located = change.locate(evidence=ev, workspace=world.workspace, identity=world.pipeline().identity)
     planned = change.plan(located=located, evidence=ev, diagnosis=diagnosis, workspace=world.workspace,
-                          policy=world.policy)
+                          policy=world.policy, layouts=world.layouts)
     if bump is not None:  # another value for the same field: the same PR, updated
         changes = [c.model_copy(update={"new": bump}) for c in planned.plan.changes]
         planned = change.Planned(document=planned.document, decision=planned.decision,
                                  plan=planned.plan.model_copy(update={"changes": changes}))
-    edited = change.edit(located=located, planned=planned, evidence=ev, workspace=world.workspace)
+    edited = change.edit(located=located, planned=planned, evidence=ev, workspace=world.workspace,
+                         layouts=world.layouts)
     changeset = change.assess(planned=planned, edited=edited, evidence=ev, policy=world.policy,
                               namespace_labels={}).changeset
     proposal = publish.compose(incident=world.incident(), evidence=ev, diagnosis=diagnosis, changeset=changeset,

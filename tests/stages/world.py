@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from app import advice, causes, policies, targets
+from app.adapters.renderers import SandboxedRenderer
 from app.adapters.snapshot import SnapshotCluster
 from app.adapters.store import JobStore
 from app.adapters.workspace import GitWorkspace
@@ -29,6 +30,7 @@ from app.pipeline import Pipeline
 from app.ports import Advisor, RunHandle, RunRecord
 from app.settings import DEFAULT_POLICY_DIR
 from app.sources.deployers.repo_urls import RepoIdentity
+from app.sources.layouts import Layouts
 from app.stages.evidence import gather
 from tests.conftest import EXAMPLES
 
@@ -121,7 +123,12 @@ class World:
         return Pipeline(policy=policy or self.policy, cluster=self.cluster, workspace=self.workspace,
                         forge=self.forge, tracker=self.tracker, identity=RepoIdentity(git_url=str(self.bare), github_repo="acme/gitops"),
                         base="main", advisor=advisor, ledger=self.ledger, own_namespace=own_namespace,
-                        clock=self.now)
+                        layouts=self.layouts, clock=self.now)
+
+    @property
+    def layouts(self) -> Layouts:
+        """The layouts with the real sandboxed renderers, as app/wiring.py builds them."""
+        return Layouts(renderer=SandboxedRenderer())
 
     def remote_branches(self) -> list[str]:
         """The branches of the bare remote (what the bot pushed)."""

@@ -182,10 +182,6 @@ def test_helm_render_that_changes_another_object_is_refused() -> None:
         layout.verify(location, ev, repo=repo, plan=plan, new_texts=texts)
 
 
-# Transitional (issue 11): the change and gating stages still compare layout names until they ask the Layout
-# (``layered``, ``shown_path`` in app/stages/change.py, the rendered-workload gate in app/stages/gating.py);
-# drop them from this list then.
-NOT_YET_WIRED = {"app/stages/change.py", "app/stages/gating.py"}
 LAYOUT_COMPARISON = re.compile(r"""\.layout\s*(?:==|!=|in\s*[(\[{])|(?:==|!=)\s*["'](?:plain|kustomize|helm)["']"""
                                r"""|["'](?:plain|kustomize|helm)["']\s*(?:==|!=)""")
 
@@ -193,6 +189,6 @@ LAYOUT_COMPARISON = re.compile(r"""\.layout\s*(?:==|!=|in\s*[(\[{])|(?:==|!=)\s*
 def test_no_layout_name_is_compared_outside_the_registry() -> None:
     """A layout is chosen by one lookup (app/sources/layouts/__init__.py), never by comparing its name."""
     found = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
-             for path in sorted((ROOT / "app").rglob("*.py")) if path.relative_to(ROOT).as_posix() not in NOT_YET_WIRED
+             for path in sorted((ROOT / "app").rglob("*.py"))
              for number, line in enumerate(path.read_text().splitlines(), 1) if LAYOUT_COMPARISON.search(line)]
     assert found == []
