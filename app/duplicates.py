@@ -16,8 +16,7 @@ from typing import Any
 
 import yaml
 
-from app import fieldpaths, validation
-from app.sources import yaml_rt
+from app import fieldpaths, validation, yaml_rt
 
 Versions = Mapping[str, tuple[str | None, str | None]]  # path -> (text before, text after); None: absent
 Fact = tuple[str, str, str, str]  # file, object, field path, new value (canonical JSON, or "(removed)")

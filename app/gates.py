@@ -217,7 +217,7 @@ def _resources(node: Any, path: str = "") -> Iterator[tuple[str, Mapping[str, An
 
 def objects(old_text: str, new_text: str, *, index: int, prefix: tuple[str | int, ...] = ()) -> tuple[Any, Any]:
     """The edited object before and after, below the location's prefix (a Helm values key, say)."""
-    from app.sources import yaml_rt
+    from app import yaml_rt
 
     old, new = yaml_rt.documents(old_text)[index], yaml_rt.documents(new_text)[index]
     if prefix:
@@ -227,7 +227,7 @@ def objects(old_text: str, new_text: str, *, index: int, prefix: tuple[str | int
 
 def check_file(old_text: str, new_text: str) -> list[str]:
     """A further file a change touches (not the workload's manifest): its kinds and the always-refused settings."""
-    from app.sources import yaml_rt
+    from app import yaml_rt
 
     olds, news = yaml_rt.documents(old_text), yaml_rt.documents(new_text)
     for i, new in enumerate(news):

@@ -17,10 +17,9 @@ from typing import Any
 
 import yaml
 
-from app import deadlines, fieldpaths
+from app import deadlines, fieldpaths, yaml_rt
 from app.errors import ConfigError, PermanentError
 from app.models.changes import Plan
-from app.sources import yaml_rt
 
 log = logging.getLogger(__name__)
 

@@ -31,9 +31,12 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app import aliases, validation  # noqa: E402
+from app import (  # noqa: E402
+    aliases,
+    validation,
+    yaml_rt,  # noqa: E402
+)
 from app.models.changes import FieldChange, Plan  # noqa: E402
-from app.sources import yaml_rt  # noqa: E402
 from benchmarks import _common as c  # noqa: E402
 
 DEMO = c.ROOT / "examples" / "demo"

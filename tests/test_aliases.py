@@ -14,13 +14,12 @@ from typing import Any
 import pytest
 import yaml
 
-from app import aliases, deadlines, validation
+from app import aliases, deadlines, validation, yaml_rt
 from app.adapters import renderers
 from app.adapters.snapshot import SnapshotCluster
 from app.errors import ConfigError, PermanentError
 from app.models.changes import FieldChange, Plan
 from app.sources import index as repo_index
-from app.sources import yaml_rt
 from tests.conftest import EXAMPLES, ROOT, SCENARIOS
 
 DEMO_MANIFEST = EXAMPLES / "demo" / "repo" / "apps" / "checkout" / "deployment.yaml"

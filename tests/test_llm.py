@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from app import advice, causes, evidence, fieldpaths, policies, targets
+from app import advice, causes, fieldpaths, policies, targets, yaml_rt
 from app.adapters.llm import OpenAIAdvisor
 from app.adapters.snapshot import SnapshotCluster
 from app.errors import NoFix
@@ -23,7 +23,7 @@ from app.models.alertmanager import WebhookPayload
 from app.models.evidence import Evidence
 from app.models.incident import Incident
 from app.settings import DEFAULT_POLICY_DIR
-from app.sources import yaml_rt
+from app.stages import evidence
 from tests.conftest import EXAMPLES, SCENARIOS
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.kube_api import KubeApiFake

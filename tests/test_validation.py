@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from app import validation
+from app import validation, yaml_rt
 from app.errors import PermanentError
 from app.models.changes import FieldChange, Plan
-from app.sources import yaml_rt
 
 MEM = "spec.template.spec.containers[name=checkout].resources.limits.memory"
 OLD = """---

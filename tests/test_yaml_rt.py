@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from app import yaml_rt
 from app.errors import PermanentError
-from app.sources import yaml_rt
 
 GOLDEN = Path(__file__).parent / "golden" / "yaml_rt"
 CASES = sorted(p.name for p in GOLDEN.iterdir() if p.is_dir())

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from app import yaml_rt
 from app.errors import NoFix
 from app.models.incident import WorkloadRef
 from app.models.repo_index import Hit, RepoIndex, group_of
-from app.sources import yaml_rt
 from app.sources.repos import RepoView
 
 __all__ = ["Hit", "find", "group_of", "hits", "index_of", "matches"]

@@ -14,14 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from app import causes, fieldpaths, risk, validation
+from app import causes, fieldpaths, risk, validation, yaml_rt
 from app.errors import NoFix, PermanentError
 from app.models.changes import ChangeSet, FileChange, FileEdit, Location, Plan
 from app.models.diagnosis import Diagnosis
 from app.models.evidence import Evidence
 from app.policies import Policy
 from app.ports import Workspace
-from app.sources import RepoIdentity, deployers, yaml_rt
+from app.sources import RepoIdentity, deployers
 from app.sources.layouts import Layouts
 from app.stages import Output
 

@@ -10,12 +10,12 @@ import fnmatch
 import posixpath
 from typing import Any
 
-from app import kube
+from app import kube, yaml_rt
 from app.errors import NoFix
 from app.models.changes import Location
 from app.models.evidence import Evidence
 from app.models.incident import WorkloadRef
-from app.sources import manifests, yaml_rt
+from app.sources import manifests
 from app.sources.layouts import kustomize
 from app.sources.layouts.helm import HelmSpec, ValuesSource
 from app.sources.repos import RepoIdentity, RepoView

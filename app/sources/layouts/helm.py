@@ -15,12 +15,11 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from app import fieldpaths
+from app import fieldpaths, yaml_rt
 from app.errors import NoFix
 from app.models.changes import FieldChange, FileEdit, LayoutSpec, Location, Plan
 from app.models.evidence import Evidence
 from app.ports import Renderer
-from app.sources import yaml_rt
 from app.sources.images import split_image
 from app.sources.layouts import renders
 from app.sources.layouts.base import grouped, spec_of

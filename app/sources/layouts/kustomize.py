@@ -17,13 +17,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from app import fieldpaths
+from app import fieldpaths, yaml_rt
 from app.errors import NoFix, PermanentError
 from app.models.changes import FieldChange, FileEdit, LayoutSpec, Location, Plan
 from app.models.evidence import Evidence
 from app.models.incident import WorkloadRef
 from app.ports import Renderer
-from app.sources import manifests, yaml_rt
+from app.sources import manifests
 from app.sources.images import split_image
 from app.sources.layouts import renders
 from app.sources.layouts.base import grouped, spec_of

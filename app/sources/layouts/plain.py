@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from app import fieldpaths
+from app import fieldpaths, yaml_rt
 from app.models.changes import FileEdit, Location, Plan
 from app.models.evidence import Evidence
 from app.ports import Renderer
-from app.sources import yaml_rt
 from app.sources.repos import RepoView
 
 

@@ -19,8 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from app import causes, fieldpaths, policies, targets, validation
-from app import evidence as evidence_stage
+from app import causes, fieldpaths, policies, targets, validation, yaml_rt
 from app.adapters.snapshot import SnapshotCluster
 from app.errors import NoFix
 from app.models.alertmanager import Alert, WebhookPayload
@@ -28,7 +27,7 @@ from app.models.diagnosis import Diagnosis
 from app.models.evidence import Evidence
 from app.models.incident import Incident
 from app.policies import Policy
-from app.sources import yaml_rt
+from app.stages import evidence as evidence_stage
 from tests.conftest import ROOT, SCENARIOS
 
 Items = list[dict[str, Any]]

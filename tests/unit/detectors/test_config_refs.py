@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from app import yaml_rt
 from app.detectors import config_refs
 from app.errors import NoFix
 from app.models.causes import Cause, ConfigTypoFacts
-from app.sources import yaml_rt
 from tests.conftest import SCENARIOS
 from tests.unit.detectors.support import apply, container, ev_of, varied
 

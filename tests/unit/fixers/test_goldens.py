@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from app import advice, causes, validation
+from app import advice, causes, validation, yaml_rt
 from app.models.causes import Cause
 from app.models.diagnosis import Diagnosis
 from app.models.evidence import Evidence
-from app.sources import yaml_rt
 from tests.conftest import ROOT
 from tests.unit.detectors.support import POLICY
 

@@ -19,12 +19,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from app import yaml_rt
 from app.adapters.renderers import SandboxedRenderer
 from app.models.changes import FieldChange, FileEdit, Location, Plan
 from app.models.evidence import Evidence
 from app.models.incident import Incident, WorkloadRef
 from app.ports import Renderer
-from app.sources import deployers, yaml_rt
+from app.sources import deployers
 from app.sources.deployers.repo_urls import RepoIdentity
 from app.sources.layouts import Layout, Layouts
 from tests.conftest import ROOT, SCENARIOS
