@@ -158,6 +158,7 @@ def test_existing_settings_are_not_blamed_on_the_fix() -> None:
 # ---------------------------------------------------------------- end to end: a model obeys an injection
 
 
+@pytest.mark.e2e  # a whole pipeline run
 def test_model_obeying_a_prompt_injection_is_stopped_by_the_gate(tmp_path: Path, mlflow_uri: str,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     source = SCENARIOS / "llm-prompt-injection"

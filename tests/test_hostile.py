@@ -182,6 +182,7 @@ def _outside_code(body: str) -> str:
     return "\n".join(kept)
 
 
+@pytest.mark.e2e  # a whole pipeline run
 def test_untrusted_text_in_the_pr_body_is_neutralised_and_bounded(tmp_path: Path, mlflow_uri: str) -> None:
     bare = tmp_path / "gitops.git"
     seed_bare_repo(DEMO / "repo", bare)

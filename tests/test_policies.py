@@ -130,6 +130,7 @@ def _demo_payload(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.e2e  # a whole pipeline run
 def test_manifest_opt_out_in_git_is_honoured(tmp_path: Path, gh: FakeGitHub, mlflow_uri: str) -> None:
     repo = tmp_path / "repo"
     shutil.copytree(EXAMPLES / "demo" / "repo", repo)
@@ -143,6 +144,7 @@ def test_manifest_opt_out_in_git_is_honoured(tmp_path: Path, gh: FakeGitHub, mlf
     assert gh.requests_to("POST", "/pulls") == []
 
 
+@pytest.mark.e2e  # a whole pipeline run
 def test_protected_namespace_is_skipped(tmp_path: Path, gh: FakeGitHub, mlflow_uri: str) -> None:
     cluster = json.loads((EXAMPLES / "demo" / "cluster.json").read_text())
     cluster["items"].append({"apiVersion": "v1", "kind": "Namespace", "metadata": {

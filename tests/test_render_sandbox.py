@@ -31,6 +31,8 @@ from tests.fakes.github_api import FakeGitHub
 from tests.fakes.kube_api import KubeApiFake
 from tests.test_e2e_handle import TOKEN, git, run_handle
 
+pytestmark = pytest.mark.e2e  # the real kubectl and Helm renderers
+
 # What the attacker's server answers: builtin plugin configs kustomize applies without any flag.
 TRANSFORMER = """apiVersion: builtin
 kind: LabelTransformer

@@ -18,6 +18,8 @@ from tests.conftest import ROOT, SCENARIOS
 from tests.unit.sources import goldens
 from tests.unit.sources.goldens import IDENTITY, DirRepo, evidence
 
+pytestmark = pytest.mark.e2e  # the real kubectl and Helm renderers
+
 MEMORY = "spec.template.spec.containers[name=checkout].resources.limits.memory"
 RENDERED = [c for c in goldens.cases() if (c.dir / "renders.json").exists()]
 
