@@ -84,7 +84,7 @@ def publish(*, proposal: Proposal, workload: WorkloadRef, cause: str, changeset:
             # Same files, objects, fields and new values: not merely the same changed lines.
             if remote is not None and duplicates.same_change(remote, _versions(changeset)):
                 if not set(proposal.labels) <= set(existing.labels) or _unrecorded(ledger, existing):
-                    # Opened by a run that crashed before labels and ledger (tests/test_faults.py): finish it.
+                    # Opened by a run that crashed before labels and ledger (tests/e2e/test_faults.py): finish it.
                     existing = forge.open_pr(branch=branch, base=base, title=proposal.title, body=proposal.body,
                                              labels=proposal.labels)
                     _record(ledger, entry, existing, existing=True)

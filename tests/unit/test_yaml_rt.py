@@ -12,7 +12,7 @@ import pytest
 from app import yaml_rt
 from app.errors import PermanentError
 
-GOLDEN = Path(__file__).parent / "golden" / "yaml_rt"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "yaml_rt"
 CASES = sorted(p.name for p in GOLDEN.iterdir() if p.is_dir())
 C = "spec.template.spec.containers"
 

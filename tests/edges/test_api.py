@@ -345,7 +345,7 @@ def test_client_that_vanishes_mid_body_is_one_debug_line(deadline_server: int, h
 
 
 def test_readyz_reads_and_writes_the_store_and_names_corruption(tmp_path: Path, handler: RecordingHandler) -> None:
-    from tests.test_store import _damage_jobs_table, _many_alerts
+    from tests.edges.test_store import _damage_jobs_table, _many_alerts
 
     settings = Settings(data_dir=tmp_path, workers=1, lease_seconds=30)
     with serve(settings, handler) as client:

@@ -22,9 +22,9 @@ from app.errors import ConfigError, NoFix
 from app.settings import DEFAULT_POLICY_DIR
 from app.stages import change
 from tests.conftest import EXAMPLES, ROOT
+from tests.e2e.test_never_loop import TOKEN, handle_in_process
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.kube_api import KubeApiFake
-from tests.test_never_loop import TOKEN, handle_in_process
 
 BAD = {
     "step-too-small": ("version: 1\nmemory:\n  step: 0.5   # a \"raise\" that shrinks\n  max: 16Gi\n",

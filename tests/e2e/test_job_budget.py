@@ -34,10 +34,10 @@ from app.settings import Settings
 from app.wiring import build_pipeline
 from app.worker import RunningJobs, run_next
 from tests.conftest import EXAMPLES, ROOT
+from tests.e2e.test_faults import _commit_on_main
+from tests.edges.test_api import serve
 from tests.fakes.kube_api import KubeApiFake
-from tests.test_aliases import MANIFEST_PATH, bomb, planted
-from tests.test_api import serve
-from tests.test_faults import _commit_on_main
+from tests.unit.test_aliases import MANIFEST_PATH, bomb, planted
 
 DEMO = EXAMPLES / "demo"
 WAIT = 60.0  # bounds every wait below; none of them is a timing assertion

@@ -29,9 +29,9 @@ import yaml
 
 from app.demo import seed_bare_repo
 from tests.conftest import EXAMPLES, ROOT, SCENARIOS
+from tests.edges.test_api import free_port
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.kube_api import KubeApiFake
-from tests.test_api import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -25,7 +25,7 @@ import yaml
 
 from app import redact
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CORPUS: list[dict[str, Any]] = yaml.safe_load((ROOT / "tests" / "data" / "secret_canaries.yaml").read_text())
 SCENARIOS = sorted((ROOT / "tests" / "scenarios").glob("*/cluster.json"))
 PIECE = 8  # no piece of a secret this long may survive

@@ -25,9 +25,9 @@ from app.errors import PermanentError
 from app.models.incident import WorkloadRef
 from app.ports import Remediation
 from tests.conftest import EXAMPLES
+from tests.e2e.test_e2e_handle import TOKEN, branch_diff, changed_lines, git, run_handle
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.kube_api import KubeApiFake
-from tests.test_e2e_handle import TOKEN, branch_diff, changed_lines, git, run_handle
 
 AUTHOR = "gitops-autofix[bot] <gitops-autofix@users.noreply.github.com>"
 PREFIX = "payments-settlement-reconciliation-worker-for-eu-central-1-prod"  # 63 characters

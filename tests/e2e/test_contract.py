@@ -2,7 +2,7 @@
 its MLflow run (params, tags, metric names, risk metrics) byte for byte against tests/golden/contract/demo.json.
 
 Run ids, temporary paths and stage timings change from run to run and are normalised. After an intended
-change of output, rewrite the golden file with `AUTOFIX_UPDATE_GOLDEN=1 pytest tests/test_contract.py` and
+change of output, rewrite the golden file with `AUTOFIX_UPDATE_GOLDEN=1 pytest tests/e2e/test_contract.py` and
 review its diff like any other change.
 """
 

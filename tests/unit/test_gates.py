@@ -23,10 +23,10 @@ from app.models.changes import FieldChange, Plan
 from app.settings import DEFAULT_POLICY_DIR
 from app.wiring import build_pipeline
 from tests.conftest import SCENARIOS
+from tests.e2e.test_e2e_handle import TOKEN, git
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.kube_api import KubeApiFake
 from tests.fakes.openai_api import FakeOpenAI
-from tests.test_e2e_handle import TOKEN, git
 
 C = "spec.template.spec.containers[name=checkout]"
 POD = "spec.template.spec"

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import SCENARIOS
+from tests.e2e.test_e2e_handle import TOKEN, branch_diff, changed_lines, git, run_handle
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.kube_api import KubeApiFake
-from tests.test_e2e_handle import TOKEN, branch_diff, changed_lines, git, run_handle
 
 pytestmark = pytest.mark.e2e  # real servers, binaries or whole pipeline runs: the slow part
 

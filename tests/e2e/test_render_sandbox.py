@@ -27,9 +27,9 @@ import pytest
 from app.adapters import renderers
 from app.errors import PermanentError
 from tests.conftest import SCENARIOS
+from tests.e2e.test_e2e_handle import TOKEN, git, run_handle
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.kube_api import KubeApiFake
-from tests.test_e2e_handle import TOKEN, git, run_handle
 
 pytestmark = pytest.mark.e2e  # the real kubectl and Helm renderers
 

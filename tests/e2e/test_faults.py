@@ -30,13 +30,13 @@ from app.pipeline import Pipeline
 from app.wiring import build_pipeline
 from app.worker import WorkerPool, run_next
 from tests.conftest import EXAMPLES, ROOT, SCENARIOS
+from tests.e2e.test_e2e_handle import TOKEN as E2E_TOKEN
+from tests.e2e.test_llm import MODEL as LLM_MODEL
+from tests.e2e.test_llm import _handle_with_llm
+from tests.e2e.test_restart import free_port
 from tests.fakes.github_api import SECONDARY_RATE_LIMIT, FakeGitHub
 from tests.fakes.kube_api import KubeApiFake
 from tests.fakes.openai_api import FakeOpenAI
-from tests.test_e2e_handle import TOKEN as E2E_TOKEN
-from tests.test_llm import MODEL as LLM_MODEL
-from tests.test_llm import _handle_with_llm
-from tests.test_restart import free_port
 
 pytestmark = pytest.mark.e2e  # real servers, binaries or whole pipeline runs: the slow part
 
@@ -218,7 +218,7 @@ def test_two_alerts_for_one_workload_and_cause_with_four_workers_open_one_pr(wor
 
 # ---- SIGKILL in each stage --------------------------------------------------------------------------
 
-# A kill right after intake (job stored, not started) is tests/test_restart.py's case; each start here costs
+# A kill right after intake (job stored, not started) is tests/e2e/test_restart.py's case; each start here costs
 # seconds (MLflow), so the chain covers the stages inside the pipeline.
 KILL_POINTS = [
     ("mid-evidence, before the diagnosis", "kube", "GET", "/log"),
@@ -306,7 +306,7 @@ def test_sigkill_in_each_stage_then_restart_opens_exactly_one_pr(tmp_path: Path,
                          ids=["truncated-json"])
 def test_llm_invalid_answer_leaves_the_rules_fix_standing(tmp_path: Path, mlflow_uri: str, reply: str,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """A timeout is the same path (AdvisorError, see tests/test_llm.py at the adapter's 0.5 s timeout)."""
+    """A timeout is the same path (AdvisorError, see tests/e2e/test_llm.py at the adapter's 0.5 s timeout)."""
     with FakeOpenAI(models=(LLM_MODEL,)) as model, FakeGitHub("acme/gitops", token=E2E_TOKEN) as gh:
         model.reply_content(reply)
         model.reply_content(reply)  # the adapter may retry once

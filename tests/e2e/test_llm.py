@@ -25,10 +25,10 @@ from app.models.incident import Incident
 from app.settings import DEFAULT_POLICY_DIR
 from app.stages import evidence
 from tests.conftest import EXAMPLES, SCENARIOS
+from tests.e2e.test_e2e_handle import TOKEN, branch_diff, changed_lines, git, run_handle
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.kube_api import KubeApiFake
 from tests.fakes.openai_api import FakeOpenAI
-from tests.test_e2e_handle import TOKEN, branch_diff, changed_lines, git, run_handle
 
 pytestmark = pytest.mark.e2e  # real servers, binaries or whole pipeline runs: the slow part
 

@@ -26,9 +26,9 @@ from app.settings import Settings
 from app.wiring import build_pipeline
 from app.worker import run_next
 from tests.conftest import EXAMPLES
+from tests.edges.test_api import TOKEN, RecordingHandler, post, reference, serve, stored_jobs
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.kube_api import KubeApiFake
-from tests.test_api import TOKEN, RecordingHandler, post, reference, serve, stored_jobs
 
 DEMO = EXAMPLES / "demo"
 GH_TOKEN = "ghs_hostile_token_0123456789abcdefghij"

@@ -128,7 +128,7 @@ SUPPORTED_CAUSES |= {"config_reference", "missing_secret", "missing_config", "pr
 
 def _supported(path: Path) -> bool:
     if path.name.startswith("layout-"):
-        return False  # GitOps layout scenarios run (with more checks) in tests/test_e2e_layouts.py
+        return False  # GitOps layout scenarios run (with more checks) in tests/e2e/test_e2e_layouts.py
     expected = json.loads((path / "expected.json").read_text())
     return expected.get("cause") in SUPPORTED_CAUSES
 
