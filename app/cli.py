@@ -18,6 +18,12 @@ from app.payloads import handle_payload, read_payload
 log = logging.getLogger("app.cli")
 
 
+# Exit statuses (README): 0 every alert decided, 1 a configuration error (one line on stderr naming what is
+# wrong), 2 a usage error (argparse), 3 `autofix handle` had a result `failed`.
+EXIT_CONFIG = 1
+EXIT_FAILED = 3
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -32,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         return result
     except (ConfigError, StartupError) as err:
         print(f"autofix: {err}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
 
 
 class _RedactingFormatter(logging.Formatter):
@@ -105,7 +111,7 @@ def _handle(args: argparse.Namespace) -> int:
     pipeline = build_pipeline(settings, cluster=cluster)
     results = handle_payload(pipeline, payload, budget_seconds=settings.job_budget_seconds)
     print(json.dumps({"results": results}, indent=2))
-    return 0
+    return EXIT_FAILED if any(r["outcome"] == "failed" for r in results) else 0
 
 
 def _demo(args: argparse.Namespace) -> int:

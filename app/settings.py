@@ -19,6 +19,20 @@ DEFAULT_POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
+_TRACKING_SCHEMES = frozenset({"http", "https", "file", "sqlite", "postgresql", "mysql", "mssql", "databricks"})
+_GIT_SCHEMES = frozenset({"https", "http", "ssh", "git", "file"})
+_SCP_LIKE = re.compile(r"[\w.-]+@[\w.-]+:[^/\s][^\s]*")
+
+
+def _yaml_document(text: str) -> object:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
 
@@ -84,6 +98,48 @@ class Settings(BaseSettings):
             raise ValueError("must be a Kubernetes namespace name (RFC 1123 label)")
         return value
 
+    @field_validator("mlflow_tracking_uri")
+    @classmethod
+    def _tracking_uri_shape(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+        if scheme and scheme.split("+", 1)[0] not in _TRACKING_SCHEMES:
+            raise ValueError(f"scheme {scheme!r} is not one MLflow stores runs in; use http(s)://HOST:PORT, "
+                             "sqlite:///PATH, postgresql://..., mysql://..., file:///PATH or a directory")
+        return value
+
+    @field_validator("git_url")
+    @classmethod
+    def _git_url_shape(cls, value: str) -> str:
+        if not value or _SCP_LIKE.fullmatch(value):
+            return value  # unset (checked where it is needed), or git@host:org/repo.git
+        if "://" in value:
+            scheme = value.split("://", 1)[0].lower()
+            if scheme not in _GIT_SCHEMES:
+                raise ValueError(f"scheme {scheme!r} is not a git transport; use https://, ssh://, "
+                                 "git@host:org/repo.git or a local path")
+        return value  # a local path (a bare repository; `autofix doctor` checks it can be cloned)
+
+    @field_validator("kubeconfig")
+    @classmethod
+    def _kubeconfig_readable(cls, value: str | None) -> str | None:
+        """Every file of the KUBECONFIG list must exist and be a YAML mapping (as kubectl reads it)."""
+        if not value:
+            return None
+        for name in value.split(":"):
+            if not name:
+                continue
+            try:
+                text = Path(name).read_text(encoding="utf-8")
+            except OSError as err:
+                raise ValueError(f"cannot read {name}: {err.strerror}") from None
+            except UnicodeDecodeError:
+                raise ValueError(f"{name} is not a kubeconfig (not text)") from None
+            if not isinstance(_yaml_document(text), dict):
+                raise ValueError(f"{name} is not a kubeconfig (expected YAML with clusters, users and contexts)")
+        return value
+
     @field_validator("github_api_url", "openai_base_url", "mlflow_ui_url")
     @classmethod
     def _url_shape(cls, value: str | None) -> str | None:
@@ -134,5 +190,5 @@ def load(**overrides: object) -> Settings:
         problems = []
         for e in err.errors():
             field = str(e["loc"][0]) if e["loc"] else "?"
-            problems.append(f"{_ALIASES.get(field, field)}: {e['msg']}")
+            problems.append(f"{_ALIASES.get(field, field)}: {e['msg'].removeprefix('Value error, ')}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from err

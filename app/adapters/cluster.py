@@ -69,8 +69,13 @@ class KubeCluster:
                 # persist_config=False: a read-only bot does not rewrite the user's kubeconfig.
                 config.load_kube_config(config_file=kubeconfig, client_configuration=configuration,
                                         persist_config=False)  # type: ignore[no-untyped-call]
-        except (config.ConfigException, OSError, ValueError, TypeError) as err:
-            raise ConfigError(f"cannot load Kubernetes configuration ({kubeconfig or 'default'}): {err}") from err
+        except Exception as err:  # the client raises ConfigException, OSError, YAML and type errors alike
+            in_pod = kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST")
+            where = kubeconfig or ("unset: the pod's service account" if in_pod else "unset: ~/.kube/config")
+            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+            raise ConfigError(f"KUBECONFIG ({where}): cannot load Kubernetes configuration: {first}; set "
+                              "KUBECONFIG to a kubeconfig file, run in a pod, or use `autofix handle --snapshot`"
+                              ) from err
         # One reconnect, no re-read after a read timeout, no waiting out a Retry-After: the worker retries the
         # whole job on TemporaryError (with that delay), so retrying here would only stretch the 15 s bound.
         configuration.retries = Retry(total=1, connect=1, read=0, status=0, redirect=0,

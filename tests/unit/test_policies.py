@@ -74,7 +74,7 @@ def test_service_refuses_to_start_with_an_invalid_policy(tmp_path: Path) -> None
     proc = _autofix("serve", "--port", "0", env={"AUTOFIX_POLICY_DIR": str(directory),
                                                   "AUTOFIX_DATA_DIR": str(tmp_path / "data"),
                                                   "AUTOFIX_FORGE": "local", "AUTOFIX_GIT_URL": str(tmp_path)})
-    assert proc.returncode == 2, proc.stdout
+    assert proc.returncode == 1, proc.stdout
     assert f"{directory / 'zz-team.yaml'}:3: namespace: Extra inputs are not permitted" in proc.stderr
 
 
