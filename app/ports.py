@@ -81,10 +81,6 @@ class Workspace(Protocol):
         """
         ...
 
-    def remote_branch_diff(self, branch: str) -> str | None:
-        """The diff base..origin/branch if the branch exists on the remote, else None."""
-        ...
-
     def remote_branch_files(self, branch: str) -> dict[str, tuple[str | None, str | None]] | None:
         """The files the remote branch changes since it left the base: path -> (text there, text on the
         branch), None for an absent file; None when the branch is not on the remote."""

@@ -199,15 +199,6 @@ class GitWorkspace:
                 # Leave the shared tree clean at this thread's base whatever happened.
                 self._checkout_clean(base_sha)
 
-    def remote_branch_diff(self, branch: str) -> str | None:
-        with self._locked():
-            remote_ref = self._fetch_branch(branch)
-            if remote_ref is None:
-                return None
-            base = self._at_pinned()
-            # three dots: the branch's own changes since it left the base, even if the base moved on.
-            return self._git("diff", "--no-color", "--no-ext-diff", "--no-textconv", f"{base}...{remote_ref}")
-
     def remote_branch_files(self, branch: str) -> dict[str, tuple[str | None, str | None]] | None:
         """The branch's own changes as whole files, so a caller can compare objects and fields, not lines."""
         with self._locked():

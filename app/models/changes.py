@@ -19,10 +19,6 @@ class LayoutSpec(BaseModel):
 
     layout: ClassVar[str] = "plain"
 
-    def render_root(self) -> str | None:
-        """The repository directory a render of this layout starts from, when there is one."""
-        return None
-
 
 class Location(BaseModel):
     """The document in the GitOps repo that defines the workload, and the layout that produces it from git."""

@@ -173,19 +173,21 @@ def test_sync_follows_moved_base(workspace: GitWorkspace, remote: Path, tmp_path
     assert "apps/web/extra.yaml" in workspace.list_files()
 
 
-def test_remote_branch_diff(workspace: GitWorkspace, remote: Path, tmp_path: Path) -> None:
+def test_remote_branch_files_are_the_branchs_own_change_after_the_base_moves(
+        workspace: GitWorkspace, remote: Path, tmp_path: Path) -> None:
     workspace.sync()
-    assert workspace.remote_branch_diff(BRANCH) is None
+    assert workspace.remote_branch_files(BRANCH) is None
 
-    pushed = workspace.push_branch(BRANCH, {"apps/web/deployment.yaml": DEPLOY + "# fix\n"}, message="fix")
-    assert workspace.remote_branch_diff(BRANCH) == pushed.diff
+    workspace.push_branch(BRANCH, {"apps/web/deployment.yaml": DEPLOY + "# fix\n"}, message="fix")
+    expected = {"apps/web/deployment.yaml": (DEPLOY, DEPLOY + "# fix\n")}
+    assert workspace.remote_branch_files(BRANCH) == expected
 
     commit_files(tmp_path / "seed", {"apps/other.yaml": "o: 1\n"}, message="base moves on")
     workspace.sync()
-    assert workspace.remote_branch_diff(BRANCH) == pushed.diff  # only the branch's own change
+    assert workspace.remote_branch_files(BRANCH) == expected  # only the branch's own change
 
     git(remote, "update-ref", "-d", f"refs/heads/{BRANCH}")
-    assert workspace.remote_branch_diff(BRANCH) is None
+    assert workspace.remote_branch_files(BRANCH) is None
 
 
 def test_thread_keeps_its_base_when_another_sync_moves_it(remote: Path, tmp_path: Path) -> None:

@@ -50,9 +50,6 @@ class HelmSpec(LayoutSpec):
     values: tuple[ValuesSource, ...] = ()
     release: str | None = None
 
-    def render_root(self) -> str | None:
-        return self.chart_dir
-
 
 def data_of(source: ValuesSource, repo: RepoView) -> Any:
     """The values mapping a source holds ({} when the file or the prefix is absent)."""

@@ -40,9 +40,6 @@ class KustomizeSpec(LayoutSpec):
 
     directory: str  # the kustomization directory Argo CD or Flux renders ("" for the repository root)
 
-    def render_root(self) -> str | None:
-        return self.directory
-
 
 @dataclass(frozen=True)
 class Layer:

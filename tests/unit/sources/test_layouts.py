@@ -12,6 +12,8 @@ from app.errors import PermanentError
 from app.models.changes import LayoutSpec, Location
 from app.sources import deployers
 from app.sources.layouts import Layouts, helm, kustomize, plain
+from app.sources.layouts.base import spec_of
+from app.sources.layouts.kustomize import KustomizeSpec
 from tests.conftest import ROOT, SCENARIOS
 from tests.fakes.renderers import FakeRenderer, digest
 from tests.unit.sources.goldens import IDENTITY, Case, apply, cases, files_under, run
@@ -121,7 +123,7 @@ def test_kustomize_render_that_changes_another_object_is_refused(name: str) -> N
     layout = Layouts(renderer=fake).of(location)
     texts = apply(layout.edits(location, plan, evidence=ev, repo=repo,
                                workload=layout.effective(location, ev, repo=repo)), repo)
-    tree = kustomize.walk(repo, location.layout_spec.render_root() or "")
+    tree = kustomize.walk(repo, spec_of(location, KustomizeSpec).directory)
     before = {f: repo.read_text(f) for f in tree.files}
     [after_recording] = [r for r in fake.recordings.values() if r.inputs != digest("kustomize", before, tree.top)]
     service_moved = [dict(o, spec={**o["spec"], "ports": []}) if o["kind"] == "Service" else o
