@@ -249,3 +249,27 @@ def test_alias_bomb_in_the_workload_manifest_is_refused_by_name_and_the_worker_g
         assert client.get("/readyz").status_code == 200
     [pr] = world.prs()
     assert "shop/checkout" in pr["title"], pr
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(240)
+def test_megabyte_event_and_annotation_are_handled_within_the_budget_and_the_worker_goes_on(
+        world: World, tmp_path: Path) -> None:
+    """The issue's quadratic inputs (on main: a 1 MB event message ran > 5 min, a 128 KB annotation 158 s)."""
+    snapshot = json.loads((DEMO / "cluster.json").read_text())
+    deployment = next(o for o in snapshot["items"] if o["kind"] == "Deployment")
+    deployment["metadata"].setdefault("annotations", {})["acme.io/notes"] = "Ab3" * (128 * 1024 // 3)
+    event = next(o for o in snapshot["items"] if o["kind"] == "Event")
+    event["message"] = "Back-off restarting failed container " + "x9Y" * (1024 * 1024 // 3)
+    path = tmp_path / "cluster.json"
+    path.write_text(json.dumps(snapshot))
+    settings = world.settings.model_copy(update={"job_budget_seconds": 30.0})
+    with KubeApiFake.from_snapshot(path) as kube:
+        settings = settings.model_copy(update={"kubeconfig": str(kube.write_kubeconfig(tmp_path / "kc2"))})
+        with serve(settings, build_pipeline(settings)) as client:  # type: ignore[arg-type]
+            first, second = post_alerts(client, demo_alerts())
+            ended = [wait_for(lambda j=j: (x := job(client, j))["state"] in ("done", "failed") and x, f"job {j}")
+                     for j in (first, second)]
+            assert client.get("/readyz").status_code == 200
+    assert [e["state"] for e in ended] == ["done", "done"], ended
+    assert [e["result"]["outcome"] for e in ended] == ["pr_opened", "duplicate"], ended
