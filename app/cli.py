@@ -180,7 +180,7 @@ def _policy_check(args: argparse.Namespace) -> int:
     from app.errors import ConfigError
 
     try:
-        policy = policies.load(args.directory)
+        policy = policies.load(args.directory, setting="")  # the directory is the argument, not a variable
     except ConfigError as err:
         print(f"invalid policy: {err}", file=sys.stderr)
         return 1

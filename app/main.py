@@ -45,14 +45,15 @@ def create_app(settings: Settings, *, pipeline: Handler | None = None) -> FastAP
     from app import policies
 
     policies.load(settings.policy_dir)  # an invalid policy stops the service: ConfigError with file and line
-    if settings.webhook_token is None or not settings.webhook_token.get_secret_value():
-        log.warning("AUTOFIX_WEBHOOK_TOKEN is not set: the webhook accepts posts without authentication")
     store = JobStore(settings.store_path)  # first: a corrupt store stops the start in one line (StartupError)
     if pipeline is None:
         # Imported here: the pipeline pulls in heavy clients, and tests inject their own handler.
         from app.wiring import build_pipeline
 
         pipeline = build_pipeline(settings)
+    # Warned once the configuration is known good: a start that fails says only what is wrong, in one line.
+    if settings.webhook_token is None or not settings.webhook_token.get_secret_value():
+        log.warning("AUTOFIX_WEBHOOK_TOKEN is not set: the webhook accepts posts without authentication")
     metrics_ = Metrics()
     pool = WorkerPool(store, pipeline, workers=settings.workers, lease_seconds=settings.lease_seconds,
                       budget_seconds=settings.job_budget_seconds, on_outcome=metrics_.job_finished)

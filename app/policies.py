@@ -206,28 +206,55 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load(directory: Path) -> Policy:
-    """Load and validate every *.yaml in ``directory``; ConfigError names the file and the reason."""
+def load(directory: Path, *, setting: str = "AUTOFIX_POLICY_DIR") -> Policy:
+    """Load and validate every *.yaml in ``directory``; ConfigError is one line naming the file and the reason.
+
+    ``setting`` is where the directory came from, named first in each message ("" for a directory given on
+    the command line, as `autofix policy check DIR` does).
+    """
+    prefix = f"{setting}: " if setting else ""
     if not directory.is_dir():
-        raise ConfigError(f"AUTOFIX_POLICY_DIR: {directory} is not a directory")
+        what = "does not exist" if not directory.exists() else "is not a directory"
+        raise ConfigError(f"{prefix}{directory} {what}; use a directory of policy *.yaml files "
+                          "(the shipped one is policies/)")
     files = sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml"))
     merged: dict[str, Any] = {}
     digest = hashlib.sha256()
     for path in files:
-        text = path.read_text(encoding="utf-8")
+        text = _read(path, prefix)
         digest.update(path.name.encode() + b"\0" + text.encode())
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+            raise ConfigError(prefix + _yaml_problem(path, err)) from err
         if not isinstance(data, dict):
-            raise ConfigError(f"{path}: a policy file must be a mapping")
+            raise ConfigError(f"{prefix}{path}: a policy file must be a mapping (keys such as version, memory)")
         try:
             Policy.model_validate(data)  # each file must be valid on its own, so errors name the file
         except ValidationError as err:
-            raise ConfigError(_explain_at(path, text, err)) from err
+            raise ConfigError(prefix + _explain_at(path, text, err)) from err
         merged = _deep_merge(merged, data)
     return Policy.model_validate({**merged, "digest": digest.hexdigest()[:12]})
+
+
+def _read(path: Path, prefix: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{prefix}{path}: cannot read the policy file: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{prefix}{path}: not a policy file (not UTF-8 text)") from err
+
+
+def _yaml_problem(path: Path, err: yaml.YAMLError) -> str:
+    """``file:line: not valid YAML: problem``, on one line (PyYAML's own message spans several, with a caret)."""
+    mark, started = getattr(err, "problem_mark", None), getattr(err, "context_mark", None)
+    where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    context = getattr(err, "context", None) or ""
+    if context and started is not None and (mark is None or started.line != mark.line):
+        context += f" (from line {started.line + 1})"  # an unclosed bracket: where it was opened
+    return f"{where}: not valid YAML: {f'{context}, ' if context else ''}{problem}"
 
 
 def _explain_at(path: Path, text: str, err: ValidationError) -> str:

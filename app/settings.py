@@ -89,6 +89,12 @@ class Settings(BaseSettings):
             raise ValueError("must look like owner/name")
         return value
 
+    @field_validator("github_token", "github_app_private_key")
+    @classmethod
+    def _empty_secret_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        """GITHUB_TOKEN= (an empty Secret key, a blank line in an env file) is unset, so start says what is needed."""
+        return value if value is not None and value.get_secret_value().strip() else None
+
     @field_validator("pod_namespace")
     @classmethod
     def _namespace_shape(cls, value: str | None) -> str | None:
@@ -162,21 +168,38 @@ class Settings(BaseSettings):
         return self.github_app_id is not None
 
     def github_app_key(self) -> str:
-        """The App's PEM private key, from the env variable or the file (a mounted Secret)."""
+        """The App's PEM private key, from the env variable or the file (a mounted Secret).
+
+        ConfigError names the variable the key came from: missing, unreadable, or not a PEM private key.
+        """
         if self.github_app_private_key is not None and self.github_app_private_key.get_secret_value().strip():
-            return self.github_app_private_key.get_secret_value().replace("\\n", "\n")
-        if self.github_app_private_key_file is None:
+            return _pem("AUTOFIX_GITHUB_APP_PRIVATE_KEY",
+                        self.github_app_private_key.get_secret_value().replace("\\n", "\n"))
+        path = self.github_app_private_key_file
+        if path is None:
             raise ConfigError("AUTOFIX_GITHUB_APP_PRIVATE_KEY_FILE or AUTOFIX_GITHUB_APP_PRIVATE_KEY: required "
                               "with AUTOFIX_GITHUB_APP_ID")
+        variable = "AUTOFIX_GITHUB_APP_PRIVATE_KEY_FILE"
         try:
-            return self.github_app_private_key_file.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8")
         except OSError as err:
-            raise ConfigError(f"AUTOFIX_GITHUB_APP_PRIVATE_KEY_FILE: cannot read "
-                              f"{self.github_app_private_key_file}: {err.strerror}") from err
+            raise ConfigError(f"{variable}: cannot read {path}: {err.strerror}") from err
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{variable}: {path} is not a PEM private key (not text){_PEM_HINT}") from err
+        return _pem(f"{variable}: {path}", text)
 
     @property
     def llm_enabled(self) -> bool:
         return self.openai_api_key is not None and bool(self.openai_api_key.get_secret_value())
+
+
+_PEM_HINT = "; use the .pem file GitHub generated for the App (-----BEGIN RSA PRIVATE KEY-----)"
+
+
+def _pem(source: str, text: str) -> str:
+    if "-----BEGIN" not in text or "PRIVATE KEY-----" not in text:
+        raise ConfigError(f"{source} is not a PEM private key{_PEM_HINT}")
+    return text
 
 
 _ALIASES = {name: (f.validation_alias or name) for name, f in Settings.model_fields.items()}
