@@ -45,7 +45,7 @@ class GitHubForge:
         token: str = "",
         app: AppCredentials | None = None,
         write_spacing: float = 1.0,
-        request_spacing: float = 0.25,
+        request_spacing: float = 0.0,
         retries: int = 3,
         backoff: float = 0.5,
         max_wait: float = 10.0,
@@ -69,6 +69,11 @@ class GitHubForge:
             base_url=api_url.rstrip("/"),
             timeout=timeout,
             retry=_retry(total=retries, backoff=backoff, max_wait=max_wait),
+            # GitHub asks to space content-creating requests (POST, PATCH, PUT, DELETE), not reads. PyGithub sleeps
+            # before a write until write_spacing has passed since the previous write ended; the first write waits
+            # for nothing. Reads are not spaced (PyGithub's default 0.25 s between any two requests put ~1.25 s of
+            # sleep before each PR: five reads precede it). The App's token requests use their own Requester and
+            # clock (AppInstallationAuth), so minting a token never delays a write either.
             seconds_between_requests=request_spacing or None,
             seconds_between_writes=write_spacing or None,
         )

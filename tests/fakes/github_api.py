@@ -1,7 +1,7 @@
 """A loopback fake of the GitHub REST endpoints GitHubForge uses, answering like api.github.com.
 
 Run it as a context manager; point PyGithub's ``base_url`` at ``fake.api_url``. It records every request
-(``.requests``), keeps pull requests and comments in ``.pulls`` / ``.comments`` for assertions, checks the
+(``.requests``, each with its arrival time ``at``), keeps pull requests and comments in ``.pulls`` / ``.comments`` for assertions, checks the
 token, can serve under a GitHub Enterprise prefix (``/api/v3``) and can inject faults (``fail_next``).
 """
 
@@ -11,6 +11,7 @@ import hashlib
 import http.server
 import json
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,6 +39,7 @@ class Recorded:
     query: dict[str, str]
     headers: dict[str, str]
     body: Any
+    at: float = field(default_factory=time.monotonic)  # arrival (monotonic clock): gaps between requests
 
 
 @dataclass
