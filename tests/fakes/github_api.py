@@ -1,8 +1,9 @@
 """A loopback fake of the GitHub REST endpoints GitHubForge uses, answering like api.github.com.
 
 Run it as a context manager; point PyGithub's ``base_url`` at ``fake.api_url``. It records every request
-(``.requests``, each with its arrival time ``at``), keeps pull requests and comments in ``.pulls`` / ``.comments`` for assertions, checks the
-token, can serve under a GitHub Enterprise prefix (``/api/v3``) and can inject faults (``fail_next``).
+(``.requests``, each with its arrival time ``at`` on the monotonic clock), keeps pull requests and comments in
+``.pulls`` / ``.comments`` for assertions, checks the token, can serve under a GitHub Enterprise prefix
+(``/api/v3``) and can inject faults (``fail_next``).
 """
 
 from __future__ import annotations
