@@ -19,12 +19,17 @@ FULL = [
     ["startup.py"],
     ["intake.py"],
     ["pipeline.py"],
+    # `autofix handle` on a fresh data dir (loopback Kubernetes and GitHub fakes), the demo, MLflow unreachable
+    ["handle_bench.py"],
+    ["handle_bench.py", "--demo"],
+    ["handle_bench.py", "--mlflow-down", "--runs", "3", "--timeout", "120"],
     ["storm.py"],
 ]
 QUICK = [
     ["startup.py", "--runs", "2"],
     ["intake.py", "--posts", "2000"],
     ["pipeline.py", "--runs", "2", "--manifests", "0"],
+    ["handle_bench.py", "--runs", "2"],
     ["storm.py", "--workloads", "10", "--seconds", "10", "--budget", "8"],
 ]
 OTHERS = ["index_bench.py"]  # the repository index benchmark (its own engineer's), when present
