@@ -7,14 +7,27 @@ from __future__ import annotations
 
 
 class AutofixError(Exception):
-    """Base of every error this package raises on purpose."""
+    """Base of every error this package raises on purpose.
+
+    ``dependency`` names what outside us failed when an adapter wrapped a third-party error ("cluster", "git",
+    "forge", "llm", "mlflow", "prometheus"; see app.dependencies), and the message then starts with it
+    ("forge: GitHub did not answer within 15 s (GET /repos/acme/gitops/pulls)"); ``kind`` says how it failed
+    (timeout, refused, http_5xx...: app.dependencies.KINDS).
+    """
 
     code = "error"
+    dependency: str | None = None
+    kind: str | None = None
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None, dependency: str | None = None,
+                 kind: str | None = None) -> None:
+        if dependency is not None and not message.startswith(f"{dependency}: "):
+            message = f"{dependency}: {message}"
         super().__init__(message)
         if code is not None:
             self.code = code
+        self.dependency = dependency
+        self.kind = kind
 
     @property
     def message(self) -> str:
@@ -32,8 +45,9 @@ class TemporaryError(AutofixError):
 
     code = "temporary"
 
-    def __init__(self, message: str, *, code: str | None = None, delay: float = 30.0) -> None:
-        super().__init__(message, code=code)
+    def __init__(self, message: str, *, code: str | None = None, delay: float = 30.0, dependency: str | None = None,
+                 kind: str | None = None) -> None:
+        super().__init__(message, code=code, dependency=dependency, kind=kind)
         self.delay = delay
 
 

@@ -162,7 +162,8 @@ def call_within(fn: Callable[[], T], deadline: Deadline, *, name: str, running: 
     """``fn()`` in its own thread under ``deadline``, waiting at most what is left of it.
 
     BudgetExceeded (naming the stage) when the budget runs out first, or when a ``deadlines.check`` inside
-    stopped the handler (the pipeline turns that into a failed outcome; the caller sees the budget).
+    stopped the handler (the pipeline turns that into a failed outcome; the caller sees the budget);
+    DependencyTimeout (temporary, naming the dependency and the call) when the handler was waiting for one.
     """
     attempt: _Attempt[T] = _Attempt(fn, deadline, name=name)
     if running is not None:
@@ -170,9 +171,8 @@ def call_within(fn: Callable[[], T], deadline: Deadline, *, name: str, running: 
         running.add(job_id, attempt)
     attempt.thread.start()
     if not attempt.done.wait(deadline.remaining()):
-        error = deadline.error()  # the stage it is in now
-        deadline.abandon()  # its next check raises: the runaway work stops there
-        raise error
+        # The stage it is in now, or the dependency it waits for; its next check raises: the runaway work stops.
+        raise deadline.give_up()
     if deadline.tripped is not None:
         raise deadline.tripped
     if attempt.error is not None:
@@ -181,6 +181,13 @@ def call_within(fn: Callable[[], T], deadline: Deadline, *, name: str, running: 
 
 
 # ---------------------------------------------------------------- one job
+
+
+def retry_reason(err: TemporaryError, *, attempts: int, last: bool) -> str:
+    """One line for the job record: code and message (which starts with the dependency, when one failed);
+    on the last attempt, how many were made."""
+    line = " ".join(f"{err.code}: {err}".split())
+    return f"gave up after {attempts} attempts: {line}" if last else line
 
 
 def run_job(
@@ -193,13 +200,16 @@ def run_job(
     budget_seconds: float = deadlines.DEFAULT_BUDGET_SECONDS,
     running: RunningJobs | None = None,
     on_outcome: OutcomeObserver | None = None,
+    health: deadlines.Observer | None = None,
 ) -> str:
-    """Handle one leased job and record its end. Returns the label recorded ("done:<outcome>", "retry", ...)."""
+    """Handle one leased job and record its end. Returns the label recorded ("done:<outcome>", "retry", ...).
+
+    ``health`` receives the result of every dependency call the job makes (app.dependencies)."""
     extra: dict[str, Any] = {"job_id": job.id, "worker": worker, "attempt": job.attempts,
                              "fingerprint": job.fingerprint, "alertname": job.alertname}
     log.info("job started", extra=extra)
     incident = job.incident()
-    deadline = Deadline(budget_seconds)
+    deadline = Deadline(budget_seconds, observer=health)
     try:
         with _Heartbeat(store, job.id, worker, lease_seconds):
             outcome = call_within(lambda: handler.handle(incident), deadline, name=f"autofix-job-{job.id}",
@@ -210,8 +220,12 @@ def run_job(
         label = "budget" if store.fail(job.id, worker, error=f"{err.code}: {err}") else "lease_lost"
     except TemporaryError as err:
         delay = backoff_delay(err.delay, job.attempts)
-        log.warning("job will be retried", extra={**extra, "delay": delay, "error": str(err)})
-        label = "retry" if store.retry(job.id, worker, delay=delay, error=f"{err.code}: {err}") else "lease_lost"
+        last = job.attempts >= store.max_attempts  # the store fails it instead of queueing it again
+        reason = retry_reason(err, attempts=job.attempts, last=last)
+        log.warning("job will be retried" if not last else "job failed: out of attempts",
+                    extra={**extra, "delay": delay, "error": reason, "dependency": err.dependency})
+        label = (("failed" if last else "retry")
+                 if store.retry(job.id, worker, delay=delay, error=reason) else "lease_lost")
     except Exception as err:
         log.exception("job failed", extra=extra)
         code = getattr(err, "code", type(err).__name__)
@@ -230,13 +244,14 @@ def run_job(
 def run_next(
     store: JobStore, handler: Handler, *, worker: str = "sync", lease_seconds: float = 60.0,
     budget_seconds: float = deadlines.DEFAULT_BUDGET_SECONDS, running: RunningJobs | None = None,
+    health: deadlines.Observer | None = None,
 ) -> Job | None:
     """Lease and run one job synchronously (tests, tools); returns the job as stored after, or None."""
     job = store.lease(worker, ttl=lease_seconds)
     if job is None:
         return None
     run_job(store, handler, job, worker=worker, lease_seconds=lease_seconds, budget_seconds=budget_seconds,
-            running=running)
+            running=running, health=health)
     return store.get(job.id)
 
 
@@ -253,9 +268,11 @@ class WorkerPool:
         poll_interval: float = 0.2,
         budget_seconds: float = deadlines.DEFAULT_BUDGET_SECONDS,
         on_outcome: OutcomeObserver | None = None,
+        health: deadlines.Observer | None = None,
     ) -> None:
         self.store = store
         self.handler = handler
+        self.health = health  # every job's dependency results go there (app.dependencies.DependencyHealth)
         self.workers = workers
         self.lease_seconds = lease_seconds
         self.budget_seconds = budget_seconds
@@ -315,7 +332,8 @@ class WorkerPool:
                 continue
             try:
                 run_job(self.store, self.handler, job, worker=worker, lease_seconds=self.lease_seconds,
-                        budget_seconds=self.budget_seconds, running=self.running, on_outcome=self.on_outcome)
+                        budget_seconds=self.budget_seconds, running=self.running, on_outcome=self.on_outcome,
+                        health=self.health)
             except Exception:
                 # Only the store's own writes can land here; the lease expires and the job is retried.
                 log.exception("job bookkeeping failed", extra={"job_id": job.id, "worker": worker})
