@@ -97,8 +97,9 @@ class AdvisorError(AutofixError):
 
     code = "llm_error"
 
-    def __init__(self, message: str, *, code: str, usage: Usage | None = None) -> None:
-        super().__init__(message, code=code)
+    def __init__(self, message: str, *, code: str, usage: Usage | None = None, dependency: str | None = None,
+                 kind: str | None = None) -> None:
+        super().__init__(message, code=code, dependency=dependency, kind=kind)
         self.usage = usage
 
 

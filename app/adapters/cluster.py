@@ -6,7 +6,9 @@ through the ApiClient, so objects come back as the API's JSON (camelCase dicts, 
 prints them), the same shape a snapshot file holds.
 
 Errors are translated here: timeouts, connection trouble, 429 and 5xx become TemporaryError (honouring
-Retry-After), 401/403 PermanentError(code="forbidden"), 404 means "absent" (get -> None, list -> []).
+Retry-After), 401/403 PermanentError(code="forbidden"), 404 means "absent" (get -> None, list -> []). Every
+error names the dependency ("cluster: ...") and how it failed (app.dependencies), and each request is bounded
+by the job's budget and retry budget (app.deadlines): a server that accepts and never answers is cut there.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from app import deadlines, dependencies
 from app.adapters.snapshot import LOG_LIMIT_BYTES, Resource, resource_for, sanitize_object
 from app.errors import AutofixError, ConfigError, PermanentError, TemporaryError
 from app.ports import K8sObject
@@ -38,6 +41,9 @@ _NO_LOG = ("previous terminated container", "is waiting to start", "ContainerCre
 _OBJECT_TYPES = {"200": "object", "default": "object"}
 _LOG_TYPES = {"200": "bytearray", "default": "object"}
 _REVIEW_TYPES = {"201": "object", "200": "object", "default": "object"}
+
+
+CLUSTER = dependencies.CLUSTER
 
 
 class _NotFound(PermanentError):
@@ -143,16 +149,23 @@ class KubeCluster:
             header_params={"Accept": "application/json", "Content-Type": "application/json"},
             auth_settings=["BearerToken"],
         )
+        timeout = self._bounded_timeout()
         try:
-            response = self._api.call_api(*request, _request_timeout=self._timeout)
-            response.read()
+            with deadlines.calling(CLUSTER, f"POST {what}"):
+                response = self._api.call_api(*request, _request_timeout=timeout)
+                response.read()
             data = self._api.response_deserialize(response_data=response, response_types_map=_REVIEW_TYPES).data
         except ApiException as err:
-            raise _translate(err, what) from err
+            raise deadlines.failed(_translate(err, what)) from err
         except (HTTPError, OSError) as err:
-            raise TemporaryError(f"cluster unreachable during {what}: {type(err).__name__}",
-                                 code="cluster_unavailable", delay=DEFAULT_DELAY) from err
+            raise deadlines.failed(_transport_error(err, f"POST {what}", timeout)) from err
+        deadlines.answered(CLUSTER)
         return bool((_as_object(data).get("status") or {}).get("allowed"))
+
+    def _bounded_timeout(self) -> tuple[float, float]:
+        """(connect, read) for one request: the configured ones, never past the job's budget."""
+        connect, read = self._timeout
+        return deadlines.timeout(connect), deadlines.timeout(read)
 
     def _get(self, path: str, path_params: Mapping[str, str], query: Mapping[str, str], *,
              types: Mapping[str, str], what: str) -> Any:
@@ -164,19 +177,28 @@ class KubeCluster:
             method="GET", resource_path=path, path_params=dict(path_params), query_params=list(query.items()),
             header_params={"Accept": "application/json, */*"}, auth_settings=["BearerToken"],
         )
+        timeout = self._bounded_timeout()
         try:
-            response = self._api.call_api(*request, _request_timeout=self._timeout)
-            response.read()
-            return self._api.response_deserialize(response_data=response, response_types_map=dict(types)).data
+            with deadlines.calling(CLUSTER, f"GET {what}"):
+                response = self._api.call_api(*request, _request_timeout=timeout)
+                response.read()
+            data = self._api.response_deserialize(response_data=response, response_types_map=dict(types)).data
         except ApiException as err:
-            raise _translate(err, what) from err
+            translated = _translate(err, what)
+            if isinstance(translated, _NotFound) or translated.code == "cluster_request":
+                # It answered: the object or CRD is absent, or (400) e.g. there is no previous container's log.
+                deadlines.answered(CLUSTER)
+                raise translated from err
+            raise deadlines.failed(translated) from err
         except (HTTPError, OSError) as err:
             logger.warning("cluster request failed", extra={"k8s_what": what, "error": type(err).__name__})
-            raise TemporaryError(f"cluster unreachable while reading {what}: {type(err).__name__}",
-                                 code="cluster_unavailable", delay=DEFAULT_DELAY) from err
+            raise deadlines.failed(_transport_error(err, f"GET {what}", timeout)) from err
         except ValueError as err:  # 2xx with a body that is not JSON: a proxy in the way, most likely
-            raise TemporaryError(f"malformed API response while reading {what}",
-                                 code="cluster_unavailable", delay=DEFAULT_DELAY) from err
+            raise deadlines.failed(TemporaryError(
+                f"malformed API response while reading {what}", code="cluster_unavailable", delay=DEFAULT_DELAY,
+                dependency=CLUSTER, kind=dependencies.INVALID_RESPONSE)) from err
+        deadlines.answered(CLUSTER)
+        return data
 
     def _list_page(self, resource: Resource, namespace: str | None, query: Mapping[str, str]) -> K8sObject:
         path, params = _collection_path(resource, namespace)
@@ -230,8 +252,21 @@ def _valid_names(name: str | None, namespace: str | None) -> bool:
 
 def _as_object(data: Any) -> K8sObject:
     if not isinstance(data, dict):
-        raise TemporaryError("malformed API response: expected a JSON object", code="cluster_unavailable")
+        raise TemporaryError("malformed API response: expected a JSON object", code="cluster_unavailable",
+                             dependency=CLUSTER, kind=dependencies.INVALID_RESPONSE)
     return data
+
+
+def _transport_error(err: Exception, call: str, timeout: tuple[float, float]) -> TemporaryError:
+    """No HTTP answer: the API server did not answer in time, refused the connection, or cannot be reached."""
+    kind = dependencies.kind_of(err)
+    if kind == dependencies.TIMEOUT:
+        text = f"the Kubernetes API did not answer within {max(timeout):.3g} s ({call})"
+    elif kind == dependencies.REFUSED:
+        text = f"the Kubernetes API is unreachable: connection refused ({call})"
+    else:
+        text = f"the Kubernetes API is unreachable: {type(err).__name__} ({call})"
+    return TemporaryError(text, code="cluster_unavailable", delay=DEFAULT_DELAY, dependency=CLUSTER, kind=kind)
 
 
 def _translate(err: Any, what: str) -> AutofixError:
@@ -240,15 +275,19 @@ def _translate(err: Any, what: str) -> AutofixError:
     detail = _status_message(err.body) or str(err.reason or "")
     if status == 404:
         return _NotFound(f"{what} not found")
+    kind = dependencies.http_kind(status) if status else dependencies.UNREACHABLE
     if status in (401, 403):
         logger.warning("cluster access denied", extra={"k8s_what": what, "http_status": status})
-        return PermanentError(f"cluster refused to get {what} (HTTP {status}): {detail}", code="forbidden")
+        return PermanentError(f"the Kubernetes API refused to get {what} (HTTP {status}): {detail}",
+                              code="forbidden", dependency=CLUSTER, kind=kind)
     if status in (0, 408, 410, 429) or status >= 500:
         delay = _retry_after(err.headers)
         logger.warning("cluster temporarily unavailable", extra={"k8s_what": what, "http_status": status})
-        return TemporaryError(f"cluster error while reading {what} (HTTP {status}): {detail}",
-                              code="cluster_unavailable", delay=DEFAULT_DELAY if delay is None else delay)
-    return PermanentError(f"cluster rejected get {what} (HTTP {status}): {detail}", code="cluster_request")
+        return TemporaryError(f"the Kubernetes API answered HTTP {status} while reading {what}: {detail}",
+                              code="cluster_unavailable", delay=DEFAULT_DELAY if delay is None else delay,
+                              dependency=CLUSTER, kind=dependencies.HTTP_5XX if status == 408 else kind)
+    return PermanentError(f"the Kubernetes API rejected get {what} (HTTP {status}): {detail}",
+                          code="cluster_request", dependency=CLUSTER, kind=kind)
 
 
 def _status_message(body: Any) -> str:

@@ -11,6 +11,12 @@ holds a lock: a ``threading.Lock`` for threads plus ``fcntl.flock`` on ``<checko
 Between operations another worker may sync the clone to a newer base, so each thread remembers the base
 commit its own ``sync()`` returned and reads and branches from that commit: a fix is always built on the
 exact text it was computed from, never silently on top of a base that moved underneath it.
+
+Network calls (fetch, ls-remote, push) are bounded three ways: git's own ``http.lowSpeedLimit`` /
+``http.lowSpeedTime`` abort an https transfer that stalls (a server that accepts and never answers), ssh gets
+``ConnectTimeout`` and keep-alives, and the subprocess timeout is never longer than what is left of the job's
+budget (app.deadlines; git has no connect timeout of its own for https, so a stalled TLS handshake ends
+there). Their errors start with "git: " and say how the remote failed (app.dependencies).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from app import deadlines, dependencies
 from app.errors import ConfigError, NoFix, PermanentError, TemporaryError
 from app.ports import ChangedFile, PushResult, TreeEntry
 from app.sources import index as repo_index
@@ -38,6 +45,12 @@ OWNER_TRAILER = "Autofix-Id"  # commit trailer naming the workload and cause a b
 MAX_BRANCH_FILES = 50
 LOCAL_TIMEOUT = 60.0
 NETWORK_TIMEOUT = 180.0
+STALL_SECONDS = 20  # http.lowSpeedTime: a transfer under LOW_SPEED_BYTES per second for this long is cut
+LOW_SPEED_BYTES = 1000
+SSH_CONNECT_SECONDS = 10
+SSH_COMMAND = (f"ssh -o BatchMode=yes -o ConnectTimeout={SSH_CONNECT_SECONDS} -o ServerAliveInterval=10 "
+               "-o ServerAliveCountMax=2")
+GIT = dependencies.GIT
 _AUTHOR_RE = re.compile(r"^\s*(?P<name>[^<>]+?)\s*<(?P<email>[^<>\s]+@[^<>\s]+)>\s*$")
 
 # stderr fragments (LC_ALL=C) that tell a permanent remote problem from a transient one.
@@ -60,6 +73,14 @@ _NOT_FOUND_MARKERS = (
     "' not found",  # "fatal: repository 'https://…/x.git/' not found" (smart HTTP 404)
 )
 _REJECT_MARKERS = ("[rejected]", "[remote rejected]", "failed to push some refs")
+_ANSWERED_MARKERS = ("couldn't find remote ref", *_REJECT_MARKERS)  # the remote answered: no dependency failure
+# How a network call failed, from git's (curl's, ssh's) stderr under LC_ALL=C; first match wins.
+_KIND_MARKERS = (
+    (dependencies.TIMEOUT, ("operation too slow", "timed out", "timeout")),
+    (dependencies.REFUSED, ("connection refused", "couldn't connect to server")),
+    (dependencies.RATE_LIMITED, ("returned error: 429",)),
+    (dependencies.HTTP_5XX, ("returned error: 5",)),
+)
 
 _REGULAR_MODES = ("100644", "100755")  # symlinks (120000) and submodules (160000) are never read
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")
@@ -67,6 +88,16 @@ _OWNER_RE = re.compile(r"^[0-9a-f]{8,64}$")
 
 _LOCKS: dict[Path, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
+
+
+def _network_kind(stderr: str) -> str | None:
+    """How the remote failed, from lower-cased stderr; None when it answered (a missing ref)."""
+    if any(marker in stderr for marker in _ANSWERED_MARKERS):
+        return None
+    for kind, markers in _KIND_MARKERS:
+        if any(marker in stderr for marker in markers):
+            return kind
+    return dependencies.UNREACHABLE  # DNS, resets, TLS, "the remote end hung up unexpectedly"
 
 
 def _process_lock(checkout: Path) -> threading.Lock:
@@ -125,6 +156,7 @@ class GitWorkspace:
         lock_timeout: float = 600.0,
         network_timeout: float = NETWORK_TIMEOUT,
         index_workers: int = 1,
+        stall_seconds: int = STALL_SECONDS,
     ) -> None:
         if not url:
             raise ConfigError("git url is empty")
@@ -137,6 +169,7 @@ class GitWorkspace:
         self._auth_header = auth_header
         self._lock_timeout = lock_timeout
         self._network_timeout = network_timeout
+        self._stall_seconds = stall_seconds
         self._thread_lock = _process_lock(self._checkout)
         self._lock_file = self._checkout.parent / f"{self._checkout.name}.lock"
         self._pinned = threading.local()  # per worker thread: the base sha its sync() returned
@@ -523,15 +556,40 @@ class GitWorkspace:
              timeout: float = LOCAL_TIMEOUT, check: bool = True) -> subprocess.CompletedProcess[bytes]:
         workdir = self._checkout if in_checkout else None
         argv = ["git", "-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false", *args]
+        if not network:
+            return self._finish(self._subprocess(argv, args, workdir, timeout=timeout, network=False), args,
+                                network=False, check=check)
+        argv[1:1] = ["-c", f"http.lowSpeedLimit={LOW_SPEED_BYTES}", "-c", f"http.lowSpeedTime={self._stall_seconds}"]
+        timeout = deadlines.timeout(timeout)
+        with deadlines.calling(GIT, f"git {args[0]}"):
+            result = self._subprocess(argv, args, workdir, timeout=timeout, network=True)
+        return self._finish(result, args, network=True, check=check)
+
+    def _subprocess(self, argv: list[str], args: list[str], workdir: Path | None, *, timeout: float,
+                    network: bool) -> subprocess.CompletedProcess[bytes]:
         try:
-            result = subprocess.run(argv, cwd=workdir, env=self._env(network), capture_output=True,
-                                    timeout=timeout, check=False, stdin=subprocess.DEVNULL)
+            return subprocess.run(argv, cwd=workdir, env=self._env(network), capture_output=True,
+                                  timeout=timeout, check=False, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired as err:
+            if network:
+                raise deadlines.failed(TemporaryError(
+                    f"the remote did not answer within {timeout:.3g} s (git {args[0]})", code="git_timeout",
+                    dependency=GIT, kind=dependencies.TIMEOUT)) from err
             raise TemporaryError(f"git {args[0]} timed out after {timeout:.0f}s", code="git_timeout") from err
         except OSError as err:
             raise PermanentError(f"cannot run git: {err}", code="git_missing") from err
-        if check and result.returncode != 0:
-            raise self._error(args, result, network=network)
+
+    def _finish(self, result: subprocess.CompletedProcess[bytes], args: list[str], *, network: bool,
+                check: bool) -> subprocess.CompletedProcess[bytes]:
+        """Report a network call's result (a rejection or a missing ref is an answer), raise if asked to."""
+        error = self._error(args, result, network=network) if result.returncode != 0 else None
+        if network:
+            if error is None or error.kind is None or (args[0] == "ls-remote" and result.returncode == 2):
+                deadlines.answered(GIT)
+            else:
+                deadlines.failed(error)
+        if check and error is not None:
+            raise error
         return result
 
     def _env(self, network: bool) -> dict[str, str]:
@@ -543,7 +601,7 @@ class GitWorkspace:
             "GIT_CONFIG_GLOBAL": os.devnull,
             "GIT_LITERAL_PATHSPECS": "1",  # a path is a path, never a glob or ':(magic)'
             "LC_ALL": "C",  # stable stderr for error mapping
-            "GIT_SSH_COMMAND": os.environ.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes"),
+            "GIT_SSH_COMMAND": os.environ.get("GIT_SSH_COMMAND", SSH_COMMAND),
         })
         header = self._header() if network else None
         if header:
@@ -559,16 +617,19 @@ class GitWorkspace:
     def _error(self, args: Sequence[str], result: subprocess.CompletedProcess[bytes], *,
                network: bool) -> PermanentError | TemporaryError:
         stderr = self._redact(result.stderr.decode("utf-8", errors="replace").strip())
-        summary = f"git {args[0]} failed ({result.returncode}): {stderr[-800:]}"
+        # A network call's message starts with the dependency ("git: fetch failed (128): fatal: ...").
+        summary = f"{'' if network else 'git '}{args[0]} failed ({result.returncode}): {stderr[-800:]}"
         lowered = stderr.lower()
+        dependency = GIT if network else None
         if any(marker in lowered for marker in _NOT_FOUND_MARKERS) and network:
-            return PermanentError(summary, code="git_repo_not_found")
+            return PermanentError(summary, code="git_repo_not_found", dependency=dependency,
+                                  kind=dependencies.HTTP_4XX)
         if any(marker in lowered for marker in _AUTH_MARKERS) and network:
-            return PermanentError(summary, code="git_auth")
+            return PermanentError(summary, code="git_auth", dependency=dependency, kind=dependencies.HTTP_4XX)
         if any(marker in lowered for marker in _REJECT_MARKERS):
-            return TemporaryError(summary, code="git_push_rejected", delay=60.0)
+            return TemporaryError(summary, code="git_push_rejected", delay=60.0, dependency=dependency)
         if network:  # DNS, refused connections, resets, 5xx: the remote may be back soon
-            return TemporaryError(summary, code="git_network")
+            return TemporaryError(summary, code="git_network", dependency=dependency, kind=_network_kind(lowered))
         return PermanentError(summary, code="git_failed")
 
     def _redact(self, text: str) -> str:

@@ -7,20 +7,30 @@ request already exists" as success, and only adds labels that are missing.
 Rate limits are waited out inside PyGithub only when the wait is short (``max_wait``); a longer wait
 becomes a TemporaryError whose ``delay`` tells the worker when to come back, so no worker sleeps a minute.
 Every PyGithub or network error is mapped here to our errors, chained with ``from err``; the token never
-appears in a message.
+appears in a message, and the message starts with the dependency ("forge: GitHub did not answer within 15 s
+(GET /repos/acme/gitops/pulls)").
+
+Each request is bounded by the job (app.deadlines): its connect and read timeouts never exceed what is left of
+the job's budget, and PyGithub's retries stop once the forge failed as often as one job allows, so a server
+that accepts and never answers costs a job at most its budget.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
+from urllib3.util.timeout import Timeout
+
+from app import deadlines, dependencies
 from app.errors import ConfigError, PermanentError, TemporaryError
 from app.ports import PullRequest
 
@@ -32,6 +42,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DELAY = 60.0
 PR_STATES = ("open", "closed", "merged", "all")
+CONNECT_SECONDS = 5.0
+FORGE = dependencies.FORGE
 
 
 class GitHubForge:
@@ -64,10 +76,11 @@ class GitHubForge:
         self._is_app = app is not None
         self._auth: Any = Auth.Token(token) if app is None else _installation_auth(
             app, repo=repo, api_url=api_url, timeout=timeout)
+        self._timeout = _JobBoundTimeout(connect=CONNECT_SECONDS, read=timeout)
         self._client = Github(
             auth=self._auth,
             base_url=api_url.rstrip("/"),
-            timeout=timeout,
+            timeout=self._timeout,
             retry=_retry(total=retries, backoff=backoff, max_wait=max_wait),
             # GitHub asks to space content-creating requests (POST, PATCH, PUT, DELETE), not reads. PyGithub sleeps
             # before a write until write_spacing has passed since the previous write ended; the first write waits
@@ -208,13 +221,29 @@ class GitHubForge:
         from github import GithubException
         from requests import RequestException
 
+        # PyGithub's retry spends the job's retry budget per failed attempt (_retry): not once more here.
         try:
-            yield
+            with deadlines.calling(FORGE, action):
+                yield
         except GithubException as err:
-            raise self._github_error(action, err) from err
+            raise deadlines.failed(self._github_error(action, err), spend_attempt=False) from err
         except RequestException as err:  # connection refused, timeouts, exhausted connection retries
-            raise TemporaryError(f"GitHub unreachable while trying to {action}: {type(err).__name__}",
-                                 code="github_unavailable") from err
+            raise deadlines.failed(self._transport_error(action, err), spend_attempt=False) from err
+        deadlines.answered(FORGE)
+
+    def _transport_error(self, action: str, err: Exception) -> TemporaryError:
+        """No HTTP answer: GitHub did not answer in time, refused the connection, or cannot be reached."""
+        kind = dependencies.kind_of(err)
+        request = getattr(err, "request", None)
+        url = str(getattr(request, "url", "") or "")
+        call = f"{request.method} {urlsplit(url).path}" if request is not None and url else action
+        if kind == dependencies.TIMEOUT:
+            text = f"GitHub did not answer within {self._timeout.last_read():.3g} s ({call})"
+        elif kind == dependencies.REFUSED:
+            text = f"GitHub unreachable: connection refused ({call})"
+        else:
+            text = f"GitHub unreachable while trying to {action}: {type(err).__name__} ({call})"
+        return TemporaryError(text, code="github_unavailable", dependency=FORGE, kind=kind)
 
     def _github_error(self, action: str, err: Any) -> PermanentError | TemporaryError:
         status: int = err.status
@@ -223,19 +252,26 @@ class GitHubForge:
         text = f"GitHub {status} while trying to {action} on {self._repo_name}: {message}"
         if self._token:  # GitHub never echoes it, but a proxy's error page might
             text = text.replace(self._token, "***")
-        if status == 429 or status >= 500 or _rate_limited(status, headers, message):
+        limited = status == 429 or _rate_limited(status, headers, message)
+        kind = dependencies.RATE_LIMITED if limited else dependencies.http_kind(status)
+        if limited or status >= 500:
             delay = _delay(headers, getattr(err, "wait", None))
             log.warning("github temporary error", extra={"status": status, "delay": delay, "action": action})
-            return TemporaryError(text, code="github_unavailable", delay=delay)
+            return TemporaryError(text, code="github_unavailable", delay=delay, dependency=FORGE, kind=kind)
+        error: PermanentError
         if status == 401:
-            return PermanentError(f"GitHub rejected the token (401 Bad credentials) for {self._repo_name}",
-                                  code="github_auth")
-        if status == 404:
-            return PermanentError(f"GitHub repository {self._repo_name} or object not found (404): check the "
-                                  "repository name and that the token can see it", code="github_not_found")
-        if status == 403:
-            return PermanentError(text + " (the token lacks permission)", code="github_forbidden")
-        return PermanentError(text, code="github_rejected")
+            error = PermanentError(f"GitHub rejected the token (401 Bad credentials) for {self._repo_name}",
+                                   code="github_auth", dependency=FORGE, kind=kind)
+        elif status == 404:
+            error = PermanentError(f"GitHub repository {self._repo_name} or object not found (404): check the "
+                                   "repository name and that the token can see it", code="github_not_found",
+                                   dependency=FORGE, kind=kind)
+        elif status == 403:
+            error = PermanentError(text + " (the token lacks permission)", code="github_forbidden",
+                                   dependency=FORGE, kind=kind)
+        else:
+            error = PermanentError(text, code="github_rejected", dependency=FORGE, kind=kind)
+        return error
 
 
 # ---- GitHub App authentication -------------------------------------------------------------------------
@@ -283,6 +319,12 @@ def _retry(*, total: int, backoff: float, max_wait: float) -> Any:
     class CappedRetry(GithubRetry):
         def increment(self, method: str | None = None, url: str | None = None, response: Any = None,
                       error: Exception | None = None, _pool: Any = None, _stacktrace: Any = None) -> Any:
+            # Each failed attempt spends the job's retry budget for the forge; once spent (or the job's time is
+            # up) no more attempts: a never-answering server costs a few bounded timeouts, not four full ones.
+            kind = dependencies.kind_of(error) if error is not None else _status_kind(response)
+            deadlines.spend(FORGE, kind)
+            if not deadlines.retry_allowed(FORGE):
+                raise MaxRetryError(_pool, url or "", error or ResponseError("the job's retry budget is spent"))
             wait = _header_wait(response.headers) if response is not None else None
             if wait is not None and wait > (self.max_rate_limit_wait or max_wait):
                 # With raise_on_status=False urllib3 returns this response; PyGithub raises it with headers.
@@ -291,6 +333,38 @@ def _retry(*, total: int, backoff: float, max_wait: float) -> Any:
 
     return CappedRetry(total=total, backoff_factor=backoff, backoff_max=max_wait, raise_on_status=False,
                        secondary_rate_wait=DEFAULT_DELAY, max_rate_limit_wait=max_wait)
+
+
+def _status_kind(response: Any) -> str:
+    status = int(getattr(response, "status", 0) or 0)
+    return dependencies.http_kind(status) if status else dependencies.UNREACHABLE
+
+
+class _JobBoundTimeout(Timeout, int):
+    """Connect and read timeouts for every request, bounded by the current job's budget at each attempt.
+
+    PyGithub demands an int timeout (and hands it to requests unchanged); requests passes a urllib3 Timeout on as
+    it is, and urllib3 clones it for each attempt: the clone is where the job's remaining budget is applied, in
+    the thread that makes the request. One instance serves every worker thread.
+    """
+
+    def __new__(cls, *, connect: float, read: float) -> _JobBoundTimeout:
+        return int.__new__(cls, max(int(read), 1))
+
+    def __init__(self, *, connect: float, read: float) -> None:
+        Timeout.__init__(self, connect=connect, read=read)
+        self._read_seconds = float(read)
+        self._connect_seconds = float(connect)
+        self._used = threading.local()
+
+    def clone(self) -> Timeout:
+        read = deadlines.timeout(self._read_seconds)
+        self._used.read = read
+        return Timeout(connect=min(self._connect_seconds, read), read=read)
+
+    def last_read(self) -> float:
+        """The read timeout of this thread's latest attempt (for the error message)."""
+        return float(getattr(self._used, "read", self._read_seconds))
 
 
 def _header_wait(headers: Any, now: Callable[[], float] = time.time) -> float | None:

@@ -284,7 +284,7 @@ def test_model_failure_keeps_the_deterministic_result(tmp_path: Path, mlflow_uri
 
     assert result["outcome"] == "no_fix", result
     assert "no detector recognised" in result["reason"]
-    assert f"model {MODEL} consulted: LLM API error 500; deterministic result kept" in result["reason"]
+    assert f"model {MODEL} consulted: llm: API error 500; deterministic result kept" in result["reason"]
     assert _branches(tmp_path) == ["main"] and gh.requests_to("POST", "/pulls") == []
 
     from mlflow import MlflowClient
