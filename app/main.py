@@ -19,10 +19,12 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import dependencies
 from app.adapters.store import JobStore, StoreUnavailable
 from app.api import alerts, health, jobs, metrics
 from app.api.deps import Services
 from app.api.telemetry import Metrics
+from app.dependencies import DependencyHealth
 from app.ports import Handler
 from app.settings import Settings
 from app.worker import WorkerPool
@@ -54,10 +56,13 @@ def create_app(settings: Settings, *, pipeline: Handler | None = None) -> FastAP
     # Warned once the configuration is known good: a start that fails says only what is wrong, in one line.
     if settings.webhook_token is None or not settings.webhook_token.get_secret_value():
         log.warning("AUTOFIX_WEBHOOK_TOKEN is not set: the webhook accepts posts without authentication")
-    metrics_ = Metrics()
+    # What each dependency last did: jobs report through their deadlines, the exporter directly (/readyz, /metrics).
+    dependency_health = DependencyHealth(known=_known_dependencies(settings))
+    metrics_ = Metrics(health=dependency_health)
     pool = WorkerPool(store, pipeline, workers=settings.workers, lease_seconds=settings.lease_seconds,
-                      budget_seconds=settings.job_budget_seconds, on_outcome=metrics_.job_finished)
-    services = Services(settings=settings, store=store, pool=pool, metrics=metrics_)
+                      budget_seconds=settings.job_budget_seconds, on_outcome=metrics_.job_finished,
+                      health=dependency_health)
+    services = Services(settings=settings, store=store, pool=pool, metrics=metrics_, health=dependency_health)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -77,6 +82,12 @@ def create_app(settings: Settings, *, pipeline: Handler | None = None) -> FastAP
     _install_error_handlers(app)
     _install_request_log(app, metrics_)
     return app
+
+
+def _known_dependencies(settings: Settings) -> list[str]:
+    """The dependencies this configuration talks to: listed by /readyz as "unknown" until first called."""
+    known = [dependencies.CLUSTER, dependencies.GIT, dependencies.FORGE, dependencies.MLFLOW]
+    return known + ([dependencies.LLM] if settings.llm_enabled else [])
 
 
 async def _purge_finished_jobs(store: JobStore, older_than: float) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, cast
 
 from fastapi import Depends, HTTPException, Request
 
 from app.adapters.store import JobStore
 from app.api.telemetry import Metrics
+from app.dependencies import DependencyHealth
 from app.settings import Settings
 from app.worker import WorkerPool
 
@@ -20,6 +21,7 @@ class Services:
     store: JobStore
     pool: WorkerPool
     metrics: Metrics
+    health: DependencyHealth = field(default_factory=DependencyHealth)  # what each dependency last did
 
 
 async def get_services(request: Request) -> Services:
@@ -43,10 +45,15 @@ async def get_metrics(request: Request) -> Metrics:
     return (await get_services(request)).metrics
 
 
+async def get_health(request: Request) -> DependencyHealth:
+    return (await get_services(request)).health
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
 PoolDep = Annotated[WorkerPool, Depends(get_pool)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+HealthDep = Annotated[DependencyHealth, Depends(get_health)]
 
 
 async def require_token(request: Request, settings: SettingsDep) -> None:

@@ -222,7 +222,8 @@ def test_health_ready_metrics_docs(client: httpx.Client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"store": True, "workers": True, "jobs_within_budget": True}
+    assert ready.json()["checks"] == {"store": True, "workers": True, "jobs_within_budget": True,
+                                      "dependencies": True}
     post(client, reference())
     metrics = client.get("/metrics")
     assert metrics.headers["content-type"].startswith("text/plain")
