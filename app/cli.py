@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 # Cheap (its imports are lazy): what `autofix handle` and the demo share.
-from app.payloads import handle_payload, read_payload
+from app.payloads import read_payload
 
 log = logging.getLogger("app.cli")
 
@@ -99,7 +99,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _handle(args: argparse.Namespace) -> int:
     from app import settings as settings_mod
-    from app.wiring import build_pipeline
+    from app.oneshot import handle_and_export
 
     payload = read_payload(args.payload)
     cluster = None
@@ -107,10 +107,15 @@ def _handle(args: argparse.Namespace) -> int:
         from app.adapters.snapshot import SnapshotCluster
 
         cluster = SnapshotCluster.from_file(args.snapshot)
-    settings = settings_mod.load()
-    pipeline = build_pipeline(settings, cluster=cluster)
-    results = handle_payload(pipeline, payload, budget_seconds=settings.job_budget_seconds)
-    print(json.dumps({"results": results}, indent=2))
+
+    def show(results: list[dict[str, Any]]) -> None:
+        # First, as soon as every alert is decided: the run records go to MLflow after (a bounded wait).
+        print(json.dumps({"results": results}, indent=2), flush=True)
+
+    results, left = handle_and_export(settings_mod.load(), payload, cluster=cluster, on_results=show)
+    if left["pending"]:
+        log.warning("run records not in MLflow yet: kept in the job store, the next serve or handle sends them",
+                    extra={"records": int(left["pending"])})
     return EXIT_FAILED if any(r["outcome"] == "failed" for r in results) else 0
 
 

@@ -37,8 +37,9 @@ def seed_bare_repo(source: Path, bare: Path, *, branch: str = "main") -> None:
 def run(example: Path | None = None) -> int:
     from app import settings as settings_mod
     from app.adapters.snapshot import SnapshotCluster
-    from app.payloads import handle_payload, read_payload
-    from app.wiring import build_pipeline
+    from app.adapters.store import JobStore
+    from app.oneshot import handle_and_export
+    from app.payloads import read_payload
 
     example = example or EXAMPLES / "demo"
     base = settings_mod.load()
@@ -51,13 +52,18 @@ def run(example: Path | None = None) -> int:
     settings = settings_mod.load(AUTOFIX_GIT_URL=str(bare), AUTOFIX_FORGE="local",
                                  AUTOFIX_GITHUB_REPO="acme/gitops", AUTOFIX_DATA_DIR=data_dir,
                                  MLFLOW_TRACKING_URI=f"sqlite:///{data_dir / 'mlflow.db'}")
-    pipeline = build_pipeline(settings, cluster=SnapshotCluster.from_file(example / "cluster.json"))
-    results = handle_payload(pipeline, read_payload(example / "alert.json"))
-    _report(results, data_dir, settings.tracking_uri)
+    results, _ = handle_and_export(settings, read_payload(example / "alert.json"),
+                                   cluster=SnapshotCluster.from_file(example / "cluster.json"),
+                                   wait=max(settings.export_wait_seconds, 60.0))
+    store = JobStore(settings.store_path)
+    exports = [store.export_of(str(r["record_id"])) for r in results if r.get("record_id")]
+    store.close()
+    run_ids = sorted(e.run_id for e in exports if e is not None and e.run_id)
+    _report(results, data_dir, settings.tracking_uri, run_ids)
     return 0 if all(r["outcome"] != "failed" for r in results) else 1
 
 
-def _report(results: list[dict[str, object]], data_dir: Path, tracking_uri: str) -> None:
+def _report(results: list[dict[str, object]], data_dir: Path, tracking_uri: str, run_ids: list[str]) -> None:
     out = sys.stdout
     for r in results:
         print(f"== alert {r['alertname']} {r['fingerprint']}: {r['outcome']}", file=out)
@@ -72,8 +78,7 @@ def _report(results: list[dict[str, object]], data_dir: Path, tracking_uri: str)
         print(f"   written to {pr_dir}", file=out)
     if not opened:
         print("\nno pull request was opened", file=out)
-    run_ids = sorted({str(r["mlflow_run_id"]) for r in results if r.get("mlflow_run_id")})
-    print(f"\nMLflow run(s): {', '.join(run_ids)}", file=out)
+    print(f"\nMLflow run(s): {', '.join(run_ids) or 'not exported yet (kept in the job store)'}", file=out)
     print(f"Look at them with:  mlflow ui --backend-store-uri {tracking_uri}", file=out)
     print("(mlflow ui needs the full `mlflow` package: pip install mlflow)", file=out)
     print("\nJSON results:", file=out)

@@ -171,7 +171,7 @@ def escalation_comment(verdict: Verdict, *, alert: str, root_cause: str, evidenc
     lines = [f"**Escalation**: this fix was merged at {when(verdict.pr.merged_at)}, and {render.code(alert)} "
              "fired again for the same cause. GitOps Autofix will not open another PR for this problem: it needs "
              "a human.", "", render.prose(root_cause), "", "New evidence:", "", render.fence(evidence), "",
-             f"Run: {run_url}"]
+             f"Run: {render.run_text(run_url)}"]
     return "\n".join(lines) + "\n"
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 KEEP_ALIVE_SECONDS = 75
 GRACEFUL_SHUTDOWN_SECONDS = 30
 POOL_STOP_SECONDS = 10.0
+EXPORT_STOP_SECONDS = 5.0  # an export in flight is abandoned after this; its lease expires, the next start resends it
 PURGE_INTERVAL_SECONDS = 3600.0
 WEBHOOK_PATH = "/webhooks/alertmanager"
 
@@ -63,16 +65,29 @@ def create_app(settings: Settings, *, pipeline: Handler | None = None) -> FastAP
                       budget_seconds=settings.job_budget_seconds, on_outcome=metrics_.job_finished,
                       health=dependency_health)
     services = Services(settings=settings, store=store, pool=pool, metrics=metrics_, health=dependency_health)
+    from app.wiring import build_exporter
+
+    exporter = build_exporter(settings, store, forge=getattr(pipeline, "forge", None))
+    exporting = threading.Event()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         pool.start()
+        # Run records to MLflow, in the background: the records earlier runs left, then each job's as it ends.
+        export_thread = threading.Thread(target=exporter.run, args=(exporting,), name="autofix-exporter", daemon=True)
+        export_thread.start()
         retention = asyncio.create_task(_purge_finished_jobs(store, settings.job_retention_days * 86400))
         try:
             yield
         finally:
             retention.cancel()
-            if pool.stop(POOL_STOP_SECONDS):
+            exporting.set()
+            export_thread.join(timeout=EXPORT_STOP_SECONDS)
+            stopped = pool.stop(POOL_STOP_SECONDS)
+            # The last jobs' records: a bounded last pass (what is left waits in the outbox for the next start).
+            if not export_thread.is_alive():
+                await run_in_threadpool(exporter.drain, seconds=EXPORT_STOP_SECONDS)
+            if stopped:
                 store.close()  # only when no worker thread can still touch the connection
 
     app = FastAPI(title="GitOps Autofix", version="0.1.0", lifespan=lifespan, docs_url="/docs")

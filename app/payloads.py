@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from app.adapters.store import JobStore
     from app.models.alertmanager import WebhookPayload
     from app.ports import Handler
 
@@ -30,12 +31,13 @@ def read_payload(path: Path) -> WebhookPayload:
         raise ConfigError(f"{path}: not a valid Alertmanager webhook payload: {problems}") from err
 
 
-def handle_payload(pipeline: Handler, payload: WebhookPayload, *,
+def handle_payload(pipeline: Handler, payload: WebhookPayload, *, outbox: JobStore,
                    budget_seconds: float | None = None) -> list[dict[str, Any]]:
     """Each alert of the payload through the pipeline, in order; a transient failure is reported, not raised.
 
     Each alert has the job budget the service gives it (AUTOFIX_JOB_BUDGET_SECONDS, app/worker.py): past it
-    the alert's result is `failed` naming the stage, and the next alert goes on.
+    the alert's result is `failed` naming the stage, and the next alert goes on. Each handling's run record
+    goes into the ``outbox`` (the job store) as soon as the alert is handled; the caller exports it.
     """
     import functools
 
@@ -43,6 +45,7 @@ def handle_payload(pipeline: Handler, payload: WebhookPayload, *,
     from app.errors import TemporaryError
     from app.models.incident import Incident
     from app.models.outcome import Outcome
+    from app.models.runs import run_of
 
     budget = deadlines.DEFAULT_BUDGET_SECONDS if budget_seconds is None else budget_seconds
     results = []
@@ -52,10 +55,15 @@ def handle_payload(pipeline: Handler, payload: WebhookPayload, *,
             outcome = worker.call_within(functools.partial(pipeline.handle, incident), deadlines.Deadline(budget),
                                          name=f"autofix-handle-{alert.fingerprint}")
         except TemporaryError as err:
+            run = run_of(err)
             outcome = Outcome(alertname=alert.alertname, fingerprint=alert.fingerprint, outcome="failed",
-                              reason=f"temporary failure, retry later: {err}")
+                              reason=f"temporary failure, retry later: {err}", run=run,
+                              record_id=run.key if run is not None else None)
         except deadlines.BudgetExceeded as err:
             outcome = Outcome(alertname=alert.alertname, fingerprint=alert.fingerprint, outcome="failed",
                               reason=f"{err.code}: {err}")
+        if outcome.run is not None:
+            outbox.add_run(outcome.run)
         results.append(outcome.result())
     return results
+

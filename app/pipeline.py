@@ -4,13 +4,16 @@ Each stage is entered by name (the job budget names the stage a job ran out of t
 its frozen output on as a return value. This is the one place where the handling ends: a stage's ``stop``
 (skipped, no_fix) or the publish stage's result becomes the Outcome; NoFix -> no_fix, PermanentError ->
 failed, TemporaryError -> re-raised for the worker to retry. Whatever happened, the run record is built once
-from the stage outputs (app/stages/record.py) and handed to the tracker.
+from the stage outputs (app/stages/record.py) and travels with the result: on the Outcome (``run``), or on the
+exception (``RUN_ATTRIBUTE``), so the worker writes it into the job store's outbox in the same transaction as
+the job's end. Nothing here waits for MLflow: the exporter (app/exporter.py) sends the record later.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -18,8 +21,9 @@ from app import deadlines
 from app.errors import AutofixError, NoFix, PermanentError, TemporaryError
 from app.models.incident import Incident
 from app.models.outcome import Outcome, StageRecord
+from app.models.runs import RUN_ATTRIBUTE, PendingRun, record_ref
 from app.policies import Policy
-from app.ports import Advisor, ClusterReader, Forge, Ledger, RunHandle, Tracker, Workspace
+from app.ports import Advisor, ClusterReader, Forge, Ledger, Workspace
 from app.sources import RepoIdentity
 from app.sources.layouts import Layouts
 from app.stages import (
@@ -44,16 +48,16 @@ StageOut = TypeVar("StageOut", bound=Output)
 
 class Pipeline:
     def __init__(self, *, policy: Policy, cluster: ClusterReader, workspace: Workspace, forge: Forge,
-                 tracker: Tracker, identity: RepoIdentity, base: str, ledger: Ledger, advisor: Advisor | None = None,
+                 identity: RepoIdentity, base: str, ledger: Ledger, advisor: Advisor | None = None,
                  layouts: Layouts, own_namespace: str | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, new_key: Callable[[], str] = lambda: uuid.uuid4().hex) -> None:
         self.policy = policy
         self.layouts = layouts
         self.advisor = advisor
         self.cluster = cluster
         self.workspace = workspace
         self.forge = forge
-        self.tracker = tracker
+        self.new_key = new_key
         self.identity = identity
         self.base = base
         self.ledger = ledger
@@ -61,28 +65,30 @@ class Pipeline:
         self.clock = clock
 
     def handle(self, incident: Incident) -> Outcome:
-        run = self.tracker.start_run(name=f"{incident.alertname} {incident.fingerprint}",
-                                     tags={"alertname": incident.alertname, "fingerprint": incident.fingerprint})
+        key = self.new_key()
+        started = self.clock()
         steps = _Steps()
         try:
-            end = self._flow(incident, steps, run_url=run.url)
+            end = self._flow(incident, steps, run_url=record_ref(key))
         except _Stopped as stop:
             end = stop.end
         except NoFix as err:
             end = End(kind="no_fix", reason=err.message, code=err.code)
         except TemporaryError as err:
-            self._finish(run, steps, failure=record.Failure(outcome="retry", reason=err.message))
+            setattr(err, RUN_ATTRIBUTE, self._run(incident, key, started, steps,
+                                                  failure=record.Failure(outcome="retry", reason=err.message)))
             raise
         except PermanentError as err:
             end = End(kind="failed", reason=err.message, code=err.code)
         except Exception as err:
-            self._finish(run, steps, failure=record.Failure(outcome="failed",
-                                                            reason=f"internal error: {type(err).__name__}"))
+            failure = record.Failure(outcome="failed", reason=f"internal error: {type(err).__name__}")
+            setattr(err, RUN_ATTRIBUTE, self._run(incident, key, started, steps, failure=failure))
             raise
-        outcome = self._outcome(incident, steps, end, run_id=run.run_id)
-        self._finish(run, steps, outcome=outcome)
+        outcome = self._outcome(incident, steps, end, key=key)
+        linked = end.branch if end.kind in ("pr_opened", "pr_updated") else None  # the body names this record
+        run = self._run(incident, key, started, steps, outcome=outcome, branch=linked)
         log.info("alert handled", extra={"fingerprint": incident.fingerprint, "outcome": outcome.outcome})
-        return outcome
+        return outcome.model_copy(update={"run": run})
 
     def _flow(self, incident: Incident, steps: _Steps, *, run_url: str) -> End:
         """The stages in order. A stage whose output says ``stop`` ends the handling there (``_Steps.run``)."""
@@ -126,19 +132,23 @@ class Pipeline:
             workspace=self.workspace, forge=self.forge, ledger=self.ledger, policy=self.policy, base=self.base,
             clock=self.clock, run_url=run_url)).end
 
-    def _outcome(self, incident: Incident, steps: _Steps, end: End, *, run_id: str) -> Outcome:
+    def _outcome(self, incident: Incident, steps: _Steps, end: End, *, key: str) -> Outcome:
         facts = record.summary(steps.outputs)  # once a model was consulted, every outcome's reason says so
         return Outcome(alertname=incident.alertname, fingerprint=incident.fingerprint, outcome=end.kind,
                        reason=end.reason + (f" ({facts.note})" if facts.note else ""), pr_url=end.pr_url,
-                       branch=end.branch, risk=end.risk, mlflow_run_id=run_id, stages=list(steps.records),
+                       branch=end.branch, risk=end.risk, record_id=key, stages=list(steps.records),
                        cause=facts.cause, workload=str(facts.workload) if facts.workload else None)
 
-    def _finish(self, run: RunHandle, steps: _Steps, *, outcome: Outcome | None = None,
-                failure: record.Failure | None = None) -> None:
+    def _run(self, incident: Incident, key: str, started: float, steps: _Steps, *, outcome: Outcome | None = None,
+             failure: record.Failure | None = None, branch: str | None = None) -> PendingRun:
         built = record.build(outputs=steps.outputs, stages=steps.records, outcome=outcome, failure=failure,
                              policy_version=self.policy.digest or "builtin")
+        built.tags.update({"alertname": incident.alertname, "fingerprint": incident.fingerprint,
+                           "autofix_record": key})
         ok = outcome is not None and outcome.outcome != "failed"
-        self.tracker.finish_run(run, built, status="FINISHED" if ok else "FAILED")
+        return PendingRun(key=key, name=f"{incident.alertname} {incident.fingerprint}",
+                          status="FINISHED" if ok else "FAILED", record=built, created_at=started,
+                          branch=branch).redacted()
 
 
 class _Stopped(Exception):

@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from app.models.repo_index import RepoIndex
+from app.models.runs import RECORD_REF, PendingRun, RunRecord, record_ref
+
+__all__ = ["RECORD_REF", "PendingRun", "RunRecord", "record_ref"]  # re-exported: the run record is a port's value
 
 if TYPE_CHECKING:
     from app.advice import Answer, Prompt, Proposal
@@ -160,6 +163,10 @@ class Forge(Protocol):
 
     def close_pr(self, pr: PullRequest, *, comment: str) -> None: ...
 
+    def set_body(self, pr: PullRequest, body: str) -> None:
+        """Replace the PR's description (the exporter adds the MLflow link once the run is recorded)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Remediation:
@@ -207,20 +214,12 @@ class RunHandle:
     url: str
 
 
-@dataclass
-class RunRecord:
-    params: dict[str, str] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
-    artifacts: dict[str, str] = field(default_factory=dict)  # file name -> text
+class RunSink(Protocol):
+    """Where run records end up (MLflow): used only by the exporter, never on the path from alert to PR."""
 
-
-class Tracker(Protocol):
-    """Experiment tracking: one run per alert handled."""
-
-    def start_run(self, *, name: str, tags: Mapping[str, str]) -> RunHandle: ...
-
-    def finish_run(self, handle: RunHandle, record: RunRecord, *, status: str) -> None: ...
+    def export(self, run: PendingRun) -> RunHandle:
+        """Create (or find, by the ``autofix_record`` tag) the run and log the whole record; idempotent."""
+        ...
 
 
 class Advisor(Protocol):

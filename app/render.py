@@ -26,6 +26,7 @@ from app.models.causes import Cause, CommandRollbackFacts
 from app.models.changes import ChangeSet
 from app.models.diagnosis import Diagnosis
 from app.models.incident import WorkloadRef
+from app.models.runs import RECORD_REF, record_ref
 
 MAX_LINE = 300
 MAX_EVIDENCE_LINES = 20
@@ -190,7 +191,7 @@ def commit_message(workload: WorkloadRef, diagnosis: Diagnosis, changeset: Chang
 def update_comment(*, title_text: str, run_url: str) -> str:
     """The comment on an open PR the bot updated with a new change."""
     return (f"Updated by GitOps Autofix with new evidence: {_text(title_text)}.\n\n"
-            f"{_record_line(run_url)}\n")
+            f"{record_line(run_url)}\n")
 
 
 def prose(text: object) -> str:
@@ -280,7 +281,7 @@ def pr_body(*, workload: WorkloadRef, diagnosis: Diagnosis, changeset: ChangeSet
             "| --- | --- | --- | --- |"]
     out += [f"| {x.name if _IDENT.fullmatch(x.name) else _text(x.name, cell=True)} | {x.value:.2f} | {x.weight:g} | {_text(x.explanation, cell=True)} |"
             for x in r.factors]
-    out += ["", "## Record", "", _record_line(run_url), ""]
+    out += ["", "## Record", "", record_line(run_url), ""]
     if diagnosis.proposed_by != "rule":
         out += [f"This change was proposed by a model ({_text(diagnosis.proposed_by)}) and passed the same "
                 "validation and policy gates as a rule's.", ""]
@@ -300,14 +301,37 @@ def _change_table(changeset: ChangeSet) -> list[str]:
     return rows
 
 
-def _record_line(run_url: str) -> str:
-    """A link when MLflow has a UI to link to (configured, not untrusted); else the run id and the store."""
+def record_line(run_url: str) -> str:
+    """A link when MLflow has a UI to link to (configured, not untrusted); else the run id and the store.
+
+    Before the run is exported (app/exporter.py) the line names our record key and the tag to search by;
+    the exporter swaps it for the link (``link_record``)."""
+    if run_url.startswith(RECORD_REF):
+        key = run_url.removeprefix(RECORD_REF)
+        return (f"Every step of this decision is recorded in MLflow as the run tagged {_code(f'autofix_record={key}')}"
+                "; its link takes this line's place once the record is exported.")
     if re.fullmatch(r"https?://[^\s<>()\[\]`|]+", run_url):
         return f"Every step of this decision is recorded in MLflow: {run_url}"
     store, _, run_id = run_url.partition("/#/")
     run_id = run_id.rsplit("/", 1)[-1]
     return (f"Every step of this decision is recorded in MLflow run {_code(run_id)} "
             f"(open it with {_code(f'mlflow ui --backend-store-uri {store}')}).")
+
+
+def link_record(body: str, *, key: str, run_url: str) -> str | None:
+    """The PR body with the pending record line replaced by the run's link; None when the line is not there
+    (a human edited it, or it was linked already)."""
+    pending = record_line(record_ref(key))
+    if pending not in body:
+        return None
+    return body.replace(pending, record_line(run_url), 1)
+
+
+def run_text(run_url: str) -> str:
+    """The run as plain text for comments: the link, or the tag to search for while it is being exported."""
+    if run_url.startswith(RECORD_REF):
+        return f"MLflow run tagged autofix_record={run_url.removeprefix(RECORD_REF)}"
+    return run_url
 
 
 def edited_file(changeset: ChangeSet) -> str:

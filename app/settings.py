@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     # Read deadlines per HTTP request: headers within this of the first byte, the body within that of the headers.
     http_header_seconds: float = Field(default=10.0, gt=0, le=300, validation_alias="AUTOFIX_HTTP_HEADER_SECONDS")
     http_body_seconds: float = Field(default=30.0, gt=0, le=600, validation_alias="AUTOFIX_HTTP_BODY_SECONDS")
+    # `autofix handle` waits at most this long for its run records to reach MLflow (app/exporter.py); what is
+    # left stays in the job store's outbox for the next `serve` or `handle`.
+    export_wait_seconds: float = Field(default=30.0, ge=0, le=3600, validation_alias="AUTOFIX_EXPORT_WAIT_SECONDS")
 
     @field_validator("github_repo")
     @classmethod

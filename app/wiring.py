@@ -7,22 +7,28 @@ import, so `autofix --help` and the webhook's start stay fast.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from app import policies
 from app.errors import ConfigError
 from app.pipeline import Pipeline
 from app.policies import Policy
-from app.ports import Advisor, ClusterReader, Forge
+from app.ports import Advisor, ClusterReader, Forge, RunSink
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.adapters.store import JobStore
+    from app.exporter import Exporter, HealthReport
 
 AuthHeader = Callable[[], str | None]  # an http.extraHeader for git over https, fresh at each call
 
 
-def build_pipeline(settings: Settings, *, cluster: ClusterReader | None = None) -> Pipeline:
-    """The real pipeline; ``cluster`` replaces the Kubernetes API (a snapshot for `autofix handle --snapshot`)."""
+def build_pipeline(settings: Settings, *, cluster: ClusterReader | None = None,
+                   store: JobStore | None = None) -> Pipeline:
+    """The real pipeline; ``cluster`` replaces the Kubernetes API (a snapshot for `autofix handle --snapshot`),
+    ``store`` is the job store the caller opened already (its ledger). No MLflow here: see build_exporter."""
     from app.adapters.renderers import SandboxedRenderer
     from app.adapters.store import JobStore
-    from app.adapters.tracking import MlflowTracker
     from app.adapters.workspace import GitWorkspace
     from app.sources.deployers.repo_urls import RepoIdentity
     from app.sources.layouts import Layouts
@@ -38,13 +44,25 @@ def build_pipeline(settings: Settings, *, cluster: ClusterReader | None = None) 
         cluster = KubeCluster.from_config(settings.kubeconfig)
     workspace = GitWorkspace(settings.git_url, base=settings.git_base, checkout=settings.data_dir / "repo",
                              author=settings.git_author, auth_header=auth_header)
-    tracker = MlflowTracker(settings.tracking_uri, ui_url=settings.mlflow_ui_url,
-                            artifact_root=(settings.data_dir / "mlartifacts").resolve())
-    return Pipeline(policy=policy, cluster=cluster, workspace=workspace, forge=forge, tracker=tracker,
+    return Pipeline(policy=policy, cluster=cluster, workspace=workspace, forge=forge,
                     advisor=build_advisor(settings, policy),
                     identity=RepoIdentity(git_url=settings.git_url, github_repo=settings.github_repo),
-                    base=settings.git_base, ledger=JobStore(settings.store_path),
+                    base=settings.git_base, ledger=store if store is not None else JobStore(settings.store_path),
                     layouts=Layouts(renderer=SandboxedRenderer()), own_namespace=settings.pod_namespace)
+
+
+def build_exporter(settings: Settings, store: JobStore, *, forge: Forge | None,
+                   health: HealthReport | None = None) -> Exporter:
+    """The outbox's exporter to MLflow; MLflow itself is imported when the first record is sent."""
+    from app.exporter import Exporter
+
+    def sink() -> RunSink:
+        from app.adapters.tracking import MlflowTracker
+
+        return MlflowTracker(settings.tracking_uri, ui_url=settings.mlflow_ui_url,
+                             artifact_root=(settings.data_dir / "mlartifacts").resolve())
+
+    return Exporter(store, sink=sink, forge=forge, health=health)
 
 
 def build_advisor(settings: Settings, policy: Policy) -> Advisor | None:

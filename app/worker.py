@@ -28,6 +28,7 @@ from app import deadlines
 from app.adapters.store import Job, JobStore
 from app.deadlines import BudgetExceeded, Deadline
 from app.errors import TemporaryError
+from app.models.runs import run_of
 from app.ports import Handler
 
 log = logging.getLogger(__name__)
@@ -225,13 +226,13 @@ def run_job(
         log.warning("job will be retried" if not last else "job failed: out of attempts",
                     extra={**extra, "delay": delay, "error": reason, "dependency": err.dependency})
         label = (("failed" if last else "retry")
-                 if store.retry(job.id, worker, delay=delay, error=reason) else "lease_lost")
+                 if store.retry(job.id, worker, delay=delay, error=reason, run=run_of(err)) else "lease_lost")
     except Exception as err:
         log.exception("job failed", extra=extra)
         code = getattr(err, "code", type(err).__name__)
-        label = "failed" if store.fail(job.id, worker, error=f"{code}: {err}") else "lease_lost"
+        label = "failed" if store.fail(job.id, worker, error=f"{code}: {err}", run=run_of(err)) else "lease_lost"
     else:
-        ok = store.complete(job.id, worker, result)
+        ok = store.complete(job.id, worker, result, run=getattr(outcome, "run", None))
         label = f"done:{result.get('outcome', 'unknown')}" if ok else "lease_lost"
         log.info("job finished", extra={**extra, "outcome": result.get("outcome"), "recorded": ok})
     if label == "lease_lost":

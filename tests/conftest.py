@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,3 +26,14 @@ def _isolated_git(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     """One real MLflow sqlite store for the session: creating one runs migrations, a few seconds."""
     return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+def mlflow_run(tracking_uri: str, record_id: str | None) -> Any:
+    """The MLflow run a handling's record was exported to, found by its tag as an auditor would."""
+    from mlflow import MlflowClient
+
+    assert record_id, "the result names its run record"
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    [run] = client.search_runs(experiments, filter_string=f"tags.autofix_record = '{record_id}'")
+    return run

@@ -29,6 +29,7 @@ from app import redact
 from app.errors import StartupError, TemporaryError
 from app.models.alertmanager import Alert, AlertKey, WebhookPayload
 from app.models.incident import Incident
+from app.models.runs import PendingRun
 from app.ports import Remediation
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,23 @@ CREATE TABLE IF NOT EXISTS ledger (
     updated_at  REAL    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ledger_branch ON ledger (branch, opened_at);
+CREATE TABLE IF NOT EXISTS outbox (
+    key              TEXT    PRIMARY KEY,
+    job_id           INTEGER,
+    run              TEXT    NOT NULL,
+    state            TEXT    NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'linking', 'done', 'failed')),
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    available_at     REAL    NOT NULL,
+    lease_owner      TEXT,
+    lease_expires_at REAL,
+    run_id           TEXT,
+    run_url          TEXT,
+    error            TEXT,
+    created_at       REAL    NOT NULL,
+    exported_at      REAL,
+    updated_at       REAL    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, available_at);
 """
 
 _COLUMNS = (
@@ -94,6 +112,26 @@ class StoreUnavailable(TemporaryError):
     """The database cannot be used right now (locked, disk full, I/O error): the caller should retry."""
 
     code = "store_unavailable"
+
+
+ExportState = Literal["pending", "linking", "done", "failed"]
+
+
+@dataclass(frozen=True)
+class Export:
+    """One outbox row: a run record and how far its export got.
+
+    pending -> (exported to MLflow) -> linking (the PR body still names the record, not the link) -> done;
+    failed when MLflow refused the record itself (kept for `autofix explain`, never retried)."""
+
+    run: PendingRun
+    job_id: int | None
+    state: ExportState
+    attempts: int
+    run_id: str | None
+    run_url: str | None
+    error: str | None
+    created_at: float
 
 
 @dataclass(frozen=True)
@@ -153,6 +191,12 @@ def _row_to_job(row: sqlite3.Row) -> Job:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
+
+
+def _row_to_export(row: sqlite3.Row) -> Export:
+    return Export(run=PendingRun.from_json(row["run"]), job_id=row["job_id"], state=row["state"],
+                  attempts=int(row["attempts"]), run_id=row["run_id"], run_url=row["run_url"], error=row["error"],
+                  created_at=float(row["created_at"]))
 
 
 def _row_to_remediation(row: sqlite3.Row) -> Remediation:
@@ -367,15 +411,18 @@ class JobStore:
 
     # --- endings ------------------------------------------------------------------------------------
 
-    def complete(self, job_id: int, worker: str, result: dict[str, Any]) -> bool:
-        """Mark done with its result, only while we hold the lease: at most one caller ever gets True."""
-        return self._finish(job_id, worker, state="done", result=result, error=None)
+    def complete(self, job_id: int, worker: str, result: dict[str, Any], *, run: PendingRun | None = None) -> bool:
+        """Mark done with its result, only while we hold the lease: at most one caller ever gets True. The run
+        record goes into the outbox in the same transaction: a result is never stored without its record."""
+        return self._finish(job_id, worker, state="done", result=result, error=None, run=run)
 
-    def fail(self, job_id: int, worker: str, *, error: str, result: dict[str, Any] | None = None) -> bool:
-        return self._finish(job_id, worker, state="failed", result=result, error=error)
+    def fail(self, job_id: int, worker: str, *, error: str, result: dict[str, Any] | None = None,
+             run: PendingRun | None = None) -> bool:
+        return self._finish(job_id, worker, state="failed", result=result, error=error, run=run)
 
     def _finish(
-        self, job_id: int, worker: str, *, state: JobState, result: dict[str, Any] | None, error: str | None
+        self, job_id: int, worker: str, *, state: JobState, result: dict[str, Any] | None, error: str | None,
+        run: PendingRun | None = None,
     ) -> bool:
         now = self._clock()
         result_text = json.dumps(result, sort_keys=True) if result is not None else None
@@ -386,9 +433,11 @@ class JobStore:
                 " updated_at = ? WHERE id = ? AND state = 'running' AND lease_owner = ?",
                 (state, result_text, error, now, job_id, worker),
             )
+            if cur.rowcount == 1 and run is not None:
+                self._add_run(conn, run, job_id=job_id, now=now)
             return cur.rowcount == 1
 
-    def retry(self, job_id: int, worker: str, *, delay: float, error: str) -> bool:
+    def retry(self, job_id: int, worker: str, *, delay: float, error: str, run: PendingRun | None = None) -> bool:
         """Queue the job again after ``delay`` seconds, or fail it once it has used ``max_attempts``."""
         now = self._clock()
         error = redact.capped(error)
@@ -400,6 +449,8 @@ class JobStore:
                 " WHERE id = ? AND state = 'running' AND lease_owner = ?",
                 (self.max_attempts, error, now + max(delay, 0.0), now, job_id, worker),
             )
+            if cur.rowcount == 1 and run is not None:
+                self._add_run(conn, run, job_id=job_id, now=now)
             return cur.rowcount == 1
 
     # --- queries ------------------------------------------------------------------------------------
@@ -449,12 +500,84 @@ class JobStore:
         return not self._read("SELECT 1 FROM ledger LIMIT 1")
 
     def purge(self, *, older_than: float) -> int:
-        """Delete finished jobs (done or failed) last changed more than ``older_than`` seconds ago; returns how
-        many. The ledger is kept: it is what stops the bot from repeating a fix."""
+        """Delete finished jobs (done or failed) and exported records last changed more than ``older_than``
+        seconds ago; returns how many jobs. The ledger is kept: it is what stops the bot from repeating a fix.
+        A record not exported yet is kept whatever its age: it is the only copy of the audit trail."""
         cutoff = self._clock() - older_than
         with self._tx() as conn:
             cur = conn.execute("DELETE FROM jobs WHERE state IN ('done', 'failed') AND updated_at < ?", (cutoff,))
+            conn.execute("DELETE FROM outbox WHERE state = 'done' AND updated_at < ?", (cutoff,))
             return int(cur.rowcount)
+
+    # --- outbox: run records on their way to MLflow (see app/exporter.py) ---------------------------
+
+    def add_run(self, run: PendingRun) -> None:
+        """A record handled outside a job (`autofix handle`): into the outbox on its own."""
+        with self._tx() as conn:
+            self._add_run(conn, run, job_id=None, now=self._clock())
+
+    @staticmethod
+    def _add_run(conn: sqlite3.Connection, run: PendingRun, *, job_id: int | None, now: float) -> None:
+        # The key is made fresh for each handling: a conflict is the same record written twice (ignored).
+        conn.execute(
+            "INSERT INTO outbox (key, job_id, run, available_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (key) DO NOTHING",
+            (run.key, job_id, run.to_json(), now, now, now),
+        )
+
+    def lease_exports(self, owner: str, *, ttl: float, limit: int = 10, due_only: bool = True) -> list[Export]:
+        """Records due for export (or for their PR link), oldest first, leased to ``owner`` for ``ttl`` seconds:
+        two exporters (the service and an `autofix handle`) never send the same record at once. ``due_only``
+        False: also those still in their backoff (a new process tries everything once)."""
+        now = self._clock()
+        due = now if due_only else float("inf")
+        with self._tx() as conn:
+            rows = conn.execute(
+                "SELECT key FROM outbox WHERE state IN ('pending', 'linking') AND available_at <= ?"
+                " AND (lease_expires_at IS NULL OR lease_expires_at <= ?) ORDER BY created_at, key LIMIT ?",
+                (due, now, limit)).fetchall()
+            keys = [r["key"] for r in rows]
+            for key in keys:
+                conn.execute("UPDATE outbox SET lease_owner = ?, lease_expires_at = ?, attempts = attempts + 1,"
+                             " updated_at = ? WHERE key = ?", (owner, now + ttl, now, key))
+            found = [conn.execute("SELECT * FROM outbox WHERE key = ?", (key,)).fetchone() for key in keys]
+        return [_row_to_export(r) for r in found]
+
+    def exported(self, key: str, owner: str, *, run_id: str, run_url: str, linked: bool) -> bool:
+        """The record is in MLflow; ``linked``: nothing left to do (no PR to link, or linked already)."""
+        now = self._clock()
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE outbox SET state = ?, run_id = ?, run_url = ?, exported_at = COALESCE(exported_at, ?),"
+                " error = NULL, lease_owner = NULL, lease_expires_at = NULL, available_at = ?, updated_at = ?"
+                " WHERE key = ? AND lease_owner = ?",
+                ("done" if linked else "linking", run_id, run_url, now, now, now, key, owner))
+            return cur.rowcount == 1
+
+    def export_failed(self, key: str, owner: str, *, error: str, delay: float, permanent: bool = False) -> bool:
+        """Try again after ``delay`` seconds; ``permanent``: MLflow refused the record itself, stop trying."""
+        now = self._clock()
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE outbox SET state = CASE WHEN ? THEN 'failed' ELSE state END, error = ?, available_at = ?,"
+                " lease_owner = NULL, lease_expires_at = NULL, updated_at = ? WHERE key = ? AND lease_owner = ?",
+                (permanent, redact.capped(error), now + max(delay, 0.0), now, key, owner))
+            return cur.rowcount == 1
+
+    def export_of(self, key: str) -> Export | None:
+        rows = self._read("SELECT * FROM outbox WHERE key = ?", (key,))
+        return _row_to_export(rows[0]) if rows else None
+
+    def backlog(self) -> dict[str, float]:
+        """What waits in the outbox: records not in MLflow yet (``pending``), exported but not linked in their PR
+        (``linking``), refused (``failed``), and the age in seconds of the oldest one not exported."""
+        counts: dict[str, float] = {"pending": 0, "linking": 0, "failed": 0, "oldest_seconds": 0.0}
+        for row in self._read("SELECT state, COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox"
+                              " WHERE state != 'done' GROUP BY state"):
+            counts[row["state"]] = int(row["n"])
+            if row["state"] == "pending":
+                counts["oldest_seconds"] = max(0.0, self._clock() - float(row["oldest"]))
+        return counts
 
     def readiness(self) -> str | None:
         """None when the store can be read and written, else one line saying why not.

@@ -1,22 +1,30 @@
-"""MLflow as the Tracker: one run per alert handled. The only module that imports mlflow.
+"""MLflow as the RunSink: one run per alert handled, exported from the outbox. The only module that imports
+mlflow, and only the exporter (app/exporter.py) and `autofix doctor` build it: never the path from alert to PR.
 
 mlflow is imported in the constructor, not at module level, so ``import app.adapters.tracking`` (and the
 CLI's start) stays cheap. ``MlflowClient`` is used rather than the fluent API: it is thread-safe and keeps
-no global "active run", which matters when several workers finish runs at once.
+no global "active run". Its own HTTP retries are cut short (the outbox retries with backoff instead, and an
+unreachable server must not hold the exporter for minutes): MLFLOW_HTTP_REQUEST_TIMEOUT and
+MLFLOW_HTTP_REQUEST_MAX_RETRIES default to ours unless set in the environment.
+
+An export is idempotent: the run is tagged ``autofix_record=<key>`` when it is created, and an export repeated
+after a crash (the run created, the outbox not told) finds that run and logs into it again. Params and tags
+are rewritten with the same values, metrics carry the record's own timestamp (MLflow keeps one point per
+key, timestamp, step and value), artifacts are overwritten.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
-import time
-from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from app import redact
-from app.errors import TemporaryError
+from app.errors import PermanentError, TemporaryError
+from app.models.runs import PendingRun
 from app.ports import RunHandle, RunRecord
 
 log = logging.getLogger(__name__)
@@ -26,6 +34,9 @@ _MAX_PARAMS_TAGS_PER_BATCH = 100  # MLflow's log_batch limits
 _MAX_METRICS_PER_BATCH = 1000
 _STATUSES = {"FINISHED", "FAILED", "KILLED"}
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_\-. /]")
+HTTP_TIMEOUT_SECONDS = 10  # one MLflow REST call (its default is 120 s)
+HTTP_MAX_RETRIES = 0  # its default is 7, with backoff: minutes against a dead server; the outbox retries
+RECORD_TAG = "autofix_record"
 
 
 def sanitize_key(name: str) -> str:
@@ -37,7 +48,7 @@ def sanitize_key(name: str) -> str:
 
 
 class MlflowTracker:
-    """Tracker backed by an MLflow tracking store (a server URL or ``sqlite:///...``)."""
+    """RunSink backed by an MLflow tracking store (a server URL or ``sqlite:///...``)."""
 
     def __init__(
         self,
@@ -47,6 +58,8 @@ class MlflowTracker:
         experiment: str = "gitops-autofix",
         artifact_root: Path | None = None,
     ) -> None:
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(HTTP_TIMEOUT_SECONDS))
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(HTTP_MAX_RETRIES))
         import mlflow  # heavy: only when a tracker is really built
 
         self._mlflow = mlflow
@@ -57,28 +70,35 @@ class MlflowTracker:
         self._experiment_id: str | None = None
         self._lock = threading.Lock()
 
-    # ------------------------------------------------------------ Tracker
+    # ------------------------------------------------------------ RunSink
 
-    def start_run(self, *, name: str, tags: Mapping[str, str]) -> RunHandle:
-        experiment_id = self.experiment_id()
-        clean_tags = {sanitize_key(k): redact.text(str(v))[:MAX_PARAM_VALUE] for k, v in tags.items()}
-        run = self._call("create run", self._client.create_run, experiment_id, run_name=name, tags=clean_tags)
-        run_id = str(run.info.run_id)
-        url = f"{self._ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
-        log.info("mlflow run started", extra={"run_id": run_id, "experiment_id": experiment_id})
-        return RunHandle(run_id=run_id, url=url)
-
-    def finish_run(self, handle: RunHandle, record: RunRecord, *, status: str) -> None:
-        final = status.upper()
+    def export(self, run: PendingRun) -> RunHandle:
+        final = run.status.upper()
         if final not in _STATUSES:
-            raise ValueError(f"unknown run status {status!r}; expected one of {sorted(_STATUSES)}")
-        self._log_batches(handle.run_id, record)
-        for name, text in record.artifacts.items():
+            raise ValueError(f"unknown run status {run.status!r}; expected one of {sorted(_STATUSES)}")
+        experiment_id = self.experiment_id()
+        run_id = self._find(experiment_id, run.key) or self._create(experiment_id, run)
+        self._log_batches(run_id, run.record, timestamp_ms=int(run.created_at * 1000))
+        for name, text in run.record.artifacts.items():
             # The audit record is read by people outside the on-call team: a second redaction pass over
             # everything rendered from evidence, diffs and model answers.
-            self._call("log artifact", self._client.log_text, handle.run_id, redact.text(text), _artifact_name(name))
-        self._call("end run", self._client.set_terminated, handle.run_id, status=final)
-        log.info("mlflow run finished", extra={"run_id": handle.run_id, "status": final})
+            self._call("log artifact", self._client.log_text, run_id, redact.text(text), _artifact_name(name))
+        self._call("end run", self._client.set_terminated, run_id, status=final)
+        log.info("mlflow run exported", extra={"run_id": run_id, "record": run.key, "status": final})
+        return RunHandle(run_id=run_id, url=f"{self._ui_url}/#/experiments/{experiment_id}/runs/{run_id}")
+
+    def _find(self, experiment_id: str, key: str) -> str | None:
+        """The run an earlier attempt created for this record, if any."""
+        found = self._call("search runs", self._client.search_runs, [experiment_id],
+                           filter_string=f"tags.{RECORD_TAG} = '{key}'", max_results=1)
+        return str(found[0].info.run_id) if found else None
+
+    def _create(self, experiment_id: str, run: PendingRun) -> str:
+        tags = {sanitize_key(k): redact.text(str(v))[:MAX_PARAM_VALUE] for k, v in run.record.tags.items()}
+        tags[RECORD_TAG] = run.key
+        created = self._call("create run", self._client.create_run, experiment_id,
+                             start_time=int(run.created_at * 1000), run_name=run.name, tags=tags)
+        return str(created.info.run_id)
 
     # ------------------------------------------------------------ helpers
 
@@ -103,10 +123,10 @@ class MlflowTracker:
                 raise TemporaryError(f"mlflow: cannot create experiment {self._experiment}: {err}") from err
             return str(again.experiment_id)
 
-    def _log_batches(self, run_id: str, record: RunRecord) -> None:
+    def _log_batches(self, run_id: str, record: RunRecord, *, timestamp_ms: int) -> None:
         from mlflow.entities import Metric, Param, RunTag
 
-        now = int(time.time() * 1000)
+        now = timestamp_ms
         params = [Param(sanitize_key(k), redact.text(str(v))[:MAX_PARAM_VALUE]) for k, v in record.params.items()]
         tags = [RunTag(sanitize_key(k), redact.text(str(v))[:MAX_PARAM_VALUE]) for k, v in record.tags.items()]
         metrics = [Metric(sanitize_key(k), float(v), now, 0) for k, v in record.metrics.items()]
@@ -126,12 +146,23 @@ class MlflowTracker:
             params, tags, metrics = params[p_count:], tags[t_count:], metrics[m_count:]
 
     def _call(self, what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run one client call; MLflow and connection errors become TemporaryError (retry the job later)."""
+        """Run one client call. MLflow refusing the record itself (a 4xx such as INVALID_PARAMETER_VALUE) is a
+        PermanentError: sending it again cannot help. Anything else (connection refused, timeouts, 5xx, a
+        locked sqlite store) is a TemporaryError: the outbox tries again later."""
         try:
             return func(*args, **kwargs)
         except (self._mlflow.exceptions.MlflowException, OSError) as err:
             log.warning("mlflow call failed", extra={"operation": what, "error": type(err).__name__})
-            raise TemporaryError(f"mlflow: {what} failed: {err}") from err
+            status = getattr(err, "get_http_status_code", lambda: 500)()
+            if isinstance(err, self._mlflow.exceptions.MlflowException) and 400 <= int(status) < 500 \
+                    and int(status) not in (408, 429):
+                raise PermanentError(f"mlflow: {what} refused: {_first_line(err)}", code="mlflow_refused") from err
+            raise TemporaryError(f"mlflow: {what} failed: {_first_line(err)}", code="mlflow_unavailable") from err
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return (text[0] if text else type(err).__name__)[:300]
 
 
 def _artifact_name(name: str) -> str:

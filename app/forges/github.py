@@ -136,6 +136,10 @@ class GitHubForge:
                 pull.create_issue_comment(comment)
             pull.edit(state="closed")
 
+    def set_body(self, pr: PullRequest, body: str) -> None:
+        with self._mapped("edit pull request body"):
+            self._repository().get_pull(pr.number).edit(body=body)
+
     # ---- beyond the protocol ------------------------------------------------------------------------
 
     def list_prs(self, label: str, state: str = "all", *, branch: str | None = None) -> list[PullRequest]:

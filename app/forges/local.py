@@ -105,6 +105,13 @@ class LocalForge:
             meta["teams"] = list(dict.fromkeys([*meta.get("teams", []), *teams]))
             _write_atomic(folder / "pr.json", json.dumps(meta, indent=2) + "\n")
 
+    def set_body(self, pr: PullRequest, body: str) -> None:
+        with self._locked():
+            folder, meta = self._get(pr.number)
+            meta["updated_at"] = _now()
+            _write_atomic(folder / "body.md", body)
+            _write_atomic(folder / "pr.json", json.dumps(meta, indent=2) + "\n")
+
     def close_pr(self, pr: PullRequest, *, comment: str) -> None:
         if comment:
             self.comment(pr, comment)

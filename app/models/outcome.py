@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SkipValidation
 
 from app import redact
+from app.models.runs import PendingRun
 
 MAX_REASON = 4000
 Quoted = Annotated[str, AfterValidator(lambda value: redact.capped(value, max_chars=MAX_REASON))]
@@ -35,13 +36,15 @@ class Outcome(BaseModel):
     pr_url: str | None = None
     branch: str | None = None
     risk: float | None = None
-    mlflow_run_id: str | None = None
+    record_id: str | None = None  # the run record's key (app.ports.PendingRun): the MLflow tag autofix_record
     stages: list[StageRecord] = Field(default_factory=list)
     workload: str | None = None
     cause: str | None = None
+    # The run record, on its way to the job store's outbox with the result (never serialised with it).
+    run: Annotated[PendingRun | None, SkipValidation] = Field(default=None, exclude=True, repr=False)
 
     def result(self) -> dict[str, Any]:
         """The public shape printed by `autofix handle` (keys fixed by the interface)."""
         return self.model_dump(
-            include={"alertname", "fingerprint", "outcome", "reason", "pr_url", "branch", "risk", "mlflow_run_id"}
+            include={"alertname", "fingerprint", "outcome", "reason", "pr_url", "branch", "risk", "record_id"}
         )

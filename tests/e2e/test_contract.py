@@ -20,9 +20,9 @@ import pytest
 from app import settings as settings_mod
 from app.adapters.snapshot import SnapshotCluster
 from app.demo import seed_bare_repo
-from app.payloads import handle_payload, read_payload
-from app.wiring import build_pipeline
-from tests.conftest import EXAMPLES, ROOT
+from app.oneshot import handle_and_export
+from app.payloads import read_payload
+from tests.conftest import EXAMPLES, ROOT, mlflow_run
 
 pytestmark = pytest.mark.e2e
 
@@ -45,8 +45,8 @@ def _record(tmp_path: Path) -> dict[str, Any]:
     settings = settings_mod.load(AUTOFIX_GIT_URL=str(bare), AUTOFIX_FORGE="local", AUTOFIX_GITHUB_REPO="acme/gitops",
                                  AUTOFIX_DATA_DIR=tmp_path / "data",
                                  MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    pipeline = build_pipeline(settings, cluster=SnapshotCluster.from_file(demo / "cluster.json"))
-    results = handle_payload(pipeline, read_payload(demo / "alert.json"))
+    results, _ = handle_and_export(settings, read_payload(demo / "alert.json"),
+                                   cluster=SnapshotCluster.from_file(demo / "cluster.json"), wait=60)
     [pr_dir] = sorted((tmp_path / "data" / "prs").glob("*/"))
     meta = json.loads((pr_dir / "pr.json").read_text())
     branch = meta["branch"]
@@ -56,7 +56,7 @@ def _record(tmp_path: Path) -> dict[str, Any]:
     client = MlflowClient(tracking_uri=settings.tracking_uri)
     runs = []
     for result in results:
-        run = client.get_run(result["mlflow_run_id"])
+        run = mlflow_run(settings.tracking_uri, result["record_id"])
         runs.append({
             "params": dict(sorted(run.data.params.items())),
             "tags": {k: _normal(v, tmp_path) for k, v in sorted(run.data.tags.items()) if not k.startswith("mlflow.")},

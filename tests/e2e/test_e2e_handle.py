@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from app.demo import seed_bare_repo
-from tests.conftest import EXAMPLES, ROOT, SCENARIOS
+from tests.conftest import EXAMPLES, ROOT, SCENARIOS, mlflow_run
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.kube_api import KubeApiFake
 
@@ -89,7 +89,10 @@ def test_oom_deployment_opens_one_pr_with_exact_diff(tmp_path: Path, mlflow_uri:
     assert pr["head"] == first["branch"] and pr["base"] == "main"
     assert pr["title"] == "Raise memory limit of shop/checkout to 768Mi after OOMKilled"
     assert "OOMKilled" in pr["body"] and "exitCode=137" in pr["body"]
-    assert "https://mlflow.example/#/experiments/" in pr["body"]
+    # Opened before MLflow has the run: the body names the record, then the exporter links it (one PATCH).
+    assert f"autofix_record={first['record_id']}" in pr["body"]
+    [linked] = world.requests_to("PATCH", "/pulls/1")
+    assert set(linked.body) == {"body"} and "https://mlflow.example/#/experiments/" in linked.body["body"]
     assert '+              memory: "768Mi"' in pr["body"] or '+memory: "768Mi"' in pr["body"].replace(" ", "")
     labels = [r.body for r in world.requests_to("POST", "/labels")]
     assert any("autofix" in (b.get("labels") if isinstance(b, dict) else b) for b in labels), labels
@@ -97,7 +100,7 @@ def test_oom_deployment_opens_one_pr_with_exact_diff(tmp_path: Path, mlflow_uri:
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=mlflow_uri)
-    run = client.get_run(first["mlflow_run_id"])
+    run = mlflow_run(mlflow_uri, first["record_id"])
     assert run.data.tags["outcome"] == "pr_opened"
     assert run.data.tags["cause"] == "oom_killed"
     assert run.data.tags["pr_url"] == first["pr_url"]
@@ -142,9 +145,7 @@ def test_scenario(scenario: Path, tmp_path: Path, mlflow_uri: str, world: FakeGi
     main = results[0]
     assert main["outcome"] == expected["outcome"], results
     if expected.get("check_cause"):  # the cause the run recorded, as the MLflow UI shows it
-        from mlflow import MlflowClient
-
-        run = MlflowClient(tracking_uri=mlflow_uri).get_run(main["mlflow_run_id"])
+        run = mlflow_run(mlflow_uri, main["record_id"])
         assert run.data.tags["cause"] == expected["cause"], run.data.tags
     bare = tmp_path / "gitops.git"
     branches = [b.strip() for b in git("branch", "--format=%(refname:short)", cwd=bare).splitlines()]

@@ -24,7 +24,7 @@ from app.models.evidence import Evidence
 from app.models.incident import Incident
 from app.settings import DEFAULT_POLICY_DIR
 from app.stages import evidence
-from tests.conftest import EXAMPLES, SCENARIOS
+from tests.conftest import EXAMPLES, SCENARIOS, mlflow_run
 from tests.e2e.test_e2e_handle import TOKEN, branch_diff, changed_lines, git, run_handle
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.kube_api import KubeApiFake
@@ -248,9 +248,7 @@ def test_model_proposal_becomes_a_pr_when_no_detector_matches(tmp_path: Path, ml
     assert sent.schema_name == "Proposal" and "context deadline exceeded" in sent.text()
     assert fake.schema_errors == []
 
-    from mlflow import MlflowClient
-
-    run = MlflowClient(tracking_uri=mlflow_uri).get_run(result["mlflow_run_id"])
+    run = mlflow_run(mlflow_uri, result["record_id"])
     assert run.data.params["model"] == MODEL and run.data.params["detector"] == "model"
     assert run.data.tags["cause"] == "model_proposed" and run.data.tags["llm_outcome"] == "answered"
     assert run.data.metrics["llm_tokens_in"] > 500 and run.data.metrics["llm_tokens_out"] > 10
@@ -287,9 +285,7 @@ def test_model_failure_keeps_the_deterministic_result(tmp_path: Path, mlflow_uri
     assert f"model {MODEL} consulted: llm: API error 500; deterministic result kept" in result["reason"]
     assert _branches(tmp_path) == ["main"] and gh.requests_to("POST", "/pulls") == []
 
-    from mlflow import MlflowClient
-
-    run = MlflowClient(tracking_uri=mlflow_uri).get_run(result["mlflow_run_id"])
+    run = mlflow_run(mlflow_uri, result["record_id"])
     assert run.data.tags["llm_outcome"] == "llm_api_error" and run.data.tags["outcome"] == "no_fix"
 
 

@@ -26,8 +26,8 @@ from app.models.changes import FieldChange, Plan
 from app.models.incident import Incident
 from app.ports import PullRequest, Remediation
 from app.settings import DEFAULT_POLICY_DIR
-from app.wiring import build_pipeline
-from tests.conftest import EXAMPLES, ROOT
+from app.wiring import build_exporter, build_pipeline
+from tests.conftest import EXAMPLES, ROOT, mlflow_run
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.kube_api import KubeApiFake
 
@@ -67,9 +67,16 @@ def handle_in_process(tmp_path: Path, gh: FakeGitHub, kube: KubeApiFake, mlflow_
     with pytest.MonkeyPatch.context() as mp:
         for key, value in env.items():
             mp.setenv(key, value)
-        pipeline = build_pipeline(settings.load())
+        loaded = settings.load()
+    store = JobStore(loaded.store_path)
+    pipeline = build_pipeline(loaded, store=store)
     (alert,) = WebhookPayload.model_validate_json(payload.read_bytes()).alerts
-    outcome: dict[str, Any] = pipeline.handle(Incident.from_alert(alert)).model_dump(mode="json")
+    handled = pipeline.handle(Incident.from_alert(alert))
+    assert handled.run is not None
+    store.add_run(handled.run)  # then exported, as `autofix handle` does once the alerts are decided
+    build_exporter(loaded, store, forge=pipeline.forge).drain(seconds=60)
+    store.close()
+    outcome: dict[str, Any] = handled.model_dump(mode="json")
     return outcome  # the public result keys, plus the stages and workload the job store keeps
 
 
@@ -101,14 +108,14 @@ def test_merged_fix_that_did_not_help_escalates_on_the_merged_pr(tmp_path: Path,
     assert again["reason"].startswith("escalated: fix merged at 20") and "did not resolve" in again["reason"]
     assert len(gh.requests_to("POST", "/pulls")) == 1, "never a chain of PRs for one problem"
     (comment,) = _comments(gh, 1)
-    assert "Escalation" in comment and "OOMKilled" in comment and "https://mlflow.example/" in comment
+    assert "Escalation" in comment and "OOMKilled" in comment
+    # Written before the run reaches MLflow: the comment names the tag that finds it.
+    assert f"Run: MLflow run tagged autofix_record={again['record_id']}" in comment
 
     third = handle_in_process(tmp_path, gh, kube, mlflow_uri, payload=firing, data="data")
     assert third["outcome"] == "no_fix" and len(_comments(gh, 1)) == 1, "one escalation per merged fix"
 
-    from mlflow import MlflowClient
-
-    run = MlflowClient(tracking_uri=mlflow_uri).get_run(again["mlflow_run_id"])
+    run = mlflow_run(mlflow_uri, again["record_id"])
     assert run.data.tags["ledger"] == "escalate" and run.data.tags["outcome"] == "no_fix"
     store = JobStore(tmp_path / "data" / "jobs.sqlite3")
     (row,) = store.entries(branch=BRANCH)

@@ -1,5 +1,5 @@
 """The pipeline in process: the order of the stages, the one place the handling ends, and the run record built
-from the stage outputs, on the demo (snapshot cluster, bare repo, local forge, job store, in-memory tracker)."""
+from the stage outputs, on the demo (snapshot cluster, bare repo, local forge, job store)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from app.errors import TemporaryError
 from app.models.outcome import Outcome
+from app.models.runs import run_of
 from tests.stages.world import World
 
 CHANGE = ["source", "plan", "validate", "risk", "gates"]
@@ -26,8 +27,10 @@ def test_an_alert_becomes_one_pr_and_one_record_that_agree(world: World) -> None
     assert outcome.stages[-1].decision == "PR #1 opened"
     [pr] = world.opened()
     assert pr["branch"] == outcome.branch == "autofix/shop/checkout/oom-killed"
-    record, status = world.tracker.runs[outcome.mlflow_run_id or ""]
-    assert status == "FINISHED"
+    assert outcome.run is not None and outcome.run.key == outcome.record_id
+    record, status = outcome.run.record, outcome.run.status
+    assert status == "FINISHED" and outcome.run.branch == outcome.branch, "the exporter links this PR to the run"
+    assert record.tags["autofix_record"] == outcome.record_id
     body = (world.prs / "1-autofix__shop__checkout__oom-killed" / "body.md").read_text()
     assert record.artifacts["pr_body.md"] == body, "the PR and the record are rendered from one change record"
     assert json.loads(record.artifacts["outcome.json"]) == outcome.model_dump(mode="json")
@@ -52,7 +55,8 @@ def test_history_decides_before_any_change_is_built(world: World) -> None:
     again = world.pipeline().handle(world.incident())
     assert again.outcome == "no_fix" and again.reason.startswith("escalated: fix merged at ")
     assert _names(again) == ["intake", "target", "evidence", "diagnosis", "ledger"], "no checkout, no edit"
-    record = world.tracker.record(again.mlflow_run_id)
+    assert again.run is not None and again.run.branch is None, "no PR body names this record"
+    record = again.run.record
     assert record.tags["ledger"] == "escalate" and "manifest" not in record.tags and "patch.diff" not in record.artifacts
     assert again.stages[-1].decision == f"escalate: {again.reason}"
 
@@ -75,7 +79,9 @@ def test_an_exhausted_budget_is_retried_and_recorded_as_such(world: World) -> No
     with pytest.raises(TemporaryError, match="PR budget exhausted") as caught:
         world.pipeline(policy=none_left).handle(world.incident())
     assert caught.value.code == "pr_budget"
-    [(record, status)] = world.tracker.runs.values()
+    run = run_of(caught.value)
+    assert run is not None
+    record, status = run.record, run.status
     assert status == "FAILED" and record.tags["outcome"] == "retry"
     assert record.tags["reason"].startswith("PR budget exhausted") and "outcome.json" not in record.artifacts
     assert record.artifacts["pr_body.md"].startswith("## Root cause"), "what would have been proposed is kept"

@@ -1,7 +1,7 @@
 """What a stage test runs against, in process: the scenario's cluster from its snapshot (SnapshotCluster),
 its GitOps repo as a real bare repository with a real checkout (GitWorkspace), the local forge writing PRs
-to disk, the real job store as the ledger, the policy from policies/, and a tracker that keeps the run record
-in memory. No network, no MLflow: these tests are fast.
+to disk, the real job store as the ledger, the policy from policies/. The run record travels on the Outcome
+(``outcome.run``) or on the exception: no network, no MLflow, these tests are fast.
 """
 
 from __future__ import annotations
@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,7 @@ from app.models.diagnosis import Diagnosis
 from app.models.evidence import Evidence
 from app.models.incident import Incident
 from app.pipeline import Pipeline
-from app.ports import Advisor, RunHandle, RunRecord
+from app.ports import Advisor
 from app.settings import DEFAULT_POLICY_DIR
 from app.sources.deployers.repo_urls import RepoIdentity
 from app.sources.layouts import Layouts
@@ -35,26 +33,6 @@ from app.stages.evidence import gather
 from tests.conftest import EXAMPLES
 
 DEMO = EXAMPLES / "demo"
-
-
-@dataclass
-class RecordingTracker:
-    """The Tracker port in memory: each finished run's record and status, by run id."""
-
-    runs: dict[str, tuple[RunRecord, str]] = field(default_factory=dict)
-    started: dict[str, dict[str, str]] = field(default_factory=dict)
-
-    def start_run(self, *, name: str, tags: Mapping[str, str]) -> RunHandle:
-        run_id = uuid.uuid4().hex
-        self.started[run_id] = {"name": name, **tags}
-        return RunHandle(run_id=run_id, url=f"https://mlflow.example/#/runs/{run_id}")
-
-    def finish_run(self, handle: RunHandle, record: RunRecord, *, status: str) -> None:
-        self.runs[handle.run_id] = (record, status)
-
-    def record(self, run_id: str | None) -> RunRecord:
-        assert run_id is not None
-        return self.runs[run_id][0]
 
 
 @dataclass
@@ -96,7 +74,6 @@ class World:
     workspace: GitWorkspace
     forge: LocalForge
     ledger: JobStore
-    tracker: RecordingTracker
     policy: policies.Policy
     prs: Path
     offset: float = 0.0  # seconds the bot's clock runs ahead of the wall clock the local forge stamps PRs with
@@ -121,7 +98,7 @@ class World:
     def pipeline(self, *, advisor: Advisor | None = None, own_namespace: str | None = None,
                  policy: policies.Policy | None = None) -> Pipeline:
         return Pipeline(policy=policy or self.policy, cluster=self.cluster, workspace=self.workspace,
-                        forge=self.forge, tracker=self.tracker, identity=RepoIdentity(git_url=str(self.bare), github_repo="acme/gitops"),
+                        forge=self.forge, identity=RepoIdentity(git_url=str(self.bare), github_repo="acme/gitops"),
                         base="main", advisor=advisor, ledger=self.ledger, own_namespace=own_namespace,
                         layouts=self.layouts, clock=self.now)
 
@@ -152,7 +129,7 @@ def make_world(tmp_path: Path, scenario: Path = DEMO) -> World:
                              author="gitops-autofix[bot] <gitops-autofix@users.noreply.github.com>")
     return World(scenario=scenario, bare=bare, cluster=SnapshotCluster.from_file(scenario / "cluster.json"),
                  workspace=workspace, forge=LocalForge(tmp_path / "prs"), ledger=JobStore(tmp_path / "jobs.sqlite3"),
-                 tracker=RecordingTracker(), policy=policies.load(DEFAULT_POLICY_DIR), prs=tmp_path / "prs")
+                 policy=policies.load(DEFAULT_POLICY_DIR), prs=tmp_path / "prs")
 
 
 def incidents(scenario: Path) -> list[Incident]:

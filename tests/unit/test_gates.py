@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from app import cli, gates, policies, settings
+from app import gates, policies, settings
 from app.demo import seed_bare_repo
 from app.errors import NoFix
 from app.models.alertmanager import WebhookPayload
 from app.models.changes import FieldChange, Plan
+from app.oneshot import handle_and_export
 from app.settings import DEFAULT_POLICY_DIR
-from app.wiring import build_pipeline
-from tests.conftest import SCENARIOS
+from tests.conftest import SCENARIOS, mlflow_run
 from tests.e2e.test_e2e_handle import TOKEN, git
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.kube_api import KubeApiFake
@@ -188,7 +188,7 @@ def test_model_obeying_a_prompt_injection_is_stopped_by_the_gate(tmp_path: Path,
                                "AUTOFIX_DATA_DIR": str(tmp_path / "data"), "MLFLOW_TRACKING_URI": mlflow_uri}.items():
                 monkeypatch.setenv(key, value)
             payload = WebhookPayload.model_validate_json((scenario / "alert.json").read_bytes())
-            (result,) = cli.handle_payload(build_pipeline(settings.load()), payload)  # `autofix handle`, in-process
+            (result,), _ = handle_and_export(settings.load(), payload)  # `autofix handle`, in-process
         assert "ignore previous instructions" in model.chat_requests()[0].text()
         assert gh.requests_to("POST", "/pulls") == []
 
@@ -198,9 +198,7 @@ def test_model_obeying_a_prompt_injection_is_stopped_by_the_gate(tmp_path: Path,
     branches = git("branch", "--format=%(refname:short)", cwd=tmp_path / "gitops.git").split()
     assert branches == ["main"], "no branch may be pushed for a refused change"
 
-    from mlflow import MlflowClient
-
-    run = MlflowClient(tracking_uri=mlflow_uri).get_run(result["mlflow_run_id"])
+    run = mlflow_run(mlflow_uri, result["record_id"])
     assert run.data.tags["gate"] == "refused" and run.data.tags["outcome"] == "no_fix"
     assert run.data.tags["cause"] == "model_proposed"
     assert "privileged: true" in run.data.tags["reason"]
