@@ -146,8 +146,20 @@ def _explain(args: argparse.Namespace) -> int:
                 print(f"  pr: {result['pr_url']}")
         if job.error:
             print(f"  error: {job.error}")
+        if result.get("record_id"):
+            print(f"  record: {_export_line(store.export_of(str(result['record_id'])), str(result['record_id']))}")
         _print_ledger(store, result)
     return 0
+
+
+def _export_line(export: Any, key: str) -> str:
+    """Where the job's run record is: in MLflow (its link), waiting in the outbox (why), or refused."""
+    if export is None:
+        return f"{key}: not in the outbox (exported and purged after the retention period)"
+    if export.state in ("done", "linking"):
+        return f"{key}: in MLflow, {export.run_url}"
+    waiting = "refused by MLflow, kept" if export.state == "failed" else "waiting in the outbox"
+    return f"{key}: {waiting} after {export.attempts} attempt(s)" + (f" ({export.error})" if export.error else "")
 
 
 def _print_ledger(store: Any, result: dict[str, Any]) -> None:

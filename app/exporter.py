@@ -92,6 +92,7 @@ class Exporter:
             except PermanentError as err:
                 failed += 1
                 log.error("run record refused by mlflow", extra={"record": row.run.key, "error": str(err)})
+                self._report_error(err)
                 self.store.export_failed(row.run.key, self.owner, error=str(err), delay=0, permanent=True)
             except Exception as err:  # noqa: BLE001 - any failure: try again later, never lose the record
                 failed += 1
@@ -102,6 +103,20 @@ class Exporter:
                                    "error": str(err)[:300]})
                 self.store.export_failed(row.run.key, self.owner, error=str(err), delay=delay)
         return Pass(exported=exported, linked=linked, failed=failed)
+
+    def warm_up(self) -> threading.Thread:
+        """Import MLflow and open its store in a background thread while the alerts are handled (a one-shot
+        command): the export after them does not pay for it. Its failure is the export's to report."""
+
+        def prepare() -> None:
+            try:
+                self.sink().prepare()
+            except Exception as err:  # noqa: BLE001 - the export that follows meets it again and reports it
+                log.debug("mlflow warm-up failed", extra={"error": str(err)[:300]})
+
+        thread = threading.Thread(target=prepare, name="autofix-export-warm-up", daemon=True)
+        thread.start()
+        return thread
 
     def sink(self) -> RunSink:
         with self._sink_lock:
@@ -129,7 +144,7 @@ class Exporter:
 
     def _report_error(self, err: Exception) -> None:
         if self.health is not None:
-            self.health.error("mlflow", getattr(err, "code", type(err).__name__), str(err)[:300])
+            self.health.error("mlflow", getattr(err, "kind", None) or "unreachable", str(err)[:300])
 
     # ---------------------------------------------------------------- loops
 

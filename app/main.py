@@ -67,7 +67,7 @@ def create_app(settings: Settings, *, pipeline: Handler | None = None) -> FastAP
     services = Services(settings=settings, store=store, pool=pool, metrics=metrics_, health=dependency_health)
     from app.wiring import build_exporter
 
-    exporter = build_exporter(settings, store, forge=getattr(pipeline, "forge", None))
+    exporter = build_exporter(settings, store, forge=getattr(pipeline, "forge", None), health=dependency_health)
     exporting = threading.Event()
 
     @asynccontextmanager

@@ -31,10 +31,11 @@ def handle_and_export(settings: Settings, payload: WebhookPayload, *, cluster: C
     store = JobStore(settings.store_path)
     try:
         pipeline = build_pipeline(settings, cluster=cluster, store=store)
+        exporter = build_exporter(settings, store, forge=pipeline.forge)
+        exporter.warm_up()  # MLflow's import and store, beside the pipeline (which mostly waits on git and HTTP)
         results = handle_payload(pipeline, payload, outbox=store, budget_seconds=settings.job_budget_seconds)
         if on_results is not None:
             on_results(results)
-        exporter = build_exporter(settings, store, forge=pipeline.forge)
         left = exporter.drain(seconds=settings.export_wait_seconds if wait is None else wait)
     finally:
         store.close()

@@ -31,6 +31,9 @@ def read_payload(path: Path) -> WebhookPayload:
         raise ConfigError(f"{path}: not a valid Alertmanager webhook payload: {problems}") from err
 
 
+ABANDONED_GRACE_SECONDS = 10.0
+
+
 def handle_payload(pipeline: Handler, payload: WebhookPayload, *, outbox: JobStore,
                    budget_seconds: float | None = None) -> list[dict[str, Any]]:
     """Each alert of the payload through the pipeline, in order; a transient failure is reported, not raised.
@@ -49,11 +52,13 @@ def handle_payload(pipeline: Handler, payload: WebhookPayload, *, outbox: JobSto
 
     budget = deadlines.DEFAULT_BUDGET_SECONDS if budget_seconds is None else budget_seconds
     results = []
-    for alert in payload.alerts:
+    running = worker.RunningJobs()
+    for index, alert in enumerate(payload.alerts):
         incident = Incident.from_alert(alert)
         try:
             outcome = worker.call_within(functools.partial(pipeline.handle, incident), deadlines.Deadline(budget),
-                                         name=f"autofix-handle-{alert.fingerprint}")
+                                         name=f"autofix-handle-{alert.fingerprint}", running=running,
+                                         job_id=index)
         except TemporaryError as err:
             run = run_of(err)
             outcome = Outcome(alertname=alert.alertname, fingerprint=alert.fingerprint, outcome="failed",
@@ -65,5 +70,8 @@ def handle_payload(pipeline: Handler, payload: WebhookPayload, *, outbox: JobSto
         if outcome.run is not None:
             outbox.add_run(outcome.run)
         results.append(outcome.result())
+    # A handler given up on at its budget ends soon after (its calls are bounded by the same budget): let it
+    # finish before the command exits (worker.RunningJobs.wait_idle says why), but never wait long for it.
+    running.wait_idle(ABANDONED_GRACE_SECONDS)
     return results
 

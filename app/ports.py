@@ -221,6 +221,10 @@ class RunSink(Protocol):
         """Create (or find, by the ``autofix_record`` tag) the run and log the whole record; idempotent."""
         ...
 
+    def prepare(self) -> None:
+        """The slow first steps (connect, open the store, find the experiment), ahead of the first export."""
+        ...
+
 
 class Advisor(Protocol):
     """An optional LLM: explains a rule's diagnosis, proposes a change where no rule matched.

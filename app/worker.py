@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -147,6 +148,24 @@ class RunningJobs:
         """Handler threads not ended yet (an abandoned one counts until it reaches a check and stops)."""
         with self._lock:
             return sum(len(items) for items in self._attempts.values())
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` seconds) until every handler thread has ended; True when none is left.
+
+        A one-shot command calls it before it exits: an abandoned handler still finishing its record (its bounded
+        call returned at the budget) must not be cut by the interpreter's exit, which aborts the whole process
+        when a daemon thread is inside a C++ extension (re2, in the redaction) at that moment."""
+        give_up = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                threads = [a.thread for items in self._attempts.values() for a in items]
+            alive = [t for t in threads if t.is_alive()]
+            if not alive:
+                return True
+            left = give_up - time.monotonic()
+            if left <= 0:
+                return False
+            alive[0].join(left)
 
     def stuck(self) -> list[Stuck]:
         """Handlers running past their budget, oldest first."""

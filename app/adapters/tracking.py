@@ -22,6 +22,7 @@ import threading
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from app import dependencies as deps
 from app import redact
 from app.errors import PermanentError, TemporaryError
 from app.models.runs import PendingRun
@@ -86,6 +87,9 @@ class MlflowTracker:
         self._call("end run", self._client.set_terminated, run_id, status=final)
         log.info("mlflow run exported", extra={"run_id": run_id, "record": run.key, "status": final})
         return RunHandle(run_id=run_id, url=f"{self._ui_url}/#/experiments/{experiment_id}/runs/{run_id}")
+
+    def prepare(self) -> None:
+        self.experiment_id()
 
     def _find(self, experiment_id: str, key: str) -> str | None:
         """The run an earlier attempt created for this record, if any."""
@@ -153,11 +157,25 @@ class MlflowTracker:
             return func(*args, **kwargs)
         except (self._mlflow.exceptions.MlflowException, OSError) as err:
             log.warning("mlflow call failed", extra={"operation": what, "error": type(err).__name__})
-            status = getattr(err, "get_http_status_code", lambda: 500)()
-            if isinstance(err, self._mlflow.exceptions.MlflowException) and 400 <= int(status) < 500 \
-                    and int(status) not in (408, 429):
-                raise PermanentError(f"mlflow: {what} refused: {_first_line(err)}", code="mlflow_refused") from err
-            raise TemporaryError(f"mlflow: {what} failed: {_first_line(err)}", code="mlflow_unavailable") from err
+            status = int(getattr(err, "get_http_status_code", lambda: 500)())
+            if isinstance(err, self._mlflow.exceptions.MlflowException) and 400 <= status < 500 \
+                    and status not in (408, 429):
+                raise PermanentError(f"mlflow: {what} refused: {_first_line(err)}", code="mlflow_refused",
+                                     dependency=deps.MLFLOW, kind=deps.HTTP_4XX) from err
+            raise TemporaryError(f"mlflow: {what} failed: {_first_line(err)}", code="mlflow_unavailable",
+                                 dependency=deps.MLFLOW, kind=_kind(err)) from err
+
+
+def _kind(err: BaseException) -> str:
+    """How MLflow failed, as app.dependencies names it (its REST client wraps the requests error in text)."""
+    text = f"{type(err).__name__} {err}".lower()
+    if "timed out" in text or "timeout" in text:
+        return deps.TIMEOUT
+    if "refused" in text:
+        return deps.REFUSED
+    if "max retries exceeded" in text or "connection" in text or isinstance(err, OSError):
+        return deps.UNREACHABLE
+    return deps.HTTP_5XX
 
 
 def _first_line(err: BaseException) -> str:

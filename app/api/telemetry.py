@@ -47,6 +47,15 @@ class Metrics:
         self.queue_depth = Gauge(
             "autofix_queue_depth", "Jobs waiting or running (queued + running).", registry=self.registry,
         )
+        self.export_backlog = Gauge(
+            "autofix_export_backlog", "Run records in the outbox by state: pending (not in MLflow yet), linking "
+            "(exported, the PR link not written yet), failed (refused by MLflow, kept).", ["state"],
+            registry=self.registry,
+        )
+        self.export_oldest = Gauge(
+            "autofix_export_oldest_pending_seconds", "Age of the oldest run record not in MLflow yet (0: none).",
+            registry=self.registry,
+        )
 
     def job_finished(self, label: str) -> None:
         self.jobs_finished.labels(outcome=label).inc()
@@ -55,6 +64,11 @@ class Metrics:
         for state, n in counts.items():
             self.jobs.labels(state=state).set(n)
         self.queue_depth.set(counts.get("queued", 0) + counts.get("running", 0))
+
+    def observe_backlog(self, backlog: dict[str, float]) -> None:
+        for state in ("pending", "linking", "failed"):
+            self.export_backlog.labels(state=state).set(backlog.get(state, 0))
+        self.export_oldest.set(backlog.get("oldest_seconds", 0.0))
 
 
 class DependencyCollector(Collector):

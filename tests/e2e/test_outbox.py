@@ -150,10 +150,17 @@ def test_prs_open_while_mlflow_is_down_and_each_run_lands_once_when_it_is_back(t
 
         # 1. MLflow is down: the PR opens, both records wait; then the service is SIGKILLed before any export.
         with serve(env, tmp_path / "serve-1.log") as (first, base):
-            jobs = post_and_wait(base, payload)
+            jobs = sorted(post_and_wait(base, payload), key=lambda j: j["result"]["outcome"] != "pr_opened")
             assert [j["result"]["outcome"] for j in jobs] == ["pr_opened", "duplicate"], jobs
             assert backlog(data)["pending"] == 2
             wait_for(lambda: tried_and_released(data) == 2, "the exporter to have tried each record")
+            # What operators see meanwhile: ready (PRs still open) but degraded, naming MLflow; the backlog.
+            ready = httpx.get(f"{base}/readyz", timeout=10)
+            assert ready.status_code == 200 and ready.json()["status"] == "degraded", ready.text
+            assert ready.json()["dependencies"]["mlflow"]["state"] == "down", ready.text
+            scraped = httpx.get(f"{base}/metrics", timeout=10).text
+            assert 'autofix_export_backlog{state="pending"} 2.0' in scraped
+            assert 'autofix_dependency_errors_total{dependency="mlflow",kind="refused"}' in scraped
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=10)
         [pr] = gh.pulls.values()
@@ -171,8 +178,11 @@ def test_prs_open_while_mlflow_is_down_and_each_run_lands_once_when_it_is_back(t
             artifacts = {a.path for a in MlflowClient(tracking_uri=uri).list_artifacts(opened.info.run_id)}
             assert {"evidence.json", "pr_body.md", "patch.diff", "outcome.json"} <= artifacts
             body = gh.pulls[pr["number"]]["body"]
-            assert f"recorded in MLflow: {uri}/#/experiments/{opened.info.experiment_id}/runs/{opened.info.run_id}" \
-                in body and "autofix_record=" not in body
+            link = f"{uri}/#/experiments/{opened.info.experiment_id}/runs/{opened.info.run_id}"
+            assert f"recorded in MLflow: {link}" in body and "autofix_record=" not in body
+            explained = subprocess.run([sys.executable, "-m", "app.cli", "explain", jobs[0]["fingerprint"]], env=env,
+                                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+            assert f"  record: {jobs[0]['result']['record_id']}: in MLflow, {link}" in explained.stdout, explained
 
         # 3. MLflow stops while the service runs: the next alert is decided at once, its record waits, then lands.
         again = {**payload, "alerts": [{**payload["alerts"][0], "startsAt": "2026-12-01T10:00:00Z"}]}

@@ -35,9 +35,15 @@ class Sink:
     sent: list[str] = field(default_factory=list)
     runs: dict[str, str] = field(default_factory=dict)  # record key -> run id (found again on a repeat)
 
+    def prepare(self) -> None:
+        if self.down:
+            raise TemporaryError("mlflow: get experiment failed: Connection refused", code="mlflow_unavailable",
+                                 dependency="mlflow", kind="refused")
+
     def export(self, run: PendingRun) -> RunHandle:
         if self.down:
-            raise TemporaryError("mlflow: get experiment failed: Connection refused", code="mlflow_unavailable")
+            raise TemporaryError("mlflow: get experiment failed: Connection refused", code="mlflow_unavailable",
+                                 dependency="mlflow", kind="refused")
         if self.refuse:
             raise PermanentError("mlflow: log batch refused: INVALID_PARAMETER_VALUE", code="mlflow_refused")
         self.sent.append(run.key)
@@ -106,7 +112,7 @@ def test_records_wait_while_mlflow_is_down_then_land_once_with_the_pr_linked(tmp
     first = exporter(store, sink, forge, health)
 
     assert first.once().failed == 1
-    assert store.backlog()["pending"] == 1 and health.said == [("mlflow", "mlflow_unavailable")]
+    assert store.backlog()["pending"] == 1 and health.said == [("mlflow", "refused")]
     assert first.once().failed == 0, "not due again before its backoff"
     clock.now += backoff(1)
     sink.down = False
