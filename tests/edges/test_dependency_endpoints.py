@@ -69,10 +69,14 @@ def run_alert(client: httpx.Client, index: int) -> dict[str, object]:
     response = post(client, alert(index))
     assert response.status_code == 202, response.text
     [job_id] = response.json()["jobs"]
-    wait_until(lambda: client.get(f"/jobs/{job_id}").json()["state"] != "running"
-               and client.get(f"/jobs/{job_id}").json()["attempts"] == 1, "the job's first attempt")
-    job: dict[str, object] = client.get(f"/jobs/{job_id}").json()
-    return job
+    seen: list[dict[str, object]] = []
+
+    def first_attempt_ended() -> bool:
+        seen.append(client.get(f"/jobs/{job_id}").json())  # one snapshot: queued again, or done
+        return seen[-1]["attempts"] == 1 and seen[-1]["state"] != "running"
+
+    wait_until(first_attempt_ended, "the job's first attempt")
+    return seen[-1]
 
 
 def metric(text: str, line_start: str) -> float:
