@@ -16,6 +16,8 @@ import pytest
 from app.demo import seed_bare_repo
 from tests.conftest import EXAMPLES, ROOT
 
+# Each case starts `autofix` in a new process (what a user runs): the slow part, so every case is e2e.
+pytestmark = pytest.mark.e2e
 DEMO = EXAMPLES / "demo"
 
 
