@@ -58,6 +58,25 @@ class ChangedFile:
     blob: str = ""  # the new object id; empty for D
 
 
+@dataclass(frozen=True)
+class FileCommit:
+    """A commit of the base branch that changed one file, with the file's text on both sides of it.
+
+    ``time`` is the committer time (Unix seconds): when the change landed on the base branch (a squash or
+    merge commit's own time), which is what a window ("changed in the last 24 h") is about; ``authored``
+    is when its author wrote it. ``text`` is None when the commit deleted the file, ``previous`` (the text
+    at the commit's first parent) None when it added it.
+    """
+
+    sha: str
+    time: float
+    author: str  # "Name <email>", as the commit says (untrusted text)
+    authored: float
+    subject: str  # the first line of the message (untrusted text)
+    text: str | None
+    previous: str | None
+
+
 class Workspace(Protocol):
     """A local clone of the GitOps repository. Writes reach the remote only as new branches."""
 
@@ -98,6 +117,12 @@ class Workspace(Protocol):
     def tree(self, commit: str) -> list[TreeEntry]: ...
 
     def read_blobs(self, blobs: Sequence[str]) -> dict[str, bytes]: ...
+
+    def file_history(self, path: str, *, since: float, limit: int = 20) -> list[FileCommit]:
+        """The commits on the base branch's first-parent line, up to ``head()``, that changed ``path`` and
+        landed at or after ``since`` (Unix seconds), newest first, at most ``limit``: who changed the file,
+        when, and its text before and after each (``git log --first-parent -- path``)."""
+        ...
 
     @property
     def index(self) -> RepoIndex:

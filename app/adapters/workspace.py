@@ -35,7 +35,7 @@ from pathlib import Path, PurePosixPath
 
 from app import deadlines, dependencies
 from app.errors import ConfigError, NoFix, PermanentError, TemporaryError
-from app.ports import ChangedFile, PushResult, TreeEntry
+from app.ports import ChangedFile, FileCommit, PushResult, TreeEntry
 from app.sources import index as repo_index
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 BRANCH_PREFIX = "autofix/"
 OWNER_TRAILER = "Autofix-Id"  # commit trailer naming the workload and cause a branch's change is for
 MAX_BRANCH_FILES = 50
+MAX_HISTORY = 100  # commits file_history reads at most, whatever the caller asks
+_HISTORY_FORMAT = "%H%x00%ct%x00%an <%ae>%x00%at%x00%s"  # NUL-separated fields, records NUL-terminated (-z)
+_HISTORY_FIELDS = 5
 LOCAL_TIMEOUT = 60.0
 NETWORK_TIMEOUT = 180.0
 STALL_SECONDS = 20  # http.lowSpeedTime: a transfer under LOW_SPEED_BYTES per second for this long is cut
@@ -341,6 +344,54 @@ class GitWorkspace:
             contents[header[0].decode()] = out[pos:pos + size]
             pos += size + 1
         return contents
+
+    def file_history(self, path: str, *, since: float, limit: int = 20) -> list[FileCommit]:
+        """``git log --first-parent`` of one file from this thread's base, then both sides of each commit in one
+        ``git cat-file --batch`` (``<sha>:<path>`` and ``<sha>^:<path>``).
+
+        First parent only: a change merged with a merge commit shows as that merge, at the time it landed on the
+        base branch (its feature-branch commits may be days older). ``since`` bounds the walk by committer time
+        and ``limit`` (at most MAX_HISTORY) the number of commits; each side's text is decoded as UTF-8 with
+        replacement characters (a binary file reads as text, never raises).
+        """
+        relative = check_relative_path(path)
+        if "\n" in relative or "\r" in relative:  # one object name per line in the batch request
+            raise PermanentError(f"refused path {relative[:80]!r}: line break", code="unsafe_path")
+        count = max(1, min(int(limit), MAX_HISTORY))
+        with self._locked():
+            base = self._at_pinned()
+            out = self._git("log", "--first-parent", "-z", f"--max-count={count}", f"--since=@{int(since)}",
+                            f"--format={_HISTORY_FORMAT}", base, "--", relative)
+            fields = out.split("\x00")
+            if fields and not fields[-1]:
+                fields.pop()
+            rows = [fields[i:i + _HISTORY_FIELDS] for i in range(0, len(fields) - _HISTORY_FIELDS + 1, _HISTORY_FIELDS)]
+            names = [name for row in rows for name in (f"{_check_commit(row[0])}:{relative}",
+                                                        f"{row[0]}^:{relative}")]
+            texts = self._batch_texts(names)
+        return [FileCommit(sha=sha, time=float(committed), author=author, authored=float(authored), subject=subject,
+                           text=texts[2 * i], previous=texts[2 * i + 1])
+                for i, (sha, committed, author, authored, subject) in enumerate(rows)]
+
+    def _batch_texts(self, names: Sequence[str]) -> list[str | None]:
+        """Each object name's blob as text, in order; None for a missing object (or one that is not a blob)."""
+        if not names:
+            return []
+        out = self._git_input(["cat-file", "--batch"], "".join(f"{name}\n" for name in names).encode())
+        texts: list[str | None] = []
+        pos = 0
+        for _ in names:
+            end = out.index(b"\n", pos)
+            header = out[pos:end].split()
+            pos = end + 1
+            if len(header) == 3 and header[2].isdigit() and _COMMIT_RE.match(header[0].decode(errors="replace")):
+                size = int(header[2])
+                body = out[pos:pos + size]
+                pos += size + 1
+                texts.append(body.decode("utf-8", errors="replace") if header[1] == b"blob" else None)
+            else:  # "<name> missing" or "<name> ambiguous": no content follows
+                texts.append(None)
+        return texts
 
     def _git_input(self, args: list[str], data: bytes) -> bytes:
         argv = ["git", "-c", "core.hooksPath=/dev/null", *args]
