@@ -19,7 +19,7 @@ import hashlib
 import html
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from app import redact
 from app.models.causes import Cause, CommandRollbackFacts
@@ -83,6 +83,10 @@ _MENTION_TEXT = re.compile(r"@(?=[A-Za-z0-9])")  # in prose also e-mail addresse
 _ISSUE_REF = re.compile(r"(?i)(#|\bgh-)(?=\d)")  # "#12" and "GH-12" link (and cross-reference) an issue
 _URL = re.compile(r"(?i)(?:[a-z][a-z0-9+.-]*://|www\.|mailto:|xmpp:)\S*")
 _MD_SPECIAL = re.compile(r"[\\`*_\[\]<>|#&~!]")
+# A URL that may be a Markdown link target as is: http(s), no space, bracket, parenthesis, quote, backtick or
+# "@" (a mention's start once the body is neutralised); Prometheus and runbook URLs are percent-encoded.
+_SAFE_URL = re.compile(r"https?://[A-Za-z0-9\-._~:/?#!$&*+,;=%]+")
+MAX_URL_CHARS = 2000
 _BLOCK_START = re.compile(r"^(?:[-+=]|\d{1,9}(?=[.)]))")
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 _BACKTICKS = re.compile(r"`+")
@@ -258,9 +262,11 @@ def _path_token(path: str) -> str:
 
 
 def pr_body(*, workload: WorkloadRef, diagnosis: Diagnosis, changeset: ChangeSet, run_url: str, alert: str,
-            model_note: str | None = None, explanation: str | None = None) -> str:
+            model_note: str | None = None, explanation: str | None = None,
+            context: Sequence[tuple[str, str]] = ()) -> str:
     f = diagnosis.finding
     out = ["## Root cause", "", _text(f.root_cause, limit=2 * MAX_LINE), ""]
+    out += alert_section(alert, context)
     if explanation:
         # Raw HTML is ours only: the summary is HTML-escaped, the model's words go in a code block.
         note = html.escape(_flat(model_note or "LLM", 100))
@@ -289,6 +295,35 @@ def pr_body(*, workload: WorkloadRef, diagnosis: Diagnosis, changeset: ChangeSet
             "values out again.", "", "---", "Opened by GitOps Autofix. It never changes the cluster: a human "
             "merges, the GitOps controller deploys."]
     return _neutralise("\n".join(out)) + "\n"
+
+
+def alert_section(alert: str, context: Sequence[tuple[str, str]]) -> list[str]:
+    """The alert as it fired (app.models.incident.Incident.context): name, since when, severity, cluster, its
+    summary and description (untrusted text, escaped), the runbook and the Prometheus graph as links when they
+    are plain http(s) URLs (else as code, never a link)."""
+    if not context:
+        return []
+    said = dict(context)
+    head = f"{_code(alert)} firing"
+    if "since" in said:
+        head += f" since {_code(said['since'])}"
+    head += "".join(f", {name} {_code(said[name])}" for name in ("severity", "cluster") if name in said) + "."
+    out = ["## Alert", "", head]
+    if "summary" in said:
+        out += ["", _text(said["summary"], limit=2 * MAX_LINE)]
+    if "description" in said and said["description"] != said.get("summary"):
+        out += ["", _text(said["description"], limit=3 * MAX_LINE)]
+    links = [_link(title, said[name]) for name, title in (("runbook", "Runbook"), ("graph", "Prometheus graph"))
+             if name in said]
+    if links:
+        out += ["", " · ".join(links)]
+    return [*out, ""]
+
+
+def _link(title: str, url: str) -> str:
+    if _SAFE_URL.fullmatch(url) and len(url) <= MAX_URL_CHARS:
+        return f"[{title}]({url})"
+    return f"{title}: {_code(url)}"
 
 
 def _change_table(changeset: ChangeSet) -> list[str]:

@@ -147,7 +147,7 @@ class Job:
     fingerprint: str
     alertname: str
     alert_status: str
-    alert: dict[str, Any]  # {"alert": <the alert object, redacted, without generatorURL>}
+    alert: dict[str, Any]  # {"alert": <the alert object, redacted>}
     state: JobState
     attempts: int
     lease_owner: str | None
@@ -169,8 +169,9 @@ def dedupe_key(alert: AlertKey) -> str:
 
 def _alert_document(alert: Alert) -> str:
     """What replay needs and nothing more: the alert as the pipeline reads it (labels and annotations arrive
-    redacted, see app/models/alertmanager.py). Not the receiver, group key, common labels or generatorURL."""
-    return json.dumps({"alert": alert.model_dump(mode="json", exclude={"generatorURL"})}, sort_keys=True)
+    redacted, see app/models/alertmanager.py), with its generatorURL (the PR links the graph). Not the receiver,
+    group key or common labels."""
+    return json.dumps({"alert": alert.model_dump(mode="json")}, sort_keys=True)
 
 
 def _row_to_job(row: sqlite3.Row) -> Job:

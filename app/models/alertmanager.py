@@ -19,6 +19,14 @@ MAX_ALERTS = 1000
 MAX_LABELS = 64
 
 Redacted = Annotated[dict[str, str], AfterValidator(redact.labels)]
+MAX_URL = 4096
+
+
+def _link(value: str) -> str:
+    """The Prometheus graph link: kept (redacted, bounded) only when it is an http(s) URL; anything else is
+    dropped rather than carried into a PR as a link."""
+    value = redact.text(value.strip())
+    return value if value.startswith(("http://", "https://")) and len(value) <= MAX_URL else ""
 
 
 class AlertKey(BaseModel):
@@ -43,7 +51,7 @@ class Alert(AlertKey):
     labels: Redacted = Field(max_length=MAX_LABELS)
     annotations: Redacted = Field(default_factory=dict, max_length=MAX_LABELS)
     endsAt: datetime | None = None
-    generatorURL: str = ""
+    generatorURL: Annotated[str, AfterValidator(_link)] = ""
 
     @property
     def alertname(self) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -47,6 +47,7 @@ class Incident(BaseModel):
     ends_at: datetime | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
+    generator_url: str = ""  # the Prometheus graph of the alert's expression (http(s) only, see alertmanager.py)
 
     @classmethod
     def from_alert(cls, alert: Alert) -> Incident:
@@ -58,7 +59,18 @@ class Incident(BaseModel):
             ends_at=alert.endsAt,
             labels=dict(alert.labels),
             annotations=dict(alert.annotations),
+            generator_url=alert.generatorURL,
         )
+
+    def context(self) -> list[tuple[str, str]]:
+        """What the alert itself says, in the order an on-call reads it: where, how bad, since when, what, the
+        runbook and the graph. Only what the alert carries (kubernetes-mixin labels and annotations)."""
+        items = [("cluster", self.labels.get("cluster", "")), ("severity", self.labels.get("severity", "")),
+                 ("since", _utc(self.starts_at)),
+                 ("summary", self.annotations.get("summary", "")),
+                 ("description", self.annotations.get("description") or self.annotations.get("message", "")),
+                 ("runbook", self.annotations.get("runbook_url", "")), ("graph", self.generator_url)]
+        return [(name, value) for name, value in items if value]
 
     @property
     def namespace(self) -> str | None:
@@ -82,3 +94,9 @@ class Incident(BaseModel):
             if value:
                 return WorkloadRef(kind=kind, namespace=ns, name=value)
         return None
+
+
+def _utc(moment: datetime) -> str:
+    """ISO 8601 in UTC to the second, as Alertmanager's UI shows it."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")

@@ -61,7 +61,7 @@ def compose(*, incident: Incident, evidence: Evidence, diagnosis: Diagnosis, cha
                         state="open", before={c.path: c.old for c in changes}, after={c.path: c.new for c in changes},
                         fingerprint=incident.fingerprint, images=images(evidence))
     body = render.pr_body(workload=workload, diagnosis=diagnosis, changeset=changeset, run_url=run_url,
-                          alert=incident.alertname, explanation=explanation,
+                          alert=incident.alertname, explanation=explanation, context=incident.context(),
                           model_note=f"model {model}" if model else None)
     return Proposal(
         branch=branch, owner=render.owner(workload, diagnosis.cause), title=render.title(workload, diagnosis, changeset),

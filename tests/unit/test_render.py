@@ -374,3 +374,41 @@ def test_fuzzed_untrusted_text_never_changes_the_pr_layout(u: Untrusted) -> None
     assert not CLOSING.search(text) and not MENTION_OR_EMAIL.search(text)
     assert not re.search(r"[<>|`\r\x00]|://|www\.", text), text
     assert len(render.title(WORKLOAD, diagnosis, changeset)) <= 250
+
+
+# ---- the alert's own context ------------------------------------------------------------------------------------
+
+GRAPH = ("http://prometheus-k8s.monitoring.svc:9090/graph?g0.expr=max_over_time%28kube_pod_container_status_waiting"
+         "_reason%7Breason%3D%22CrashLoopBackOff%22%7D%5B5m%5D%29+%3E%3D+1&g0.tab=1")
+RUNBOOK = "https://runbooks.prometheus-operator.dev/runbooks/kubernetes/kubepodcrashlooping"
+
+
+def body_with_context(context: list[tuple[str, str]]) -> str:
+    diagnosis, changeset = record(Untrusted())
+    return render.pr_body(workload=WORKLOAD, diagnosis=diagnosis, changeset=changeset, run_url=RUN_URL,
+                          alert="KubePodCrashLooping", context=context)
+
+
+def test_the_alert_section_says_where_how_bad_since_when_and_links_runbook_and_graph() -> None:
+    body = body_with_context([("cluster", "prod-eu-1"), ("severity", "warning"), ("since", "2026-11-23T15:15:29Z"),
+                              ("summary", "Pod is crash looping."), ("runbook", RUNBOOK), ("graph", GRAPH)])
+    assert ("## Alert\n\n`KubePodCrashLooping` firing since `2026-11-23T15:15:29Z`, severity `warning`, cluster "
+            "`prod-eu-1`.\n\nPod is crash looping.\n\n"
+            f"[Runbook]({RUNBOOK}) · [Prometheus graph]({GRAPH})\n") in body
+    hrefs = [t.attrs.get("href") for t in walk(MD.parse(body)) if t.type == "link_open"]
+    assert hrefs == [RUNBOOK, GRAPH, RUN_URL]
+
+
+@pytest.mark.parametrize("url", [
+    "javascript:alert(1)", "http://evil.example/a) [click](http://x", "https://x.example/@team", "http://a b",
+], ids=["scheme", "markdown-break", "mention", "space"])
+def test_a_runbook_that_is_not_a_plain_url_is_shown_as_code_never_linked(url: str) -> None:
+    body = body_with_context([("summary", "closes #1 @team <b>x</b>"), ("runbook", url)])
+    tokens = walk(MD.parse(body))
+    assert [t.attrs.get("href") for t in tokens if t.type == "link_open"] == [RUN_URL]
+    assert not [t for t in tokens if t.type in ("html_inline", "html_block")]
+    assert not MENTION.search(body.replace("`@" + ZWSP, "")) and "closes #1" not in body
+
+
+def test_no_context_no_section() -> None:
+    assert "## Alert" not in body_with_context([])
