@@ -167,8 +167,10 @@ class Exporter:
 
         Runs in a thread of its own, so a call that hangs past the wait does not hold the process: it is
         abandoned (its lease expires) and the record is sent again, to the same run, by the next exporter."""
+        if seconds <= 0:
+            return self.store.backlog()  # no wait asked: no thread either (nothing left running at exit)
         stop = threading.Event()
-        deadline = clock() + max(seconds, 0.0)
+        deadline = clock() + seconds
 
         def loop() -> None:
             first = True

@@ -32,11 +32,13 @@ def handle_and_export(settings: Settings, payload: WebhookPayload, *, cluster: C
     try:
         pipeline = build_pipeline(settings, cluster=cluster, store=store)
         exporter = build_exporter(settings, store, forge=pipeline.forge)
-        exporter.warm_up()  # MLflow's import and store, beside the pipeline (which mostly waits on git and HTTP)
+        seconds = settings.export_wait_seconds if wait is None else wait
+        if seconds > 0:
+            exporter.warm_up()  # MLflow's import and store, beside the pipeline (which mostly waits on git and HTTP)
         results = handle_payload(pipeline, payload, outbox=store, budget_seconds=settings.job_budget_seconds)
         if on_results is not None:
             on_results(results)
-        left = exporter.drain(seconds=settings.export_wait_seconds if wait is None else wait)
+        left = exporter.drain(seconds=seconds)
     finally:
         store.close()
     return results, left

@@ -193,3 +193,16 @@ def test_purge_keeps_records_not_yet_exported(tmp_path: Path) -> None:
 @pytest.mark.parametrize("attempts", [1, 2, 5, 40])
 def test_backoff_doubles_and_is_capped(attempts: int) -> None:
     assert backoff(attempts) == min(300.0, 2.0 * 2 ** (attempts - 1))
+
+
+def test_no_wait_asked_sends_nothing_and_leaves_no_thread(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    store.add_run(run_record())
+    built: list[Sink] = []
+
+    def sink() -> Sink:
+        built.append(Sink())
+        return built[-1]
+
+    left = Exporter(store, sink=sink, forge=None, owner="handle").drain(seconds=0)
+    assert left["pending"] == 1 and built == [], "MLflow not even imported: the next run sends the record"
