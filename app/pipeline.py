@@ -115,6 +115,10 @@ class Pipeline:
                                                         layouts=self.layouts))
         edited = steps.run("validate", lambda: change.edit(located=located, planned=planned, evidence=ev,
                                                            workspace=self.workspace, layouts=self.layouts))
+        # An earlier raise of the same field by anyone (a commit, another bot's PR): known once the edit is.
+        steps.run("history", lambda: history.precedents(
+            evidence=ev, diagnosis=diagnosed, incident=incident, edits=edited.edits, workspace=self.workspace,
+            forge=self.forge, ledger=self.ledger, policy=self.policy, clock=self.clock, run_url=run_url))
         changeset = steps.run("risk", lambda: change.assess(
             planned=planned, edited=edited, evidence=ev, policy=self.policy,
             namespace_labels=targeted.namespace_labels)).changeset

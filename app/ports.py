@@ -167,6 +167,16 @@ class PullRequest:
     created_at: str | None = field(default=None, compare=False)
     merged_at: str | None = field(default=None, compare=False)
     closed_at: str | None = field(default=None, compare=False)
+    merge_commit: str | None = field(default=None, compare=False)  # the commit a merged PR landed as on the base
+
+
+@dataclass(frozen=True)
+class PrFile:
+    """A file a pull request changes, with the forge's patch of it (unified diff hunks; "" when the forge
+    leaves it out: binary, or too large)."""
+
+    path: str
+    patch: str = ""
 
 
 class Forge(Protocol):
@@ -180,8 +190,14 @@ class Forge(Protocol):
 
     def comment(self, pr: PullRequest, body: str) -> None: ...
 
-    def list_prs(self, label: str, state: str = "all", *, branch: str | None = None) -> list[PullRequest]:
-        """PRs carrying ``label`` (open, closed unmerged, merged or all), optionally only those of ``branch``."""
+    def list_prs(self, label: str, state: str = "all", *, branch: str | None = None,
+                 updated_since: float | None = None) -> list[PullRequest]:
+        """PRs carrying ``label`` (open, closed unmerged, merged or all), optionally only those of ``branch``
+        or those updated at or after ``updated_since`` (Unix seconds)."""
+        ...
+
+    def pr_files(self, pr: PullRequest) -> list[PrFile]:
+        """The files ``pr`` changes (at most the first 100), with their patches; [] when the forge cannot say."""
         ...
 
     def request_reviewers(self, pr: PullRequest, *, reviewers: Sequence[str], teams: Sequence[str]) -> None: ...

@@ -18,12 +18,14 @@ that accepts and never answers costs a job at most its budget.
 from __future__ import annotations
 
 import base64
+import itertools
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -32,7 +34,7 @@ from urllib3.util.timeout import Timeout
 
 from app import deadlines, dependencies
 from app.errors import ConfigError, PermanentError, TemporaryError
-from app.ports import PullRequest
+from app.ports import PrFile, PullRequest
 
 if TYPE_CHECKING:
     from github.PullRequest import PullRequest as GhPull
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DELAY = 60.0
 PR_STATES = ("open", "closed", "merged", "all")
+MAX_PR_FILES = 100
 CONNECT_SECONDS = 5.0
 FORGE = dependencies.FORGE
 
@@ -142,10 +145,13 @@ class GitHubForge:
 
     # ---- beyond the protocol ------------------------------------------------------------------------
 
-    def list_prs(self, label: str, state: str = "all", *, branch: str | None = None) -> list[PullRequest]:
+    def list_prs(self, label: str, state: str = "all", *, branch: str | None = None,
+                 updated_since: float | None = None) -> list[PullRequest]:
         """PRs carrying ``label``; state is open, closed (not merged), merged, or all. For ledger rebuilds.
 
         With ``branch``: only that branch's PRs, in one request (the ledger refreshes one workload and cause).
+        With ``updated_since``: only issues GitHub says were updated since then (its ``since``), so looking for
+        recent history costs one GET per recent PR, not one per PR the label ever had.
         """
         if state not in PR_STATES:
             raise ValueError(f"state must be one of {PR_STATES}")
@@ -156,7 +162,9 @@ class GitHubForge:
                 prs = [_to_pr(p) for p in pulls]
             return [p for p in prs if p.branch == branch and label in p.labels and state in ("all", "open", p.state)]
         with self._mapped("list pull requests"):
-            issues = self._repository().get_issues(state=api_state, labels=[label])
+            repository = self._repository()
+            issues = repository.get_issues(state=api_state, labels=[label]) if updated_since is None else \
+                repository.get_issues(state=api_state, labels=[label], since=datetime.fromtimestamp(updated_since, UTC))
             found = []
             for issue in issues:
                 if issue.pull_request is None:
@@ -165,6 +173,12 @@ class GitHubForge:
                 if state in ("open", "all") or pr.state == state:
                     found.append(pr)
             return found
+
+    def pr_files(self, pr: PullRequest) -> list[PrFile]:
+        """GET .../pulls/N/files (paged; GitHub lists up to 3000): the first MAX_PR_FILES names and patches."""
+        with self._mapped("list pull request files"):
+            files = self._repository().get_pull(pr.number).get_files()
+            return [PrFile(path=f.filename, patch=f.patch or "") for f in itertools.islice(files, MAX_PR_FILES)]
 
     def auth_header(self) -> str:
         """An http.extraHeader for git over https: GitHub accepts basic auth as x-access-token:<token>."""
@@ -435,6 +449,7 @@ def _to_pr(pull: GhPull, *, labels: tuple[str, ...] | None = None) -> PullReques
         created_at=_iso(pull.created_at),
         merged_at=_iso(pull.merged_at),
         closed_at=_iso(pull.closed_at),
+        merge_commit=pull.merge_commit_sha if pull.merged_at is not None else None,  # else GitHub's test merge
     )
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import PermanentError
-from app.ports import PullRequest
+from app.ports import PrFile, PullRequest
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +93,17 @@ class LocalForge:
 
     # ---- beyond the protocol ------------------------------------------------------------------------
 
-    def list_prs(self, label: str, state: str = "all", *, branch: str | None = None) -> list[PullRequest]:
+    def list_prs(self, label: str, state: str = "all", *, branch: str | None = None,
+                 updated_since: float | None = None) -> list[PullRequest]:
         """PRs carrying ``label``; state is open, closed, merged, or all (same contract as GitHubForge)."""
-        prs = [self._to_pr(folder, meta) for folder, meta in self._all() if label in meta["labels"]]
+        prs = [self._to_pr(folder, meta) for folder, meta in self._all() if label in meta["labels"]
+               and (updated_since is None or _updated(meta) >= updated_since)]
         return [pr for pr in prs if (state == "all" or pr.state == state) and branch in (None, pr.branch)]
+
+    def pr_files(self, pr: PullRequest) -> list[PrFile]:
+        """A local PR's files as ``pr.json`` lists them (``files``: path and patch), if it does."""
+        _, meta = self._get(pr.number)
+        return [PrFile(path=str(f.get("path", "")), patch=str(f.get("patch", ""))) for f in meta.get("files", [])]
 
     def request_reviewers(self, pr: PullRequest, *, reviewers: Sequence[str], teams: Sequence[str]) -> None:
         with self._locked():
@@ -162,7 +169,7 @@ class LocalForge:
             number=int(meta["number"]), url=folder.resolve().as_uri(), branch=str(meta["branch"]),
             state=str(meta["state"]), title=str(meta["title"]), labels=tuple(meta["labels"]),
             body=_read_body(folder), created_at=meta.get("created_at"), merged_at=meta.get("merged_at"),
-            closed_at=meta.get("closed_at"),
+            closed_at=meta.get("closed_at"), merge_commit=meta.get("merge_commit"),
         )
 
     @contextmanager
@@ -174,6 +181,12 @@ class LocalForge:
                 yield
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _updated(meta: dict[str, Any]) -> float:
+    """When a PR last changed (Unix seconds): its latest stamp."""
+    stamps = [meta.get(key) for key in ("created_at", "updated_at", "closed_at", "merged_at")]
+    return max([datetime.fromisoformat(str(s).replace("Z", "+00:00")).timestamp() for s in stamps if s] or [0.0])
 
 
 def _read_body(folder: Path) -> str:

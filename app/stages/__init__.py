@@ -6,6 +6,7 @@
     diagnosis  detectors, then the optional model when none matched
     ledger     history: what became of earlier PRs for this workload and cause (escalate, cool down, go on)
     source, plan, validate, risk   the change: where it is defined in git, the fix, the edit, its risk
+    history    (after validate) an earlier raise of the same field by anyone: a commit, another bot's PR
     gates      every change, a rule's or a model's, against the same gates
     explain    the optional model's narrative of a rule's diagnosis
     publish    branch, PR and ledger row

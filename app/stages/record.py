@@ -21,7 +21,7 @@ from app.stages.diagnosis import Diagnosed
 from app.stages.evidence import Gathered
 from app.stages.explain import Explained
 from app.stages.gating import Gated
-from app.stages.history import History
+from app.stages.history import History, Precedents
 from app.stages.publish import Proposal
 from app.stages.target import Target
 
@@ -94,6 +94,8 @@ def _add(record: RunRecord, out: Recorded) -> None:
         record.artifacts["diagnosis.json"] = out.diagnosis.model_dump_json(indent=2)
     elif isinstance(out, History):
         record.tags["ledger"] = out.action
+    elif isinstance(out, Precedents):
+        record.tags["history"] = out.action
     elif isinstance(out, Located):
         record.metrics.update(out.index_metrics)
         record.tags["manifest"] = out.location.path

@@ -102,6 +102,7 @@ class FakeGitHub:
         self.requests: list[Recorded] = []
         self.holds = Holds()
         self._state = _State()
+        self._files: dict[int, dict[str, str]] = {}  # PR number -> path -> patch (seeded PRs)
         self._lock = threading.Lock()
         self._server: http.server.ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -173,22 +174,30 @@ class FakeGitHub:
         with self._lock:
             self._state.faults.clear()
 
-    def merge(self, number: int) -> None:
+    def merge(self, number: int, *, sha: str | None = None, at: datetime | None = None) -> None:
+        """Merge PR ``number`` (now, or ``at``), as the commit ``sha`` when the test pushed it to the repo."""
+        when = _now() if at is None else at.strftime("%Y-%m-%dT%H:%M:%SZ")
         with self._lock:
             pr = self._state.pulls[number]
-            pr.update(state="closed", merged=True, merged_at=_now(), closed_at=_now(),
-                      merge_commit_sha=_sha(f"merge-{number}"))
+            pr.update(state="closed", merged=True, merged_at=when, closed_at=when, updated_at=when,
+                      merge_commit_sha=sha or _sha(f"merge-{number}"))
 
-    def close(self, number: int) -> None:
+    def close(self, number: int, *, at: datetime | None = None) -> None:
+        when = _now() if at is None else at.strftime("%Y-%m-%dT%H:%M:%SZ")
         with self._lock:
-            self._state.pulls[number].update(state="closed", closed_at=_now())
+            self._state.pulls[number].update(state="closed", closed_at=when, updated_at=when)
 
     def create_pull(self, *, head: str, base: str = "main", title: str = "t", body: str = "",
-                    labels: tuple[str, ...] = ()) -> dict[str, Any]:
-        """Seed a PR directly (as if someone opened it before)."""
+                    labels: tuple[str, ...] = (), files: dict[str, str] | None = None,
+                    at: datetime | None = None) -> dict[str, Any]:
+        """Seed a PR directly (as if someone opened it before, ``at`` that time), with ``files`` (path ->
+        patch) for GET .../pulls/N/files."""
         with self._lock:
             pr = self._new_pull({"head": head, "base": base, "title": title, "body": body})
             pr["labels"] = [self._label(name) for name in labels]
+            if at is not None:
+                pr["created_at"] = pr["updated_at"] = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+            self._files[int(pr["number"])] = dict(files or {})
             return pr
 
     def requests_to(self, method: str, suffix: str = "") -> list[Recorded]:
@@ -352,6 +361,8 @@ class FakeGitHub:
                 return self._create_pull(body)
             case "GET", ["pulls", number] if self._has(number):
                 return 200, {}, self._state.pulls[int(number)]
+            case "GET", ["pulls", number, "files"] if self._has(number):
+                return 200, {}, self._files_json(int(number))
             case "PATCH", ["pulls", number] if self._has(number):
                 return self._edit_pull(int(number), body)
             case "POST", ["pulls", number, "requested_reviewers"] if self._has(number):
@@ -387,12 +398,28 @@ class FakeGitHub:
     def _list_issues(self, query: dict[str, str]) -> list[dict[str, Any]]:
         state = query.get("state", "open")
         wanted = {name for name in query.get("labels", "").split(",") if name}
+        since = query.get("since", "")  # ISO 8601 UTC like the stamps: compared as text
         found = []
         for pr in sorted(self._state.pulls.values(), key=lambda p: -int(p["number"])):
             names = {label["name"] for label in pr["labels"]}
-            if (state == "all" or pr["state"] == state) and wanted <= names:
+            if (state == "all" or pr["state"] == state) and wanted <= names and str(pr["updated_at"]) >= since:
                 found.append(self._issue_json(pr))
         return found
+
+    def _files_json(self, number: int) -> list[dict[str, Any]]:
+        """GitHub's shape: one entry per file, ``patch`` the unified diff hunks without the file header."""
+        out = []
+        for path, patch in self._files.get(number, {}).items():
+            added = sum(1 for line in patch.splitlines() if line.startswith("+"))
+            removed = sum(1 for line in patch.splitlines() if line.startswith("-"))
+            blob = _sha(f"{number}:{path}")
+            out.append({"sha": blob, "filename": path, "status": "modified", "additions": added,
+                        "deletions": removed, "changes": added + removed,
+                        "blob_url": f"https://github.example/{self.repo}/blob/{blob}/{path}",
+                        "raw_url": f"https://github.example/{self.repo}/raw/{blob}/{path}",
+                        "contents_url": f"{self.api_url}{self._repo_path()}/contents/{path}?ref={blob}",
+                        "patch": patch})
+        return out
 
     def _create_pull(self, body: Any) -> tuple[int, dict[str, str], Any]:
         if not isinstance(body, dict) or not all(body.get(k) for k in ("title", "head", "base")):

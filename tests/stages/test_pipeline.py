@@ -12,7 +12,7 @@ from app.models.outcome import Outcome
 from app.models.runs import run_of
 from tests.stages.world import World
 
-CHANGE = ["source", "plan", "validate", "risk", "gates"]
+CHANGE = ["source", "plan", "validate", "history", "risk", "gates"]
 
 
 def _names(outcome: Outcome) -> list[str]:
