@@ -17,6 +17,9 @@ POD_TEMPLATE_PREFIX: dict[str, str] = {
     "CronJob": "spec.jobTemplate.spec.template",
 }
 
+# A bare Pod is its own template: its pod spec is ``spec`` (no controller owns it, GitOps may deploy it).
+POD = "Pod"
+
 API_VERSIONS: dict[str, str] = {
     "Deployment": "apps/v1", "StatefulSet": "apps/v1", "DaemonSet": "apps/v1", "ReplicaSet": "apps/v1",
     "Job": "batch/v1", "CronJob": "batch/v1", "HorizontalPodAutoscaler": "autoscaling/v2",
@@ -59,7 +62,18 @@ def revision(rs: K8sObject) -> int:
         return 0
 
 
+def pod_spec_path(kind: str) -> str | None:
+    """Field path of the pod spec in an object of ``kind`` (``spec`` for a bare Pod); None: it has none."""
+    if kind == POD:
+        return "spec"
+    prefix = POD_TEMPLATE_PREFIX.get(kind)
+    return f"{prefix}.spec" if prefix else None
+
+
 def pod_spec_of(workload: K8sObject, kind: str) -> K8sObject:
+    if kind == POD:
+        spec = workload.get("spec")
+        return spec if isinstance(spec, dict) else {}
     node: Any = workload
     for key in POD_TEMPLATE_PREFIX.get(kind, "spec.template").split("."):
         node = node.get(key, {}) if isinstance(node, dict) else {}

@@ -108,21 +108,26 @@ class Pipeline:
         baseline = steps.run("ledger", lambda: history.judge(
             evidence=ev, diagnosis=diagnosed, incident=incident, forge=self.forge, ledger=self.ledger,
             policy=self.policy, clock=self.clock, run_url=run_url)).baseline
-        located = steps.run("source", lambda: change.locate(evidence=ev, workspace=self.workspace,
+        # The fix may belong in another object's manifest (a standalone claim the pods wait for): read it too.
+        at, subject = ev, diagnosed.subject
+        if subject is not None:
+            at = steps.run("subject", lambda: evidence.subject(cluster=self.cluster, evidence=ev, ref=subject,
+                                                               policy=self.policy)).evidence
+        located = steps.run("source", lambda: change.locate(evidence=at, workspace=self.workspace,
                                                             identity=self.identity))
-        planned = steps.run("plan", lambda: change.plan(located=located, evidence=ev, diagnosis=diagnosed,
+        planned = steps.run("plan", lambda: change.plan(located=located, evidence=at, diagnosis=diagnosed,
                                                         workspace=self.workspace, policy=self.policy,
                                                         layouts=self.layouts))
-        edited = steps.run("validate", lambda: change.edit(located=located, planned=planned, evidence=ev,
+        edited = steps.run("validate", lambda: change.edit(located=located, planned=planned, evidence=at,
                                                            workspace=self.workspace, layouts=self.layouts))
         # An earlier raise of the same field by anyone (a commit, another bot's PR): known once the edit is.
         steps.run("history", lambda: history.precedents(
             evidence=ev, diagnosis=diagnosed, incident=incident, edits=edited.edits, workspace=self.workspace,
             forge=self.forge, ledger=self.ledger, policy=self.policy, clock=self.clock, run_url=run_url))
         changeset = steps.run("risk", lambda: change.assess(
-            planned=planned, edited=edited, evidence=ev, policy=self.policy,
+            planned=planned, edited=edited, evidence=at, policy=self.policy,
             namespace_labels=targeted.namespace_labels)).changeset
-        steps.run("gates", lambda: gating.check(evidence=ev, diagnosis=diagnosed, changeset=changeset,
+        steps.run("gates", lambda: gating.check(evidence=at, diagnosis=diagnosed, changeset=changeset,
                                                 policy=self.policy, baseline=baseline))
         advisor, narrative = self.advisor, None
         if advisor is not None and explain.wanted(advisor=advisor, diagnosis=diagnosed, policy=self.policy):

@@ -62,7 +62,7 @@ CAUSE_TITLES: dict[Cause, tuple[str, str, str]] = {
                               "after ProvisioningFailed"),
 }
 # Kinds whose branch names stay readable (kind suffix in lower case); any other kind gets a hashed name.
-KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicaSet", "HorizontalPodAutoscaler")
+KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicaSet", "HorizontalPodAutoscaler", "Pod")
 
 _DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}\Z)[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*")

@@ -1,4 +1,9 @@
-"""Target stage: from an alert's labels to the workload that owns the failing pods (read-only)."""
+"""Target stage: from an alert's labels to the workload that owns the failing pods (read-only).
+
+A pod no controller owns (a bare Pod) is its own workload: Argo CD and Flux deploy bare Pods like anything else,
+so it is resolved through its GitOps tracking later (app/sources/deployers), and stays ``no_fix`` when nothing
+in git defines it.
+"""
 
 from __future__ import annotations
 
@@ -33,8 +38,7 @@ def resolve(cluster: ClusterReader, incident: Incident) -> WorkloadRef:
         return _climb(cluster, WorkloadRef(kind="ReplicaSet", namespace=namespace, name=match.group("rs")))
     owner = kube.controller_of(pod)
     if owner is None:
-        raise NoFix(f"pod {namespace}/{pod_name} has no controller: it is not defined by a workload manifest",
-                    code="no_target")
+        return WorkloadRef(kind=kube.POD, namespace=namespace, name=pod_name)
     return _climb(cluster, WorkloadRef(kind=str(owner["kind"]), namespace=namespace, name=str(owner["name"])))
 
 

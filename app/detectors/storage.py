@@ -1,9 +1,10 @@
 """PVC pending: the claim names a StorageClass that does not exist, and one with a near name does.
 
 The persistentvolume-controller writes `ProvisioningFailed: storageclass.storage.k8s.io "x" not found` on the
-claim. A unique near name (a typo) is the fix; none, or two equally near, is no fix. Only a claim from a
-StatefulSet's volumeClaimTemplates is defined in the workload's manifest; a standalone claim is its own
-object, and a claim's spec is immutable once created, so the PR (or the no_fix) says what to do by hand.
+claim. A unique near name (a typo) is the fix; none, or two equally near, is no fix. A claim from a
+StatefulSet's volumeClaimTemplates is defined in the workload's manifest; a standalone claim is its own object,
+deployed by Argo CD or Flux like the pods that wait for it: the fix goes in the claim's own manifest (the
+diagnosis names it as its ``subject``). A claim's spec is immutable once created, so the PR says what to do by hand.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from app.detectors import names
 from app.models.causes import Cause, StorageClassFacts
 from app.models.diagnosis import Diagnosis, Finding
 from app.models.evidence import Evidence
+from app.models.incident import WorkloadRef
 
 _NOT_FOUND = re.compile(r'storageclass\.storage\.k8s\.io "([^"]+)" not found')
 _REASONS = ("ProvisioningFailed", "FailedBinding")
@@ -45,10 +47,9 @@ def detect(ev: Evidence) -> Diagnosis | None:
     if near is None:
         return _no_fix(finding, f"no StorageClass has a name close to {missing} (or several do): pick the class with "
                                 "the platform team")
-    if template is None:
-        return _no_fix(finding, f"the claim is a standalone PersistentVolumeClaim, not part of {ev.workload.short}'s "
-                                f"manifest: set storageClassName: {near} in its manifest in git, then delete the Pending "
-                                "claim (a claim's spec is immutable; it holds no data yet) so it is created again")
+    if template is None:  # a standalone claim: the fix goes in its own manifest, wherever git defines it
+        claim = WorkloadRef(kind="PersistentVolumeClaim", namespace=ev.workload.namespace, name=kube.name(pvc))
+        return Diagnosis(detector="storage", finding=finding, subject=claim)
     return Diagnosis(detector="storage", finding=finding)
 
 

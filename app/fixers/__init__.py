@@ -13,14 +13,23 @@ from app.errors import NoFix
 
 
 def container_path(kind: str, container: str, *, init: bool, field: str) -> str:
-    """Field path of a container's field in a workload object, the container selected by name."""
-    from app.kube import POD_TEMPLATE_PREFIX
+    """Field path of a container's field in a workload object (or a bare Pod), the container selected by name."""
+    from app.kube import pod_spec_path
 
-    prefix = POD_TEMPLATE_PREFIX.get(kind)
-    if prefix is None:
+    spec = pod_spec_path(kind)
+    if spec is None:
         raise NoFix(f"{kind} has no pod template to change", code="unsupported_kind")
     key = "initContainers" if init else "containers"
-    return f"{prefix}.spec.{key}[name={container}].{field}"
+    return f"{spec}.{key}[name={container}].{field}"
+
+
+def recreate_note(document: dict[str, Any]) -> str:
+    """What a change to a bare Pod needs once merged (empty for any other kind): a Pod's spec, resources included,
+    cannot change in place, so the sync is refused until the Pod is deleted and created again from git."""
+    if document.get("kind") != "Pod":
+        return ""
+    name = (document.get("metadata") or {}).get("name")
+    return f"; Pods are immutable: once merged, delete Pod {name} so the sync recreates it"
 
 
 def value_in_git(document: dict[str, Any], path: str, *, default: Any = None) -> Any:

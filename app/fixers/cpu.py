@@ -36,6 +36,7 @@ def plan(facts: CpuFacts, document: dict[str, Any], policy: Policy) -> Plan:
                     f"x{policy.cpu.max_ratio_to_git:g} of git): escalate to the owners", code="at_cap")
     new_value = quantities.format_cpu_millis(new_millis)
     capped = " (capped by policy)" if new_millis < wanted else ""
-    reason = f"x{policy.cpu.step:g} of the observed limit {facts.observed_limit}; {facts.throttled} throttled"
+    reason = (f"x{policy.cpu.step:g} of the observed limit {facts.observed_limit}; {facts.throttled} throttled"
+              + fixers.recreate_note(document))
     return Plan(cause=Cause.CPU_THROTTLING, summary=f"Raise CPU limit of container {container} to {new_value}{capped}",
                 changes=[FieldChange(path=path, old=in_git, new=new_value, reason=reason)])

@@ -36,7 +36,8 @@ def plan(facts: OomFacts, document: dict[str, Any], policy: Policy) -> Plan:
         raise NoFix(f"memory limit {in_git} of {container} is at the policy's cap ({policy.memory.max}, "
                     f"x{policy.memory.max_ratio_to_git:g} of git): escalate to the owners", code="at_cap")
     changes = [FieldChange(path=limit_path, old=in_git, new=new_value,
-                           reason=f"x{policy.memory.step:g} of the observed limit {facts.observed_limit}")]
+                           reason=f"x{policy.memory.step:g} of the observed limit {facts.observed_limit}"
+                                  + fixers.recreate_note(document))]
     request = fixers.value_in_git(document, request_path)
     if request is not None and quantities.parse_bytes(str(request)) > quantities.parse_bytes(new_value):
         changes.append(FieldChange(path=request_path, old=request, new=new_value,

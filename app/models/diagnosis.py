@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny
 
 from app.models.causes import Cause, Facts
+from app.models.incident import WorkloadRef
 
 
 class Finding(BaseModel):
@@ -30,6 +31,9 @@ class Diagnosis(BaseModel):
     no_fix_reason: str | None = None
     others: list[Finding] = Field(default_factory=list)  # further causes seen at the same time
     proposed_by: str = "rule"  # "rule" or "model:<name>"
+    # The object whose manifest the fix changes when it is not the workload (a standalone PersistentVolumeClaim
+    # the pods wait for): the change stages locate and edit it instead (app/stages/evidence.py ``subject``).
+    subject: WorkloadRef | None = None
 
     @property
     def cause(self) -> Cause:

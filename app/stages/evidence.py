@@ -10,8 +10,9 @@ from app.detectors import rollout
 from app.errors import NoFix
 from app.models.evidence import Evidence
 from app.models.incident import Incident, WorkloadRef
+from app.policies import Policy
 from app.ports import ClusterReader
-from app.stages import Output
+from app.stages import End, Output
 
 MAX_PODS = 20
 MAX_LOG_PODS = 3
@@ -34,6 +35,28 @@ def collect(*, cluster: ClusterReader, workload: WorkloadRef, incident: Incident
     """The stage: the evidence, and how much of it there is."""
     ev = gather(cluster, workload, incident)
     return Gathered(evidence=ev, decision=f"{len(ev.pods)} pod(s), {len(ev.events)} event(s), {len(ev.logs)} log(s)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Subject(Output):
+    evidence: Evidence  # the object the fix changes, as the change stages see it (its own GitOps owners)
+
+
+def subject(*, cluster: ClusterReader, evidence: Evidence, ref: WorkloadRef, policy: Policy) -> Subject:
+    """The object the diagnosis puts the fix in when it is not the workload (a standalone claim the pods wait
+    for), read like a workload: its live object and the Argo CD or Flux objects that deploy it, which may differ
+    from the workload's. The rest of the evidence stays the workload's."""
+    if ref.kind not in policy.kinds:
+        return Subject(evidence=evidence, decision=f"the fix goes in {ref}",
+                       stop=End(kind="skipped", reason=f"kind {ref.kind} is not allowed by policy"))
+    obj = cluster.get(ref.kind, ref.namespace, ref.name)
+    if obj is None:
+        raise NoFix(f"{ref}, where the fix goes, was not found in the cluster", code="no_target")
+    # Validated again, not copied: the live object and its owners are redacted like any evidence.
+    about = Evidence.model_validate({**evidence.model_dump(), "workload": ref.model_dump(), "object": obj,
+                                     "gitops": _gitops(cluster, obj)})
+    owners = ", ".join(f"{g.get('kind')} {kube.name(g)}" for g in about.gitops) or "no GitOps object"
+    return Subject(evidence=about, decision=f"the fix goes in {ref} ({owners})")
 
 
 def gather(cluster: ClusterReader, ref: WorkloadRef, incident: Incident) -> Evidence:
@@ -74,6 +97,8 @@ def _pods(cluster: ClusterReader, namespace: str, workload: K8sObject, replicase
           incident: Incident) -> list[K8sObject]:
     if not workload:
         return []
+    if workload.get("kind") == kube.POD:  # a bare Pod is its own and only pod
+        return [workload]
     selector = kube.selector_string(workload)
     if workload.get("kind") == "CronJob" or selector is None:
         candidates = cluster.list("Pod", namespace)
@@ -153,7 +178,8 @@ def _related(cluster: ClusterReader, namespace: str, pods: list[K8sObject], work
 
 def _serving(cluster: ClusterReader, namespace: str, workload: K8sObject) -> list[K8sObject]:
     """Services that send traffic to the workload's pods and PDBs guarding them: the risk's blast radius."""
-    template = kube.labels_of((workload.get("spec") or {}).get("template") or {})
+    template = kube.labels_of(workload if workload.get("kind") == kube.POD else
+                              (workload.get("spec") or {}).get("template") or {})
     if not template:
         return []
 
