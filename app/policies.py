@@ -105,6 +105,20 @@ class RequestBounds(_Strict):
     min_ratio_to_git: float = Field(default=0.5, gt=0.0, lt=1.0)
 
 
+class RollbackPolicy(_Strict):
+    """Image and command rollbacks: when an earlier revision that no longer runs counts as having worked."""
+
+    # A scaled-down revision must have run at least this long before the rollout replaced it (creation to
+    # scale-down): a revision replaced sooner may never have finished its own rollout (progressDeadlineSeconds
+    # defaults to 600).
+    min_available_seconds: int = Field(default=600, ge=0)
+
+    def too_short(self, ran_seconds: int | None) -> bool:
+        """Whether a revision that ran ``ran_seconds`` before it was scaled down (None: it serves now) is not
+        proof enough that it worked."""
+        return ran_seconds is not None and ran_seconds < self.min_available_seconds
+
+
 class LlmPolicy(_Strict):
     """What the optional LLM may do: explain a rule's diagnosis, and propose changes on these paths only."""
 
@@ -142,6 +156,7 @@ class Policy(_Strict):
     cpu: CpuBounds = Field(default_factory=CpuBounds)
     hpa: HpaBounds = Field(default_factory=HpaBounds)
     requests: RequestBounds = Field(default_factory=RequestBounds)
+    rollback: RollbackPolicy = Field(default_factory=RollbackPolicy)
     risk: RiskPolicy = Field(default_factory=RiskPolicy)
     labels: list[str] = Field(default_factory=lambda: ["autofix"])
     limits: Limits = Field(default_factory=Limits)

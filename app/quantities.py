@@ -45,3 +45,15 @@ def parse_cpu_millis(value: str | int | float) -> int:
 
 def format_cpu_millis(millis: int) -> str:
     return f"{millis // 1000}" if millis % 1000 == 0 else f"{millis}m"
+
+
+def format_duration(seconds: float) -> str:
+    """A span as people say it, to the two largest units: 21 s, 14 min 5 s, 3 h 12 min, 25 d 6 h."""
+    total = max(0, int(seconds))
+    days, rest = divmod(total, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "min"), (secs, "s")]
+    first = next((i for i, (n, _) in enumerate(parts) if n), len(parts) - 1)
+    shown = [f"{n} {unit}" for n, unit in parts[first:first + 2] if n]
+    return " ".join(shown) or "0 s"

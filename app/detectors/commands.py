@@ -1,6 +1,7 @@
 """Wrong command or entrypoint: the runtime cannot exec the container's command
 (``exec: "gunicron": executable file not found in $PATH``). Fix: the command and args of the previous
-ReplicaSet whose pods ran; no such revision (or the executable is the image's own entrypoint): no fix.
+ReplicaSet shown to have worked (app/detectors/revisions.py); no such revision (or the executable is the
+image's own entrypoint): no fix.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import re
 from typing import Any
 
 from app import kube
+from app.detectors import revisions
 from app.models.causes import Cause, CommandFacts, CommandRollbackFacts
 from app.models.diagnosis import Diagnosis, Finding
 from app.models.evidence import Evidence
@@ -49,15 +51,19 @@ def detect(ev: Evidence) -> Diagnosis | None:
         return Diagnosis(detector="commands", finding=finding, fixable=False,
                          no_fix_reason=(f"no previous working revision of {ev.workload.short} ran another command for "
                                         f"container {container}: correct the command by hand"))
-    rs, good = previous
+    if isinstance(previous, revisions.Unproven):
+        unproven = finding.model_copy(update={"evidence": [*lines, *previous.lines]})
+        return Diagnosis(detector="commands", finding=unproven, fixable=False,
+                         no_fix_reason=f"{previous.reason}: correct the command by hand")
+    rs = previous.replicaset
+    good = _spec_of(rs, container) or {}
     rollback = CommandRollbackFacts(**facts.model_dump(), previous_command=good.get("command"),
                                     previous_args=good.get("args"), previous_replicaset=kube.name(rs),
-                                    previous_revision=kube.revision(rs))
-    lines.append(f"replicaset {kube.name(rs)} (revision {kube.revision(rs)}) ran command={good.get('command')} "
-                 f"args={good.get('args')} with {(rs.get('status') or {}).get('readyReplicas', 0)} ready pod(s)")
+                                    previous_revision=kube.revision(rs), previous_ran_seconds=previous.ran_seconds)
+    ran = "fine" if previous.ran_seconds is None else previous.summary
     finding = finding.model_copy(update={
-        "facts": rollback, "evidence": lines,
-        "root_cause": root + f" Revision {kube.revision(rs)} ran command {good.get('command')} fine."})
+        "facts": rollback, "evidence": [*lines, *previous.lines],
+        "root_cause": root + f" Revision {kube.revision(rs)} ran command {good.get('command')} {ran}."})
     return Diagnosis(detector="commands", finding=finding)
 
 
@@ -76,14 +82,21 @@ def _failing(ev: Evidence) -> list[dict[str, Any]]:
     return out
 
 
-def _previous_working(ev: Evidence, container: str, command: Any, args: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """The newest ReplicaSet that served ready pods with another command or args for ``container``."""
-    for rs in ev.replicasets:  # newest revision first
-        spec, _ = kube.container_spec(kube.pod_spec_of(rs, "ReplicaSet"), container)
-        if spec is None or (spec.get("command"), spec.get("args")) == (command, args):
-            continue
-        status = rs.get("status") or {}
-        # Only a ReplicaSet seen serving proves the command runs: no fix beats a wrong fix.
-        if int(status.get("readyReplicas") or 0) > 0 or int(status.get("availableReplicas") or 0) > 0:
-            return rs, spec
-    return None
+def _spec_of(rs: dict[str, Any], container: str) -> dict[str, Any] | None:
+    spec, _ = kube.container_spec(kube.pod_spec_of(rs, "ReplicaSet"), container)
+    return spec
+
+
+def _previous_working(ev: Evidence, container: str, command: Any,
+                      args: Any) -> revisions.Worked | revisions.Unproven | None:
+    """The newest ReplicaSet that ran another command or args for ``container``, judged on the evidence that it
+    worked (serving now, or running until this rollout scaled it down): no fix beats a wrong fix."""
+    def differs(rs: dict[str, Any]) -> bool:
+        spec = _spec_of(rs, container)
+        return spec is not None and (spec.get("command"), spec.get("args")) != (command, args)
+
+    def ran(rs: dict[str, Any]) -> str:
+        spec = _spec_of(rs, container) or {}
+        return f"command={spec.get('command')} args={spec.get('args')}"
+
+    return revisions.previous(ev, differs=differs, ran=ran)

@@ -1,10 +1,12 @@
-"""Unpullable image after a rollout: go back to the image of the previous ReplicaSet whose pods ran."""
+"""Unpullable image after a rollout: go back to the image of the previous ReplicaSet shown to have worked
+(serving now, or scaled down after running long enough: app/detectors/revisions.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from app import kube
+from app.detectors import revisions
 from app.models.causes import Cause, ImagePullFacts, ImageRollbackFacts
 from app.models.diagnosis import Diagnosis, Finding
 from app.models.evidence import Evidence
@@ -43,15 +45,21 @@ def detect(ev: Evidence) -> Diagnosis | None:
         return Diagnosis(detector="image_pull", finding=finding, fixable=False,
                          no_fix_reason=(f"no previous working revision of {ev.workload.short} ran another image of "
                                         f"container {container}: fix the image reference by hand"))
-    rs, good_image = previous
+    if isinstance(previous, revisions.Unproven):
+        unproven = finding.model_copy(update={"evidence": [*lines, *previous.lines]})
+        return Diagnosis(detector="image_pull", finding=unproven, fixable=False,
+                         no_fix_reason=f"{previous.reason}: fix the image reference by hand")
+    rs = previous.replicaset
+    good_image = _image_of(rs, container)
     rollback = ImageRollbackFacts(**facts.model_dump(), previous_image=good_image,
-                                  previous_replicaset=kube.name(rs), previous_revision=kube.revision(rs))
+                                  previous_replicaset=kube.name(rs), previous_revision=kube.revision(rs),
+                                  previous_ran_seconds=previous.ran_seconds)
+    ran = "" if previous.ran_seconds is None else f" {previous.summary}"
     finding = finding.model_copy(update={
         "facts": rollback,
         "root_cause": (f"The rollout of {ev.workload.short} to image {image} failed: the image cannot be pulled; "
-                       f"revision {kube.revision(rs)} ran {good_image}."),
-        "evidence": [*lines, f"replicaset {kube.name(rs)} (revision {kube.revision(rs)}) ran {good_image} with "
-                             f"{(rs.get('status') or {}).get('readyReplicas', 0)} ready pod(s)"],
+                       f"revision {kube.revision(rs)} ran {good_image}{ran}."),
+        "evidence": [*lines, *previous.lines],
     })
     return Diagnosis(detector="image_pull", finding=finding)
 
@@ -70,16 +78,14 @@ def _failing(ev: Evidence) -> list[dict[str, Any]]:
     return out
 
 
-def _previous_working(ev: Evidence, container: str, failing_image: str) -> tuple[dict[str, Any], str] | None:
-    """The newest older ReplicaSet whose pods became ready, with the image it ran for ``container``."""
-    for rs in ev.replicasets:  # newest revision first
-        spec, _ = kube.container_spec(kube.pod_spec_of(rs, "ReplicaSet"), container)
-        image = (spec or {}).get("image")
-        if not image or image == failing_image:
-            continue
-        status = rs.get("status") or {}
-        # Only a ReplicaSet seen serving proves the image runs: no fix beats a wrong fix.
-        if int(status.get("readyReplicas") or 0) > 0 or int(status.get("availableReplicas") or 0) > 0:
-            return rs, str(image)
-    return None
+def _image_of(rs: dict[str, Any], container: str) -> str:
+    spec, _ = kube.container_spec(kube.pod_spec_of(rs, "ReplicaSet"), container)
+    return str((spec or {}).get("image") or "")
 
+
+def _previous_working(ev: Evidence, container: str,
+                      failing_image: str) -> revisions.Worked | revisions.Unproven | None:
+    """The newest older ReplicaSet that ran another image for ``container``, judged on the evidence that it
+    worked (serving now, or running until this rollout scaled it down): no fix beats a wrong fix."""
+    return revisions.previous(ev, differs=lambda rs: _image_of(rs, container) not in ("", failing_image),
+                              ran=lambda rs: _image_of(rs, container))

@@ -14,7 +14,7 @@ missing key. The detector and the fixer of a cause are registered together in ``
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 
@@ -53,10 +53,15 @@ class Facts(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     rollout_stuck: bool = False
+    # Fields added after diagnosis.json's format was set: written only when they hold a value.
+    _omitted_when_none: ClassVar[frozenset[str]] = frozenset()
 
     @model_serializer(mode="wrap")
     def _rollout_last(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
+        for key in self._omitted_when_none:
+            if data.get(key, 0) is None:
+                del data[key]
         if data.pop("rollout_stuck", False):
             data["rollout_stuck"] = True
         return data
@@ -129,11 +134,14 @@ class ImagePullFacts(Facts):
 
 
 class ImageRollbackFacts(ImagePullFacts):
-    """The newest older ReplicaSet whose pods became ready, and the image it ran."""
+    """The newest older ReplicaSet shown to have worked (app/detectors/revisions.py), and the image it ran."""
 
     previous_image: str
     previous_replicaset: str
     previous_revision: int
+    # None: its pods serve now; else how long it ran before it was scaled down (held against the policy)
+    previous_ran_seconds: int | None = None
+    _omitted_when_none: ClassVar[frozenset[str]] = frozenset({"previous_ran_seconds"})
 
 
 class CommandFacts(Facts):
@@ -146,12 +154,14 @@ class CommandFacts(Facts):
 
 
 class CommandRollbackFacts(CommandFacts):
-    """The newest ReplicaSet that served ready pods with another command or args."""
+    """The newest ReplicaSet shown to have worked (app/detectors/revisions.py) with another command or args."""
 
     previous_command: list[str] | None
     previous_args: list[str] | None
     previous_replicaset: str
     previous_revision: int
+    previous_ran_seconds: int | None = None  # as in ImageRollbackFacts
+    _omitted_when_none: ClassVar[frozenset[str]] = frozenset({"previous_ran_seconds"})
 
 
 class CrashFacts(Facts):
