@@ -1,5 +1,6 @@
-"""Flux: a Kustomization (spec.path in a GitRepository) or a HelmRelease (values inline, or in a ConfigMap that
-kustomize generates from a file in git). The GitRepository's URL must be our GitOps repo.
+"""Flux: a Kustomization (spec.path in a GitRepository) or a HelmRelease (values inline, in a ConfigMap that
+kustomize generates from a file in git, or overridden by an environment's patch of the HelmRelease). The
+GitRepository's URL must be our GitOps repo.
 """
 
 from __future__ import annotations
@@ -90,19 +91,57 @@ def _helm_release(ev: Evidence, repo: RepoView, identity: RepoIdentity, hr: dict
                     "it lives in git", code="unsupported_source")
     path = _checked_path(ev, owners[0], identity)
     files = sorted(repo.list_files(suffixes=()))
-    below = [f for f in files if _below(f, path) and f.endswith((".yaml", ".yml"))]
-    texts = {f: repo.read_text(f) for f in below if posixpath.basename(f) in kustomize.NAMES}
     ref = WorkloadRef(kind="HelmRelease", namespace=str(kube.meta(hr).get("namespace")), name=kube.name(hr))
-    found = manifests.find(repo, ref, api_version=str(hr.get("apiVersion") or ""), default_namespace=None,
-                           paths=below)
+    # A kustomization at the path (an environment overlaying a base, as in fluxcd/flux2-kustomize-helm-example):
+    # the HelmRelease is a resource of its tree, and the overlays' patches of it override its values.
+    tree = kustomize.walk(repo, path, set(files)) if kustomize.kustomization_file(set(files), path) else None
+    if tree is None:
+        candidates = [f for f in files if _below(f, path) and f.endswith((".yaml", ".yml"))]
+        texts = {f: repo.read_text(f) for f in candidates if posixpath.basename(f) in kustomize.NAMES}
+        written = ref
+    else:
+        candidates = [f for f in tree.resources if f.endswith((".yaml", ".yml"))]
+        texts = {layer.path: repo.read_text(layer.path) for layer in tree.layers}
+        written = ref.model_copy(update={"name": kustomize.base_name(tree, ref.name)})
+    found = manifests.find(repo, written, api_version=str(hr.get("apiVersion") or ""), default_namespace=None,
+                           paths=candidates)
     manifest = _one(found, ref, path, note="", app=kube.name(hr))
     sources = [_values_from(entry, repo, texts, path, hr) for entry in (hr.get("spec") or {}).get("valuesFrom") or []]
     sources.append(ValuesSource(path=manifest.path, document_index=manifest.document_index, prefix=("spec", "values"),
                                 label="HelmRelease spec.values"))
+    if tree is not None:
+        sources += _values_patches(tree, repo, written.name)
     envs = tuple(sorted({s.path for s in sources if s.editable and s.path}))
     return Location(path=manifest.path, document_index=manifest.document_index, source="flux", app=kube.name(hr),
                     layout_spec=HelmSpec(values=tuple(sources), release=kube.name(hr)), environments=envs,
                     note=f"Flux HelmRelease {ref.namespace}/{ref.name} in {manifest.path} (Kustomization {ks_name})")
+
+
+def _values_patches(tree: kustomize.Tree, repo: RepoView, name: str) -> list[ValuesSource]:
+    """The overlays' patches that set the HelmRelease's values, lowest precedence first: a production values
+    patch overrides the base's spec.values, so a value it sets is changed there, never in the base."""
+    out: list[ValuesSource] = []
+    for patch in kustomize.patches_for(tree, repo, "HelmRelease", name):
+        where = patch.path or f"an inline patch in {patch.layer.path}"
+        if isinstance(patch.doc, list):
+            if any(str((op or {}).get("path", "")).startswith("/spec/values") for op in patch.doc
+                   if isinstance(op, dict)):
+                raise NoFix(f"the values of HelmRelease {name} are patched by a JSON6902 patch ({where}): not "
+                            "supported", code="unsupported_source")
+            continue
+        values = ((patch.doc or {}).get("spec") or {}).get("values") if isinstance(patch.doc, dict) else None
+        if values is None:
+            continue
+        if patch.selects_by_labels:
+            raise NoFix(f"{where} patches HelmRelease values for a target chosen by labels: cannot tell whether it "
+                        f"reaches {name}", code="unsupported_source")
+        if patch.path is None:
+            out.append(ValuesSource(path=None, editable=False, inline=values if isinstance(values, dict) else {},
+                                    label=f"HelmRelease values in {where}"))
+        else:
+            out.append(ValuesSource(path=patch.path, document_index=patch.document_index, prefix=("spec", "values"),
+                                    label="HelmRelease values patch"))
+    return out
 
 
 def _values_from(entry: dict[str, Any], repo: RepoView, texts: dict[str, str], path: str,

@@ -347,6 +347,36 @@ def _setters(layer: Layer, repo: RepoView, kind: str, name: str, segs: tuple[fie
             yield edit.model_copy(update={"path": path, "document_index": index})
 
 
+@dataclass(frozen=True)
+class Patch:
+    """One patch document of a kustomization: its file (None when inline in ``layer``) and its target."""
+
+    layer: Layer
+    path: str | None
+    document_index: int
+    doc: Any
+    target: dict[str, Any]
+
+    @property
+    def selects_by_labels(self) -> bool:
+        """A target selecting by labels or annotations: whether it reaches an object cannot be told here."""
+        return bool(self.target.get("labelSelector") or self.target.get("annotationSelector"))
+
+
+def patches_for(tree: Tree, repo: RepoView, kind: str, name: str) -> Iterator[Patch]:
+    """Every patch document of the tree aimed at ``kind``/``name`` (by its target, or without one by its own
+    kind and name), deepest layer first: later ones win."""
+    for layer in tree.layers:
+        for target, path, inline in _patch_entries(layer):
+            if target and not _targets(target, kind, name):
+                continue
+            text = inline if inline is not None else repo.read_text(path or "")
+            for index, doc in enumerate(yaml_rt.documents(text, source=path or layer.path)):
+                named = isinstance(doc, dict) and doc.get("kind") == kind and (doc.get("metadata") or {}).get("name") == name
+                if target or named:
+                    yield Patch(layer=layer, path=path, document_index=index, doc=doc, target=dict(target))
+
+
 def _strategic(doc: Any, kind: str, name: str, segs: tuple[fieldpaths.Segment, ...],
                change: FieldChange) -> FileEdit | None:
     if not isinstance(doc, dict) or doc.get("kind") != kind or (doc.get("metadata") or {}).get("name") != name:
