@@ -62,8 +62,22 @@ class _ScaledBounds(_Strict):
     max_ratio_to_git: float = Field(default=4.0, gt=1.0)
 
 
+class MemoryLeak(_Strict):
+    """When OOM kills are a leak, not a limit too low (app/fixers/memory.py): memory that grows steadily between
+    restarts, so a raise only delays the next kill. Both signs are needed: kills at regular intervals well after
+    start, and a size in the killed run's log that grows steadily (a cache warming up alone is not a leak)."""
+
+    enabled: bool = True
+    min_kills: int = Field(default=3, ge=2)  # OOM kills counted over the pods' restarts (each assumed an OOM kill)
+    min_run_minutes: float = Field(default=30.0, ge=0)  # every run lived this long: memory filled up over time
+    max_spread: float = Field(default=0.25, ge=0)  # (longest - shortest) / median run length: regular kills
+    min_log_samples: int = Field(default=4, ge=2)  # the size printed at least this often in one killed run's log
+    min_growth: float = Field(default=2.0, gt=1.0)  # never shrinking, and last >= this x first
+
+
 class MemoryBounds(_ScaledBounds):
     max: str = "16Gi"
+    leak: MemoryLeak = Field(default_factory=MemoryLeak)
 
     @field_validator("max")
     @classmethod

@@ -70,6 +70,39 @@ class Facts(BaseModel):
 # ---------------------------------------------------------------- resources
 
 
+class KilledRun(BaseModel):
+    """One pod's last OOM-killed run of the container: how long it lived, and over all its restarts."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pod: str
+    seconds: float  # lastState.terminated startedAt -> finishedAt
+    restarts: int
+    mean_seconds: float | None = None  # (finishedAt - pod startTime) / restartCount, with 2 restarts or more
+
+
+class LogGrowth(BaseModel):
+    """A size the killed run's log prints again and again (a cache, a queue, a backlog), in log order."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pod: str
+    what: str  # the line with its numbers as "#" (bounded): "order cache size: # entries"
+    samples: int
+    first: float
+    last: float
+    never_shrinks: bool
+
+
+class LeakSigns(BaseModel):
+    """What app/detectors/oom.py saw of memory growing between restarts; app/fixers/memory.py judges it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    runs: tuple[KilledRun, ...] = ()
+    growth: tuple[LogGrowth, ...] = ()
+
+
 class OomFacts(Facts):
     container: str
     init: bool
@@ -77,6 +110,8 @@ class OomFacts(Facts):
     observed_request: Quantity | None
     restarts: int
     pod: str
+    leak_signs: LeakSigns | None = None  # only when a killed run's log shows a size growing
+    _omitted_when_none: ClassVar[frozenset[str]] = frozenset({"leak_signs"})
 
 
 class CpuFacts(Facts):
