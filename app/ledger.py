@@ -424,7 +424,8 @@ def judge(found: list[Precedent], *, now: float, limits: Any) -> Judgement:
     ``merged_fix_window_hours`` did not help (escalate); an open PR already proposes it; a PR closed unmerged
     within ``cooldown_hours_after_closed`` was a "no"; else go on."""
     window = limits.merged_fix_window_hours * HOUR
-    landed = sorted((p for p in found if p.landed and now - p.at < window), key=lambda p: -p.at)
+    # A raise with its PR first (where people discussed it: the comment goes there), then the newest.
+    landed = sorted((p for p in found if p.landed and now - p.at < window), key=lambda p: (p.pr is None, -p.at))
     if landed:
         return Judgement("escalate", _landed_reason(landed[0], window=window), landed[0])
     pending = [p for p in found if p.pr is not None and p.pr.state == "open"]

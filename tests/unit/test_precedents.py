@@ -184,3 +184,11 @@ def test_untrusted_commit_text_stays_on_one_bounded_line() -> None:
                                                              author="x\n<script>y</script>", subject="s" * 500))
     reason = ledger.judge([hostile], now=NOW, limits=LIMITS).reason
     assert "\n" not in reason and "s" * 120 not in reason and "s" * 119 + "…" in reason
+
+
+def test_a_raise_with_its_pr_is_escalated_there_even_when_its_commit_is_not_tied() -> None:
+    """A rebase-merged PR tied by its files and its untied commit on main: the comment goes on the PR."""
+    untied = _precedent(hours_ago=2)
+    on_pr = _precedent(hours_ago=3, pr_state="merged")
+    verdict = ledger.judge([untied, on_pr], now=NOW, limits=LIMITS)
+    assert verdict.action == "escalate" and verdict.precedent is on_pr
