@@ -11,6 +11,9 @@ The rules (``decide``), for one workload and cause (= one branch):
 - the last PR was closed unmerged less than ``cooldown_hours_after_closed`` ago: a human said no; stay quiet
   unless the evidence changed materially (the workload runs other images now);
 - otherwise proceed, with the values before the first merged fix as the baseline the caps are measured from.
+
+Earlier raises the bot did not write (commits, PRs of other bots and older versions) are judged by the second
+half of this module, once the change is known (``precedents``-related functions, see the comment there).
 """
 
 from __future__ import annotations
