@@ -133,6 +133,12 @@ class RollbackPolicy(_Strict):
         return ran_seconds is not None and ran_seconds < self.min_available_seconds
 
 
+class StartupBounds(_Strict):
+    """startupProbes sized for a slow start: the time to ready they may allow (estimate x margin)."""
+
+    max_seconds: int = Field(default=900, ge=10, le=86_400)
+
+
 class LlmPolicy(_Strict):
     """What the optional LLM may do: explain a rule's diagnosis, and propose changes on these paths only."""
 
@@ -170,6 +176,7 @@ class Policy(_Strict):
     cpu: CpuBounds = Field(default_factory=CpuBounds)
     hpa: HpaBounds = Field(default_factory=HpaBounds)
     requests: RequestBounds = Field(default_factory=RequestBounds)
+    startup: StartupBounds = Field(default_factory=StartupBounds)
     rollback: RollbackPolicy = Field(default_factory=RollbackPolicy)
     risk: RiskPolicy = Field(default_factory=RiskPolicy)
     labels: list[str] = Field(default_factory=lambda: ["autofix"])

@@ -1,5 +1,6 @@
-"""Probe fixes: point a probe at the port (or path) the container serves, or give a slow starter a
-startupProbe that covers its observed start time with margin."""
+"""Probe fixes: point a probe (or each probe answering 404) at the port or path the container serves, or give
+a slow starter a startupProbe that covers its observed or estimated start time with margin, within the
+policy's ``startup.max_seconds``."""
 
 from __future__ import annotations
 
@@ -9,35 +10,48 @@ from typing import Any
 
 from app import fixers, podspecs
 from app.errors import NoFix
-from app.models.causes import Cause, ProbeFacts, SlowStartFacts
+from app.models.causes import Cause, ProbeChange, ProbeFacts, SlowStartFacts
 from app.models.changes import FieldChange, Plan
 from app.policies import Policy
 
-# A container that needs longer than this to start is not a probe problem we size blindly.
-MAX_START_SECONDS = 900
 # Fields of the liveness probe a startupProbe copies: how to probe, not when or how often to give up.
 HANDLER_FIELDS = ("exec", "httpGet", "tcpSocket", "grpc", "timeoutSeconds")
 
 
 def plan(facts: ProbeFacts, document: dict[str, Any], policy: Policy) -> Plan:
-    container, probe, field = facts.container, facts.probe, facts.field
-    path = fixers.container_path(str(document.get("kind")), container, init=facts.init,
-                                 field=f"{probe}.{facts.handler}.{field}")
+    first = ProbeChange(probe=facts.probe, handler=facts.handler, field=facts.field, old=facts.old, new=facts.new)
+    wanted = [first, *(facts.others or [])]
+    changes = [_change(facts.container, facts.init, c, document) for c in wanted]
+    if all(c is None for c in changes):
+        raise NoFix(f"git already has {_listed(wanted)}: waiting to be synced", code="already_in_git")
+    what = "port" if facts.field == "port" else "path"
+    probes = " and ".join(dict.fromkeys(c.probe for c in wanted))
+    news = " and ".join(dict.fromkeys(str(c.new) for c in wanted))
+    return Plan(cause=Cause.PROBE_MISCONFIGURED,
+                summary=f"Point {probes} of container {facts.container} at {what} {news}",
+                changes=[c for c in changes if c is not None])
+
+
+def _change(container: str, init: bool, wanted: ProbeChange, document: dict[str, Any]) -> FieldChange | None:
+    """The change of one probe's field (None: git already has the served value)."""
+    probe, field, old, new = wanted.probe, wanted.field, wanted.old, wanted.new
+    path = fixers.container_path(str(document.get("kind")), container, init=init,
+                                 field=f"{probe}.{wanted.handler}.{field}")
     in_git = fixers.value_in_git(document, path)
-    old, new = facts.old, facts.new
     if new is None:
         raise NoFix(f"no port or path of container {container} is known to serve {probe}", code="nothing_to_correct")
     if str(in_git) == str(new):
-        raise NoFix(f"git already has {probe} {field} {new}: waiting to be synced", code="already_in_git")
+        return None
     if in_git is None or str(in_git) != str(old):
         raise NoFix(f"git has {probe} {field} {in_git}, not the failing {old}: someone changed it since; "
                     "not overriding", code="git_moved")
     if field == "port":
         _check_declared_in_git(document, container, new)
-    what = "port" if field == "port" else "path"
-    return Plan(cause=Cause.PROBE_MISCONFIGURED, summary=f"Point {probe} of container {container} at {what} {new}",
-                changes=[FieldChange(path=path, old=in_git, new=new,
-                                     reason=f"{old} is not served by the container; {new} is")])
+    return FieldChange(path=path, old=in_git, new=new, reason=f"{old} is not served by the container; {new} is")
+
+
+def _listed(changes: list[ProbeChange]) -> str:
+    return ", ".join(f"{c.probe} {c.field} {c.new}" for c in changes)
 
 
 def _check_declared_in_git(document: dict[str, Any], container: str, port: Any) -> None:
@@ -51,10 +65,12 @@ def _check_declared_in_git(document: dict[str, Any], container: str, port: Any) 
 
 
 def plan_slow_start(facts: SlowStartFacts, document: dict[str, Any], policy: Policy) -> Plan:
-    container, needed = facts.container, facts.needed_seconds
-    if needed > MAX_START_SECONDS:
-        raise NoFix(f"container {container} needs {needed} s with margin to start, above {MAX_START_SECONDS} s: "
-                    "size its startup probe by hand", code="at_cap")
+    container, needed, bound = facts.container, facts.needed_seconds, policy.startup.max_seconds
+    if needed > bound:
+        how = "its log states" if facts.basis is None else f"estimated from its {facts.basis}"
+        raise NoFix(f"container {container} needs about {facts.observed_seconds:g} s to start ({how}), "
+                    f"{needed} s with margin x{podspecs.START_MARGIN:g}, above the policy's startup.max_seconds "
+                    f"{bound}: size its startupProbe by hand", code="at_cap")
     kind = str(document.get("kind"))
     startup_path = fixers.container_path(kind, container, init=False, field="startupProbe")
     startup = fixers.value_in_git(document, startup_path)
@@ -64,15 +80,23 @@ def plan_slow_start(facts: SlowStartFacts, document: dict[str, Any], policy: Pol
     if not isinstance(liveness, dict) or not any(k in liveness for k in podspecs.HANDLERS + ("exec",)):
         raise NoFix(f"the manifest in git has no liveness probe for container {container} to copy",
                     code="no_probe_in_git")
-    period = int(liveness.get("periodSeconds") or podspecs.DEFAULT_PERIOD)
+    # A startupProbe checks as the liveness probe does, at least every default period (a liveness probe every
+    # second would make a threshold in the hundreds).
+    period = max(int(liveness.get("periodSeconds") or podspecs.DEFAULT_PERIOD), podspecs.DEFAULT_PERIOD)
     new = {k: copy.deepcopy(liveness[k]) for k in HANDLER_FIELDS if k in liveness}
     new.update({"periodSeconds": period, "failureThreshold": math.ceil(needed / period)})
     return Plan(cause=Cause.SLOW_START,
                 summary=f"Add a startupProbe to container {container} allowing {new['failureThreshold'] * period} s "
                         "to start",
                 changes=[FieldChange(path=startup_path, old=None, new=new,
-                                     reason=f"observed start {facts.observed_seconds:g} s x{podspecs.START_MARGIN:g}; "
+                                     reason=f"{_observed(facts)} x{podspecs.START_MARGIN:g}; "
                                             f"liveness allowed about {facts.allowed_seconds:g} s")])
+
+
+def _observed(facts: SlowStartFacts) -> str:
+    if facts.basis is None:
+        return f"observed start {facts.observed_seconds:g} s"
+    return f"start estimated from its {facts.basis} at {facts.observed_seconds:g} s"
 
 
 def _raise_threshold(container: str, startup_path: str, startup: dict[str, Any], needed: int,
@@ -86,5 +110,5 @@ def _raise_threshold(container: str, startup_path: str, startup: dict[str, Any],
                     "synced", code="already_in_git")
     return Plan(cause=Cause.SLOW_START, summary=f"Raise startupProbe failureThreshold of container {container} to {new}",
                 changes=[FieldChange(path=f"{startup_path}.failureThreshold", old=current, new=new,
-                                     reason=f"observed start {facts.observed_seconds:g} s x{podspecs.START_MARGIN:g}")])
+                                     reason=f"{_observed(facts)} x{podspecs.START_MARGIN:g}")])
 

@@ -229,6 +229,16 @@ class ConfigTypoFacts(ConfigRefFacts):
     replacement: str  # the existing ConfigMap (or key) with the unique near name
 
 
+class ProbeChange(_Value):
+    """One more probe of the same container to correct the same way (two probes answering 404 at one path)."""
+
+    probe: str
+    handler: str
+    field: str
+    old: Port | None
+    new: Port | None
+
+
 class ProbeFacts(Facts):
     container: str
     init: bool
@@ -237,6 +247,8 @@ class ProbeFacts(Facts):
     field: str  # the handler's field that is wrong: "port" or "path"
     old: Port | None
     new: Port | None  # None: which port or path serves the probe is a guess (no fix)
+    others: list[ProbeChange] | None = None  # further probes of the container failing the same way
+    _omitted_when_none: ClassVar[frozenset[str]] = frozenset({"others"})
 
 
 class SlowStartFacts(Facts):
@@ -246,6 +258,10 @@ class SlowStartFacts(Facts):
     allowed_seconds: float
     needed_seconds: int
     has_startup_probe: bool
+    # How observed_seconds was read: None for a start time the log states, else "progress" (a counter's rate
+    # until the kill) or "previous revision" (how long the last revision took to become ready).
+    basis: str | None = None
+    _omitted_when_none: ClassVar[frozenset[str]] = frozenset({"basis"})
 
 
 # ---------------------------------------------------------------- the optional LLM

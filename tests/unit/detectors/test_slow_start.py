@@ -3,15 +3,20 @@ probe allows; the fix is a startupProbe covering the observed start with margin.
 
 from __future__ import annotations
 
+import difflib
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from app import causes, validation, yaml_rt
 from app.detectors import probes
+from app.errors import NoFix
 from app.models.causes import Cause, SlowStartFacts
+from app.policies import StartupBounds
 from tests.conftest import SCENARIOS
-from tests.unit.detectors.support import apply, container, ev_of, varied
+from tests.unit.detectors.support import POLICY, apply, container, ev_of, varied
 
 
 @pytest.mark.parametrize(("log", "seconds"), [
@@ -62,3 +67,126 @@ def test_slow_start_needs_kills_and_a_measured_start_beyond_the_probe(change: An
 
 def test_fast_start_killed_by_a_wrong_port_is_not_slow_start() -> None:
     assert probes.detect_slow_start(ev_of("probe-wrong-port")) is None
+
+
+# ---------------------------------------------------------------- a start always cut short: estimated
+
+ADS = "real-slowstart-adservice"
+ADS_LOG = "adservice-6d8c9b7f54-r7tvz/server"
+ADS_MANIFEST = SCENARIOS / ADS / "repo/apps/online-boutique/kubernetes-manifests.yaml"
+
+
+def _ads_lines(data: dict[str, Any]) -> list[str]:
+    lines: list[str] = data["logs"][ADS_LOG].splitlines()
+    return lines
+
+
+def _set_ads_lines(data: dict[str, Any], lines: list[str]) -> None:
+    data["logs"][ADS_LOG] = "\n".join(lines) + "\n"
+
+
+def _ads_message(line: str, message: str) -> str:
+    record = json.loads(line)
+    record["message"] = message
+    return json.dumps(record)
+
+
+def _facts(d: Any) -> SlowStartFacts:
+    assert isinstance(d.finding.facts, SlowStartFacts)
+    return d.finding.facts
+
+
+def test_cut_short_start_is_estimated_from_the_pace_of_its_counter() -> None:
+    d = probes.detect_slow_start(ev_of(ADS))
+    assert d is not None and d.fixable and d.cause == Cause.SLOW_START
+    assert (_facts(d).observed_seconds, _facts(d).allowed_seconds, _facts(d).basis) == (89.0, 65.0, "progress")
+    assert any("6400 of 9600 after 60 s" in line and "ready after about 89 s" in line for line in d.finding.evidence)
+    assert any(line.startswith("previous revision 6 ") and "ready after 19 s" in line for line in d.finding.evidence)
+    _, changed = apply_document(d, ADS_MANIFEST)
+    assert changed.splitlines() == ["+        startupProbe:", "+          grpc:", "+            port: 9555",
+                                    "+          periodSeconds: 15", "+          failureThreshold: 9"]
+
+
+def test_a_start_that_says_how_long_it_took_is_not_estimated() -> None:
+    d = probes.detect_slow_start(ev_of("slow-start"))
+    assert d is not None and _facts(d).basis is None
+
+
+@pytest.mark.parametrize("change", [
+    # an error before the kill: the start fails, it is not slow
+    lambda data: _set_ads_lines(data, [*_ads_lines(data)[:6], _ads_message(_ads_lines(data)[6], "ERROR reading ads.json"),
+                                       *_ads_lines(data)[7:]]),
+    # the counter stops 40 s before the kill: a hang, not a slow start
+    lambda data: _set_ads_lines(data, [*_ads_lines(data)[:7], *_ads_lines(data)[-2:]]),
+    # the process waits on something else, counting its attempts
+    lambda data: _set_ads_lines(data, [_ads_message(line, m.replace("Indexed", "Catalog unreachable, retrying:"))
+                                       if (m := json.loads(line).get("message", "")).startswith("Indexed") else line
+                                       for line in _ads_lines(data)[:-2]]),
+    # it answered requests: the process was up, the probe kills a running server
+    lambda data: _set_ads_lines(data, [*_ads_lines(data)[:-2], '10.244.1.1 - - [23/Nov/2026:15:11:20 +0000] '
+                                       '"GET /ads HTTP/1.1" 200 512 "-" "frontend"']),
+    # killed by the kernel, not by the probe
+    lambda data: data["pods"][0]["status"]["containerStatuses"][0]["lastState"]["terminated"].update(
+        reason="OOMKilled", exitCode=137),
+    # no log lines with a time
+    lambda data: _set_ads_lines(data, ["AdService starting.", "Indexed 800 of 9600 ads", "Indexed 1600 of 9600 ads"]),
+], ids=["error-line", "stalled", "retrying", "serving", "oom-killed", "no-timestamps"])
+def test_not_a_start_cut_short(change: Any) -> None:
+    assert probes.detect_slow_start(varied(ADS, change)) is None
+
+
+def _ads_pods(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {p["metadata"]["name"]: p for p in data["pods"]}
+
+
+def _old_ready_at(when: str) -> Any:
+    def change(data: dict[str, Any]) -> None:
+        old = _ads_pods(data)["adservice-7b9f5c6d48-k2xwq"]
+        for cond in old["status"]["conditions"]:
+            if cond["type"] == "Ready":
+                cond["lastTransitionTime"] = when
+    return change
+
+
+def test_previous_revision_longer_than_the_pace_wins() -> None:
+    d = probes.detect_slow_start(varied(ADS, _old_ready_at("2026-11-20T09:15:53Z")))
+    assert d is not None and d.fixable
+    assert (_facts(d).observed_seconds, _facts(d).basis) == (110.0, "previous revision")
+
+
+def test_finished_counter_without_an_earlier_revision_is_reported_not_fixed() -> None:
+    def change(data: dict[str, Any]) -> None:
+        lines = _ads_lines(data)
+        _set_ads_lines(data, [*lines[:-3], _ads_message(lines[-3], "Indexed 9600 of 9600 ads"), *lines[-2:]])
+        data["pods"] = [p for p in data["pods"] if not p["metadata"]["name"].startswith("adservice-7b9f5c6d48")]
+    d = probes.detect_slow_start(varied(ADS, change))
+    assert d is not None and d.cause == Cause.SLOW_START and not d.fixable
+    assert "still starting" in d.finding.root_cause and "65 s" in d.finding.root_cause
+    assert "size it by hand" in str(d.no_fix_reason)
+
+
+def test_estimate_beyond_the_policys_bound_is_not_fixed() -> None:
+    d = probes.detect_slow_start(ev_of(ADS))
+    assert d is not None
+    bounded = POLICY.model_copy(update={"startup": StartupBounds(max_seconds=120)})
+    with pytest.raises(NoFix) as err:
+        causes.plan(d, yaml_rt.documents(ADS_MANIFEST.read_text())[_ads_index()], bounded)
+    assert err.value.code == "at_cap"
+    assert "about 89 s to start (estimated from its progress), 134 s with margin x1.5, above the policy's " \
+           "startup.max_seconds 120" in err.value.message
+
+
+def _ads_index() -> int:
+    docs = yaml_rt.documents(ADS_MANIFEST.read_text())
+    return next(i for i, d in enumerate(docs) if d and d["kind"] == "Deployment" and d["metadata"]["name"] == "adservice")
+
+
+def apply_document(d: Any, manifest: Path) -> tuple[str, str]:
+    """The plan applied to the workload's document of a multi-document file, validated like the pipeline does."""
+    text = manifest.read_text()
+    index = _ads_index()
+    plan = causes.plan(d, yaml_rt.documents(text)[index], POLICY)
+    new = yaml_rt.edit(text, document_index=index, changes=[(c.path, c.new) for c in plan.changes])
+    validation.check(text, new, document_index=index, plan=plan)
+    diff = difflib.unified_diff(text.splitlines(), new.splitlines(), lineterm="")
+    return new, "\n".join(line for line in diff if line[:1] in "+-" and not line.startswith(("+++", "---")))
