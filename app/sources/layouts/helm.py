@@ -10,6 +10,7 @@ directory: the renderer (a port) renders it before and after the edit.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -90,10 +91,17 @@ def leaves(data: Any, path: Key = ()) -> Iterator[tuple[Key, Any]]:
         yield path, data
 
 
-def _edits(location: Location, changes: list[FieldChange], repo: RepoView) -> list[FileEdit]:
-    sources = list(spec_of(location, HelmSpec).values)
+def _edits(location: Location, changes: list[FieldChange], repo: RepoView, workload: dict[str, Any]) -> list[FileEdit]:
+    spec = spec_of(location, HelmSpec)
+    sources = list(spec.values)
     datas = [data_of(s, repo) for s in sources]
-    return [_edit(change, sources, datas, _container(change.path)) for change in changes]
+    out: list[FileEdit] = []
+    for change in changes:
+        if isinstance(change.new, dict) and change.old is None:
+            out += _new_probe(change, sources, datas, workload, chart=_chart_text(spec, repo))
+        else:
+            out.append(_edit(change, sources, datas, _container(change.path)))
+    return out
 
 
 def _container(path: str) -> str:
@@ -101,11 +109,19 @@ def _container(path: str) -> str:
     return names[-1] if names else ""
 
 
+def _field_names(path: str) -> list[str]:
+    """The field's own names: after the container (``startupProbe.failureThreshold``), at most the last three."""
+    parsed = fieldpaths.parse(path)
+    selectors = [i for i, s in enumerate(parsed) if isinstance(s, fieldpaths.Selector)]
+    after = [s for s in parsed[selectors[-1] + 1:] if isinstance(s, str)] if selectors else []
+    return (after or [s for s in parsed if isinstance(s, str)])[-3:]
+
+
 def _wanted(change: FieldChange, all_values: dict[str, Any]) -> tuple[tuple[str, ...], Any, Any, str]:
     """(key suffix, old scalar, new scalar, description) the values must hold for this field."""
-    segs = [s for s in fieldpaths.parse(change.path) if isinstance(s, str)]
+    segs = _field_names(change.path)
     if segs[-1] != "image":
-        return tuple(segs[-3:]), change.old, change.new, ".".join(segs[-3:])
+        return tuple(segs), change.old, change.new, ".".join(segs)
     old_name, old_tag, _ = split_image(str(change.old))
     new_name, new_tag, _ = split_image(str(change.new))
     if old_name != new_name or old_tag is None or new_tag is None:
@@ -177,6 +193,147 @@ def _label(source: ValuesSource) -> str:
     return f"{source.label} {source.path}" if source.path else source.label
 
 
+# ---------------------------------------------------------------- a probe the chart does not render yet
+
+# The fields of a Kubernetes probe; a chart's values may hold others (``enabled``, ``path``) for its templates.
+_PROBE_FIELDS = ("initialDelaySeconds", "periodSeconds", "timeoutSeconds", "failureThreshold", "successThreshold",
+                 "terminationGracePeriodSeconds", "httpGet", "tcpSocket", "grpc", "exec")
+_HANDLER_KEYS = ("httpGet", "tcpSocket", "grpc", "exec")
+
+
+def _new_probe(change: FieldChange, sources: list[ValuesSource], datas: list[Any], workload: dict[str, Any], *,
+               chart: str | None) -> list[FileEdit]:
+    """A probe added to a container (a startupProbe for a slow start), written next to the values key that
+    produces the container's liveness probe: a chart that toggles it (bitnami's ``startupProbe.enabled``) gets
+    it enabled with a failureThreshold giving the planned time at the chart's own period and delay; a chart
+    whose template renders the mapping as it is gets the planned mapping."""
+    names = _field_names(change.path)
+    field = names[-1]
+    if len(names) != 1 or not field.endswith("Probe") or field == "livenessProbe":
+        raise NoFix(f"the fix adds {change.path}: only a probe next to the liveness probe maps to Helm values",
+                    code="edit_unsupported")
+    everything = merged(datas)
+    base = _liveness_key(change, everything, workload, sources)[:-1]
+    key = (*base, field)
+    try:
+        existing = fieldpaths.get(everything, key)
+    except KeyError:
+        existing = None
+    new: dict[str, Any] = dict(change.new) if isinstance(change.new, dict) else {}
+    where = fieldpaths.format(key)
+    reason = change.reason
+    if isinstance(existing, dict) and "enabled" in existing:
+        leaves, reason = _toggled(existing, new, where), f"{change.reason}; {_budget(existing, new)}"
+    elif isinstance(existing, dict) or chart is not None and f".Values.{where}" in chart:
+        leaves = {k: v for k, v in new.items() if not isinstance(existing, dict) or existing.get(k) != v}
+    else:
+        raise NoFix(f"the Helm values hold no {where} next to {fieldpaths.format((*base, 'livenessProbe'))}, and "
+                    f"{'the chart is not in the repository' if chart is None else 'the chart does not render it'}: "
+                    f"whether setting it reaches the {field} of the container is unknown", code="no_values_key")
+    return [_set(key, leaf, value, reason, sources, datas) for leaf, value in leaves.items()]
+
+
+def _threshold(existing: dict[str, Any], new: dict[str, Any]) -> tuple[int, int, int]:
+    """(delay, period, failureThreshold) of the chart's own probe giving at least the planned time."""
+    period = int(existing.get("periodSeconds") or new.get("periodSeconds") or 10)
+    delay = int(existing.get("initialDelaySeconds") or 0)
+    planned = int(new.get("initialDelaySeconds") or 0) + int(new.get("periodSeconds") or 10) * int(
+        new.get("failureThreshold") or 3)
+    return delay, period, math.ceil(max(planned - delay, period) / period)
+
+
+def _budget(existing: dict[str, Any], new: dict[str, Any]) -> str:
+    delay, period, threshold = _threshold(existing, new)
+    return (f"the chart's own probe allows initialDelaySeconds {delay} + failureThreshold {threshold} x periodSeconds "
+            f"{period} = {delay + threshold * period} s")
+
+
+def _toggled(existing: dict[str, Any], new: dict[str, Any], where: str) -> dict[str, Any]:
+    """A probe the chart renders when ``enabled``, from its own handler, period and delay: enable it, with a
+    failureThreshold that gives at least the planned time to start."""
+    _, _, threshold = _threshold(existing, new)
+    leaves: dict[str, Any] = {}
+    if existing.get("enabled") is not True:
+        leaves["enabled"] = True
+    if int(existing.get("failureThreshold") or 0) < threshold:
+        leaves["failureThreshold"] = threshold
+    if not leaves:
+        raise NoFix(f"{where} is already enabled in git with failureThreshold {existing.get('failureThreshold')}: "
+                    "waiting to be synced", code="already_in_git")
+    return leaves
+
+
+def _liveness_key(change: FieldChange, values: dict[str, Any], workload: dict[str, Any],
+                  sources: list[ValuesSource]) -> Key:
+    """The values key of the mapping that produces the container's liveness probe (its probe fields equal the
+    effective workload's); the container's name in the key tells two such mappings apart."""
+    container_path = fieldpaths.parse(change.path)[:-1]
+    try:
+        live = fieldpaths.get(workload, container_path)["livenessProbe"]
+    except (KeyError, TypeError, IndexError) as err:
+        raise NoFix(f"the container at {fieldpaths.format(container_path)} has no liveness probe to sit next to",
+                    code="no_values_key") from err
+    keys = [k for k, v in _mappings(values) if k and k[-1] == "livenessProbe" and _produces(v, live)]
+    if len(keys) > 1:
+        keys = [k for k in keys if _container(change.path) in k] or keys
+    if len(keys) != 1:
+        labels = "; ".join(_label(s) for s in sources) or "no values sources"
+        found = ", ".join(fieldpaths.format(k) for k in keys) or "none"
+        raise NoFix(f"the Helm values ({labels}) hold {len(keys)} livenessProbe mappings matching the container's "
+                    f"liveness probe ({found}): cannot tell where its probes are set", code="no_values_key")
+    return keys[0]
+
+
+def _mappings(data: Any, path: Key = ()) -> Iterator[tuple[Key, dict[str, Any]]]:
+    if isinstance(data, dict):
+        yield path, data
+        for key, value in data.items():
+            yield from _mappings(value, (*path, str(key)))
+
+
+def _produces(values: dict[str, Any], live: Any) -> bool:
+    """Every probe field the values mapping sets is what the live probe has (and it sets at least one)."""
+    fields = [f for f in _PROBE_FIELDS if f in values]
+    return isinstance(live, dict) and bool(fields) and all(live.get(f) == values[f] for f in fields)
+
+
+def _set(key: Key, leaf: str, value: Any, reason: str, sources: list[ValuesSource], datas: list[Any]) -> FileEdit:
+    """One leaf of the new probe, in the most specific editable values source that holds the probe's mapping
+    (the chart's own defaults are overridden there, never edited)."""
+    full = (*key, leaf)
+    holding = [i for i, data in enumerate(datas) if _has(data, key)]
+    editable = [i for i in holding if sources[i].editable and sources[i].path is not None]
+    if not editable:
+        editable = [i for i, s in enumerate(sources) if s.editable and s.path is not None]
+    if not editable:
+        raise NoFix(f"{fieldpaths.format(key)} comes from the chart's defaults, and the Application/HelmRelease "
+                    "names no values file of its own to set it in", code="no_values_file")
+    source = sources[editable[-1]]
+    try:
+        old = fieldpaths.get(datas[editable[-1]], full)
+    except KeyError:
+        old = None
+    return FileEdit(path=str(source.path), document_index=source.document_index, prefix=source.prefix,
+                    what=source.label or "values file",
+                    changes=[FieldChange(path=fieldpaths.format(full), old=old, new=value, reason=reason)])
+
+
+def _has(data: Any, key: Key) -> bool:
+    try:
+        fieldpaths.get(data, key)
+    except KeyError:
+        return False
+    return True
+
+
+def _chart_text(spec: HelmSpec, repo: RepoView) -> str | None:
+    """The chart's templates, when the chart is in the repository (to tell whether it renders a values key)."""
+    if spec.chart_dir is None:
+        return None
+    chart = spec.chart_dir.rstrip("/") + "/"
+    return "\n".join(repo.read_text(f) for f in repo.list_files(suffixes=()) if f.startswith(chart + "templates/"))
+
+
 # ---------------------------------------------------------------- the layout
 
 
@@ -195,7 +352,7 @@ class Helm:
 
     def edits(self, location: Location, plan: Plan, *, evidence: Evidence, repo: RepoView,
               workload: dict[str, Any]) -> list[FileEdit]:
-        return grouped(_edits(location, plan.changes, repo))
+        return grouped(_edits(location, plan.changes, repo, workload))
 
     def environments(self, location: Location, edits: Sequence[FileEdit], *, repo: RepoView) -> tuple[str, ...]:
         """The values files edited: each is one environment's (or every environment's) values."""
