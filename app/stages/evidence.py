@@ -134,19 +134,29 @@ def _events(cluster: ClusterReader, ref: WorkloadRef, workload: K8sObject, repli
 
 def _logs(cluster: ClusterReader, namespace: str, pods: list[K8sObject], incident: Incident) -> dict[str, str]:
     logs: dict[str, str] = {}
-    troubled = [p for p in pods if _restarts(p) > 0 or kube.name(p) == incident.pod][:MAX_LOG_PODS]
+    troubled = [p for p in pods if _restarts(p) > 0 or kube.name(p) == incident.pod or _unready(p)][:MAX_LOG_PODS]
     for pod in troubled:
         for cs, _init in kube.container_statuses(pod):
-            if incident.container and cs.get("name") != incident.container and _restarts(pod) == 0:
+            unready = _running_unready(cs)
+            if incident.container and cs.get("name") != incident.container and _restarts(pod) == 0 and not unready:
                 continue
             previous = bool(cs.get("lastState", {}).get("terminated"))
-            if not previous and not cs.get("restartCount"):
+            if not previous and not cs.get("restartCount") and not unready:
                 continue
             text = cluster.logs(namespace, kube.name(pod), str(cs.get("name")), previous=previous,
                                 tail_lines=LOG_LINES)
             if text:
                 logs[f"{kube.name(pod)}/{cs.get('name')}"] = text
     return logs
+
+
+def _running_unready(cs: K8sObject) -> bool:
+    """A container that runs but is not ready (its readiness probe fails): its own log may say what it serves."""
+    return bool((cs.get("state") or {}).get("running")) and cs.get("ready") is False
+
+
+def _unready(pod: K8sObject) -> bool:
+    return any(_running_unready(cs) for cs, _ in kube.container_statuses(pod))
 
 
 def _nodes(cluster: ClusterReader, pods: list[K8sObject]) -> list[K8sObject]:

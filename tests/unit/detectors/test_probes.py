@@ -83,3 +83,101 @@ def test_404_path_fixed_only_with_a_passing_probe_on_the_same_port() -> None:
 
 def test_probe_on_declared_port_failing_is_not_a_probe_misconfiguration() -> None:
     assert probes.detect(ev_of("slow-start")) is None
+
+
+# ---------------------------------------------------------------- HTTP probes answering 404: every probe, evidence
+
+
+FRONTEND = "real-probe404-readiness-frontend"
+FRONTEND_LOG = "frontend-5f8d7c9b64-qw4lp/server"
+CATALOGUE = "real-probe404-both-catalogue"
+CATALOGUE_LOG = "catalogue-6b9c8d7f45-t4wzr/catalogue"
+CATALOGUE_DEP = SCENARIOS / CATALOGUE / "repo/sock-shop/base/catalogue-dep.yaml"
+
+
+def test_readiness_404_goes_to_the_path_the_access_log_and_the_liveness_probe_show() -> None:
+    d = probes.detect(ev_of(FRONTEND))
+    assert d is not None and d.fixable
+    assert (_facts(d).probe, _facts(d).old, _facts(d).new, _facts(d).others) == \
+        ("readinessProbe", "/healthz", "/_healthz", None)
+    assert any("livenessProbe passes on the same port at /_healthz" in line
+               and "the container's own log answers GET /_healthz with 200" in line for line in d.finding.evidence)
+    assert any("answers GET /healthz with 404" in line for line in d.finding.evidence)
+
+
+def test_the_access_log_alone_shows_the_served_path() -> None:
+    d = probes.detect(varied(FRONTEND, lambda data: container(data).pop("livenessProbe")))
+    assert d is not None and d.fixable and _facts(d).new == "/_healthz"
+    assert "livenessProbe passes" not in "\n".join(d.finding.evidence)
+
+
+def test_without_a_passing_probe_or_access_log_the_404_is_reported_not_fixed() -> None:
+    def change(data: dict[str, Any]) -> None:
+        container(data).pop("livenessProbe")
+        data["logs"][FRONTEND_LOG] = data["logs"][FRONTEND_LOG].replace('"http.req.path":"/_healthz"',
+                                                                        '"http.req.path":"/"')
+    d = probes.detect(varied(FRONTEND, change))
+    assert d is not None and not d.fixable
+    assert "readinessProbe GET /healthz on port 8080 answers HTTP 404" in str(d.no_fix_reason)
+
+
+def test_both_probes_404_without_evidence_are_both_named() -> None:
+    d = probes.detect(ev_of(CATALOGUE))
+    assert d is not None and not d.fixable and d.cause == Cause.PROBE_MISCONFIGURED
+    reason = str(d.no_fix_reason)
+    assert "livenessProbe GET /healthz on port 80 answers HTTP 404 and readinessProbe GET /healthz on port 80 " \
+           "answers HTTP 404" in reason
+    assert "(kubelet: Liveness probe failed: HTTP probe failed with statuscode: 404; Readiness probe failed: " \
+           "HTTP probe failed with statuscode: 404)" in reason
+
+
+def _catalogue_served(change: Any) -> Any:
+    d = probes.detect(varied(CATALOGUE, change))
+    assert d is not None and d.fixable, d.no_fix_reason
+    assert (_facts(d).probe, _facts(d).new) == ("livenessProbe", "/health")
+    assert [(o.probe, o.old, o.new) for o in _facts(d).others or []] == [("readinessProbe", "/healthz", "/health")]
+    _, changed = apply(d, CATALOGUE_DEP)
+    assert changed == ("-            path: /healthz\n+            path: /health\n"
+                       "-            path: /healthz\n+            path: /health")
+    return d
+
+
+def test_both_probes_fixed_from_a_load_balancers_declared_health_check_path() -> None:
+    def change(data: dict[str, Any]) -> None:
+        [svc] = [o for o in data["related"] if o["kind"] == "Service"]
+        svc["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-healthcheck-path"] = "/health"
+    d = _catalogue_served(change)
+    assert any("declares the health-check path /health" in line for line in d.finding.evidence)
+
+
+def test_both_probes_fixed_from_an_access_log_in_combined_format() -> None:
+    def change(data: dict[str, Any]) -> None:
+        data["logs"][CATALOGUE_LOG] += ('10.244.2.1 - - [23/Nov/2026:15:04:02 +0000] "GET /health HTTP/1.1" 200 56 '
+                                        '"-" "curl/8.5.0"\n')
+    _catalogue_served(change)
+
+
+def test_several_health_paths_in_the_access_log_go_by_the_probes_purpose() -> None:
+    def change(data: dict[str, Any]) -> None:
+        data["logs"][CATALOGUE_LOG] += "".join(
+            f'10.244.2.1 - - [23/Nov/2026:15:04:0{i} +0000] "GET {p} HTTP/1.1" 200 2 "-" "kube-probe/1.35"\n'
+            for i, p in enumerate(("/livez", "/readyz")))
+    d = probes.detect(varied(CATALOGUE, change))
+    assert d is not None and d.fixable
+    assert (_facts(d).probe, _facts(d).new) == ("livenessProbe", "/livez")
+    assert [(o.probe, o.new) for o in _facts(d).others or []] == [("readinessProbe", "/readyz")]
+
+
+def test_a_fix_for_one_of_two_failing_probes_is_not_made_alone() -> None:
+    def change(data: dict[str, Any]) -> None:
+        data["logs"][CATALOGUE_LOG] += ('10.244.2.1 - - [23/Nov/2026:15:04:02 +0000] "GET /livez HTTP/1.1" 200 2 '
+                                        '"-" "kube-probe/1.35"\n10.244.2.1 - - [23/Nov/2026:15:04:03 +0000] '
+                                        '"GET /metricz HTTP/1.1" 200 2 "-" "curl"\n')
+    d = probes.detect(varied(CATALOGUE, change))
+    assert d is not None and not d.fixable
+    assert "readinessProbe GET /healthz on port 80 answers HTTP 404" in str(d.no_fix_reason)
+    assert "livenessProbe GET" not in str(d.no_fix_reason)
+
+
+def test_an_undeclared_port_is_not_wrong_while_the_container_never_got_up() -> None:
+    assert probes.detect(ev_of("real-slowstart-helm-keycloak")) is None
