@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -45,6 +44,7 @@ log = logging.getLogger(__name__)
 DEFAULT_DELAY = 60.0
 PR_STATES = ("open", "closed", "merged", "all")
 MAX_PR_FILES = 100
+MAX_LISTED = 300  # PRs of the pulls list read per question (10 pages)
 CONNECT_SECONDS = 5.0
 FORGE = dependencies.FORGE
 
@@ -150,8 +150,9 @@ class GitHubForge:
         """PRs carrying ``label``; state is open, closed (not merged), merged, or all. For ledger rebuilds.
 
         With ``branch``: only that branch's PRs, in one request (the ledger refreshes one workload and cause).
-        With ``updated_since``: only issues GitHub says were updated since then (its ``since``), so looking for
-        recent history costs one GET per recent PR, not one per PR the label ever had.
+        With ``updated_since``, or for open PRs: the pulls list, most recently updated first, until a PR older than
+        that (at most MAX_LISTED): it carries head ref, labels, body and merge commit, so a page of 30 PRs costs
+        one request, where the labelled issues cost one GET per PR (the history stage asks on every alert).
         """
         if state not in PR_STATES:
             raise ValueError(f"state must be one of {PR_STATES}")
@@ -161,10 +162,10 @@ class GitHubForge:
                 pulls = self._repository().get_pulls(state=api_state, head=f"{self._owner}:{branch}")
                 prs = [_to_pr(p) for p in pulls]
             return [p for p in prs if p.branch == branch and label in p.labels and state in ("all", "open", p.state)]
+        if updated_since is not None or state == "open":
+            return self._recent_pulls(label, state, updated_since)
         with self._mapped("list pull requests"):
-            repository = self._repository()
-            issues = repository.get_issues(state=api_state, labels=[label]) if updated_since is None else \
-                repository.get_issues(state=api_state, labels=[label], since=datetime.fromtimestamp(updated_since, UTC))
+            issues = self._repository().get_issues(state=api_state, labels=[label])
             found = []
             for issue in issues:
                 if issue.pull_request is None:
@@ -173,6 +174,20 @@ class GitHubForge:
                 if state in ("open", "all") or pr.state == state:
                     found.append(pr)
             return found
+
+    def _recent_pulls(self, label: str, state: str, updated_since: float | None) -> list[PullRequest]:
+        api_state = {"merged": "closed"}.get(state, state)
+        found = []
+        with self._mapped("list pull requests"):
+            pulls = self._repository().get_pulls(state=api_state, sort="updated", direction="desc")
+            for pull in itertools.islice(pulls, MAX_LISTED):
+                if updated_since is not None and pull.updated_at is not None and \
+                        pull.updated_at.timestamp() < updated_since:
+                    break  # sorted by update: the rest are older
+                pr = _to_pr(pull)
+                if label in pr.labels and state in ("all", "open", pr.state):
+                    found.append(pr)
+        return found
 
     def pr_files(self, pr: PullRequest) -> list[PrFile]:
         """GET .../pulls/N/files (paged; GitHub lists up to 3000): the first MAX_PR_FILES names and patches."""

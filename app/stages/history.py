@@ -143,11 +143,9 @@ def precedents(*, evidence: Evidence, diagnosis: Diagnosis, incident: Incident, 
     if not raises:
         return Precedents(action="proceed", found=(), decision="proceed: the change raises no quantity")
     limits = policy.limits
-    found: list[ledgers.Precedent] = []
-    for raised in raises:
-        history = workspace.file_history(raised.file, since=now - limits.merged_fix_window_hours * HOUR,
-                                         limit=MAX_COMMITS)
-        found += ledgers.commit_raises(raised, history)
+    since = now - limits.merged_fix_window_hours * HOUR
+    histories = {path: workspace.file_history(path, since=since, limit=MAX_COMMITS) for path in {r.file for r in raises}}
+    found = [p for raised in raises for p in ledgers.commit_raises(raised, histories[raised.file])]
     prs = _foreign_prs(forge, now=now, limits=limits)
     found = ledgers.tie_to_commits(found, prs)
     found += _pr_raises(prs, raises, evidence=evidence, forge=forge, workspace=workspace,

@@ -42,11 +42,12 @@ def test_labelled_prs_updated_since_a_time_and_the_commit_a_merged_one_landed_as
 
     assert [(pr.number, pr.state, pr.merge_commit) for pr in recent] == [(3, "open", None),
                                                                         (2, "merged", SHA.replace("4", "5"))]
-    [listed] = fake.requests_to("GET", "/issues")
-    assert listed.query["since"] == datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    everything = forge(fake).list_prs("autofix", "all")
+    # One page of the pulls list, most recently updated first: no GET per PR (the history stage asks per alert).
+    assert [r.path.rsplit("/", 1)[-1] for r in fake.requests if r.method == "GET"] == ["gitops", "pulls"]
+    assert fake.requests_to("GET", "/pulls")[0].query == {"state": "all", "sort": "updated", "direction": "desc"}
+    assert [pr.number for pr in forge(fake).list_prs("autofix", "open")] == [3]
+    everything = forge(fake).list_prs("autofix", "all")  # the ledger's rebuild: every labelled PR, by issue
     assert [(pr.number, pr.merge_commit) for pr in everything][-1] == (1, SHA)
-    assert "since" not in fake.requests_to("GET", "/issues")[-1].query
 
 
 def test_a_prs_changed_files_with_their_patches(fake: FakeGitHub) -> None:

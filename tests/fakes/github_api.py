@@ -385,7 +385,12 @@ class FakeGitHub:
     def _list_pulls(self, query: dict[str, str]) -> list[dict[str, Any]]:
         state = query.get("state", "open")
         found = []
-        for pr in sorted(self._state.pulls.values(), key=lambda p: -int(p["number"])):
+        if query.get("sort") == "updated":  # GitHub: direction defaults to asc unless sort is created
+            order = sorted(self._state.pulls.values(), key=lambda p: (str(p["updated_at"]), int(p["number"])),
+                           reverse=query.get("direction", "asc") == "desc")
+        else:
+            order = sorted(self._state.pulls.values(), key=lambda p: -int(p["number"]))
+        for pr in order:
             if state != "all" and pr["state"] != state:
                 continue
             if "head" in query and query["head"] != pr["head"]["label"]:
