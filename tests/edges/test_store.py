@@ -53,9 +53,11 @@ def test_enqueue_one_job_per_alert(store: JobStore) -> None:
     assert [j.fingerprint for j in jobs if j] == ["6f4aeb6ae5c7fa92", "d50960b227faa3f0"]
     job = jobs[0]
     assert job is not None and job.state == "queued" and job.attempts == 0
-    # Only what replay needs: not the receiver, group key, common labels or the generatorURL (a PromQL query).
-    assert set(job.alert) == {"alert"} and "generatorURL" not in job.alert["alert"]
+    # Only what replay needs: not the receiver, group key or common labels; the graph link (the PR shows it).
+    assert set(job.alert) == {"alert"} and set(job.alert["alert"]) == {
+        "status", "startsAt", "endsAt", "fingerprint", "labels", "annotations", "generatorURL"}
     incident = job.incident()
+    assert incident.generator_url == payload().alerts[0].generatorURL
     assert incident.alertname == "KubePodCrashLooping" and incident.pod == "checkout-7d9f8b6c5-fghij"
 
 
