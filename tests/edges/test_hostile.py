@@ -188,6 +188,10 @@ def test_untrusted_text_in_the_pr_body_is_neutralised_and_bounded(tmp_path: Path
     seed_bare_repo(DEMO / "repo", bare)
     payload = json.loads((DEMO / "alert.json").read_text())
     payload["alerts"] = payload["alerts"][:1]
+    # The alert's own text is untrusted too (a templated annotation can carry anything): the Alert section.
+    payload["alerts"][0]["annotations"].update(
+        summary="## Injected heading\n- [x] approved @team closes #1 <img src=x onerror=alert(1)>",
+        runbook_url="http://evil.example/x) [approve](http://evil.example/y")
     with FakeGitHub("acme/gitops", token=GH_TOKEN) as gh, \
             KubeApiFake.from_snapshot(_hostile_snapshot(tmp_path)) as kube:
         cfg = settings_mod.load(
@@ -203,11 +207,13 @@ def test_untrusted_text_in_the_pr_body_is_neutralised_and_bounded(tmp_path: Path
     body = str(request.body["body"])
     assert "onerror=alert" in body, "the hostile event is in the evidence shown (inside code)"
     outside = _outside_code(body)
-    assert not re.search(r"<(img|script|a|iframe)\b", outside, re.I), "no raw HTML outside code"
+    # A backslash-escaped "<" is text to GitHub's Markdown (tests/unit/test_render.py parses it to be sure).
+    assert not re.search(r"(?<!\\)<(img|script|a|iframe)\b", outside, re.I), "no raw HTML outside code"
     assert not re.search(r"(?<![\w`])@[A-Za-z0-9]", outside), "no @mention that pings"
     assert not re.search(r"(?i)\b(close[sd]?|fix(e[sd])?|resolve[sd]?)\s+([\w.-]+/[\w.-]+)?#\d", outside)
     assert "## Injected heading" not in outside and "- [x] approved" not in outside
     assert [h for h in outside.splitlines() if h.startswith("## ")][:4] == [
-        "## Root cause", "## Evidence", "## Change", "## Checks"], "the layout is ours, not the attacker's"
+        "## Root cause", "## Alert", "## Evidence", "## Change"], "the layout is ours, not the attacker's"
+    assert "[approve](" not in outside and "Runbook: `" in body, "a runbook that is no plain URL is code, not a link"
     assert max(len(line) for line in body.splitlines()) <= 400, "every untrusted line is bounded"
     assert len(body) < 65_536, "within GitHub's PR body limit"
