@@ -233,6 +233,7 @@ def test_too_many_requests_honours_retry_after(cluster: KubeCluster, api: KubeAp
     assert err.value.delay == 7.0
 
 
+@pytest.mark.e2e  # waits out a real timeout or spacing: the slow part
 def test_read_timeout_is_temporary(cluster: KubeCluster, api: KubeApiFake) -> None:
     api.delay_next(1, 3.0)  # read timeout in the fixture is 1 s
     started = time.monotonic()

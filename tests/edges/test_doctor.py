@@ -49,6 +49,7 @@ def rows(output: str) -> dict[str, str]:
     return found
 
 
+@pytest.mark.e2e  # waits out a real timeout or spacing: the slow part
 def test_all_checks_pass_with_the_shipped_rbac(world: dict[str, object],
                                                capsys: pytest.CaptureFixture[str]) -> None:
     code = cli.main(["doctor"])

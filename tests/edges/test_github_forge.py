@@ -128,6 +128,7 @@ def test_unknown_repo_is_permanent(fake: FakeGitHub) -> None:
     assert "acme/missing" in str(info.value)
 
 
+@pytest.mark.e2e  # waits out a real timeout or spacing: the slow part
 def test_secondary_rate_limit_with_short_retry_after_is_waited_out(fake: FakeGitHub) -> None:
     forge = make_forge(fake)
     fake.fail_next(1, 403, headers={"Retry-After": "1"}, body=SECONDARY_RATE_LIMIT)

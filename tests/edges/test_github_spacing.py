@@ -54,6 +54,7 @@ def test_reads_and_the_first_write_wait_for_no_spacing(fake: FakeGitHub) -> None
 
 
 @pytest.mark.timeout(30)
+@pytest.mark.e2e  # waits out a real timeout or spacing: the slow part
 def test_consecutive_writes_are_spaced_and_the_reads_between_them_are_not(fake: FakeGitHub) -> None:
     forge = GitHubForge("acme/gitops", api_url=fake.api_url, token=TOKEN, write_spacing=SPACING)
     number = open_pr(forge, labels=["autofix", "risk:low"])  # create, then the labels: two writes in a row

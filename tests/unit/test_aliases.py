@@ -126,6 +126,7 @@ def test_measure_is_linear_a_deep_bomb_is_refused_without_big_numbers() -> None:
         aliases.load_all("\n".join(lines) + "\n", source="deep.yaml")
 
 
+@pytest.mark.e2e  # waits out a real timeout or spacing: the slow part
 def test_measure_stops_at_the_job_deadline() -> None:
     text = "items:\n" + "".join(f"  - &a{i} {{n: {i}}}\n" for i in range(20_000)) + "again: [*a0, *a1]\n"
     deadline = deadlines.Deadline(0)
