@@ -10,6 +10,8 @@ from typing import Any
 
 from app import fieldpaths
 from app.errors import NoFix
+from app.policies import Policy
+from app.quantities import format_duration
 
 
 def container_path(kind: str, container: str, *, init: bool, field: str) -> str:
@@ -46,3 +48,15 @@ def required_in_git(document: dict[str, Any], path: str, *, missing: str, code: 
         return fieldpaths.get(document, path)
     except (KeyError, IndexError, TypeError) as err:
         raise NoFix(missing, code=code) from err
+
+
+def require_proven_revision(policy: Policy, *, revision: object, replicaset: object, ran: str,
+                            seconds: int | None, by_hand: str) -> None:
+    """A rollback's target must have run long enough to count as having worked (policy
+    rollback.min_available_seconds); else NoFix saying how long it ran and what to do by hand."""
+    if policy.rollback.too_short(seconds):
+        raise NoFix(f"revision {revision} (replicaset {replicaset}) ran {ran} for only "
+                    f"{format_duration(seconds or 0)} before it was scaled down, less than the "
+                    f"{format_duration(policy.rollback.min_available_seconds)} a revision must have run to count as "
+                    f"having worked (policy rollback.min_available_seconds): no evidence it ever worked; {by_hand}",
+                    code="unproven_revision")

@@ -13,17 +13,13 @@ from app.errors import NoFix
 from app.models.causes import Cause, CommandRollbackFacts
 from app.models.changes import FieldChange, Plan
 from app.policies import Policy
-from app.quantities import format_duration
 
 
 def plan(facts: CommandRollbackFacts, document: dict[str, Any], policy: Policy) -> Plan:
     container, init = facts.container, facts.init
-    if policy.rollback.too_short(facts.previous_ran_seconds):
-        raise NoFix(f"revision {facts.previous_revision} (replicaset {facts.previous_replicaset}) ran command "
-                    f"{facts.previous_command} for only {format_duration(facts.previous_ran_seconds or 0)} before it "
-                    f"was scaled down, less than the {format_duration(policy.rollback.min_available_seconds)} "
-                    "a revision must have run to count as having worked (policy rollback.min_available_seconds): "
-                    "no evidence it ever worked; correct the command by hand", code="unproven_revision")
+    fixers.require_proven_revision(policy, revision=facts.previous_revision, replicaset=facts.previous_replicaset,
+                                   ran=f"command {facts.previous_command}", seconds=facts.previous_ran_seconds,
+                                   by_hand="correct the command by hand")
     kind = str(document.get("kind"))
     changes: list[FieldChange] = []
     pairs = {"command": (facts.failing_command, facts.previous_command),

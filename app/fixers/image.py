@@ -10,17 +10,13 @@ from app.errors import NoFix
 from app.models.causes import Cause, ImageRollbackFacts
 from app.models.changes import FieldChange, Plan
 from app.policies import Policy
-from app.quantities import format_duration
 
 
 def plan(facts: ImageRollbackFacts, document: dict[str, Any], policy: Policy) -> Plan:
     container, init = facts.container, facts.init
-    if policy.rollback.too_short(facts.previous_ran_seconds):
-        raise NoFix(f"revision {facts.previous_revision} (replicaset {facts.previous_replicaset}) ran "
-                    f"{facts.previous_image} for only {format_duration(facts.previous_ran_seconds or 0)} before it "
-                    f"was scaled down, less than the {format_duration(policy.rollback.min_available_seconds)} "
-                    "a revision must have run to count as having worked (policy rollback.min_available_seconds): "
-                    "no evidence it ever worked; fix the image reference by hand", code="unproven_revision")
+    fixers.require_proven_revision(policy, revision=facts.previous_revision, replicaset=facts.previous_replicaset,
+                                   ran=str(facts.previous_image), seconds=facts.previous_ran_seconds,
+                                   by_hand="fix the image reference by hand")
     path = fixers.container_path(str(document.get("kind")), container, init=init, field="image")
     in_git = fixers.required_in_git(document, path, code="no_image_in_git",
                                     missing=f"the manifest in git has no image for container {container}")
