@@ -255,6 +255,27 @@ class RunHandle:
     url: str
 
 
+@dataclass(frozen=True)
+class RawSeries:
+    """One series as a Prometheus-compatible API answers it: its labels and its (Unix seconds, value) samples."""
+
+    labels: dict[str, str]
+    points: list[tuple[float, float]]
+
+
+class MetricsReader(Protocol):
+    """A Prometheus-compatible HTTP API (Prometheus, Thanos Query, Mimir, VictoriaMetrics), read-only: GET
+    /api/v1/query and /api/v1/query_range. Failures raise TemporaryError with dependency "prometheus"; the
+    evidence stage turns them into Metrics(status="unavailable"), never a failed job."""
+
+    @property
+    def source(self) -> str: ...  # the base URL, without credentials
+
+    def query_range(self, promql: str, *, start: float, end: float, step: float) -> list[RawSeries]: ...
+
+    def query(self, promql: str, *, at: float) -> list[RawSeries]: ...
+
+
 class RunSink(Protocol):
     """Where run records end up (MLflow): used only by the exporter, never on the path from alert to PR."""
 

@@ -6,6 +6,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny
 
+from app.models.metrics import Curve
+
 
 class LayoutSpec(BaseModel):
     """What a layout needs to know beyond the fields every Location shares.
@@ -76,6 +78,9 @@ class Plan(BaseModel):
     summary: str  # "Raise memory limit of shop/checkout to 768Mi"
     changes: list[FieldChange]
     allowed_paths: list[str] = Field(default_factory=list)  # globs the validation accepts for this cause
+    # The metric the sizing read, for the PR's chart and table (None: sized without metrics, or not a sizing).
+    curve: Curve | None = None
+    sizing_note: str = ""  # "sized without metrics: prometheus: connection refused" when metrics were wanted
 
 
 class FileChange(BaseModel):

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app import redact
 from app.models.incident import Incident, WorkloadRef
+from app.models.metrics import Metrics
 
 K8sObject = dict[str, Any]
 MAX_LOG_CHARS = 16_000  # the tail of each container log kept (the end of a log is where the crash is)
@@ -40,6 +41,9 @@ class Evidence(BaseModel):
     related: list[K8sObject] = Field(default_factory=list)
     # The GitOps objects that manage the workload (Argo CD Application, Flux Kustomization/HelmRelease).
     gitops: list[K8sObject] = Field(default_factory=list)
+    # What Prometheus says about the workload over the window before the alert (app/models/metrics.py);
+    # None when the evidence stage did not look (tests that build evidence by hand, snapshots).
+    metrics: Metrics | None = None
 
     @field_validator("object", mode="before")
     @classmethod
