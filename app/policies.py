@@ -73,11 +73,35 @@ class MemoryLeak(_Strict):
     max_spread: float = Field(default=0.25, ge=0)  # (longest - shortest) / median run length: regular kills
     min_log_samples: int = Field(default=4, ge=2)  # the size printed at least this often in one killed run's log
     min_growth: float = Field(default=2.0, gt=1.0)  # never shrinking, and last >= this x first
+    # The same rule read from Prometheus' working set (app/curves.py), instead of the log's size: at least
+    # min_kills runs ended by a restart (each min_run_minutes long) grew along a straight line (least squares,
+    # r^2 >= min_fit) until they reached the limit, and they are min_share of the runs ended by a restart.
+    min_fit: float = Field(default=0.8, gt=0.0, le=1.0)
+    min_share: float = Field(default=0.75, gt=0.0, le=1.0)
+
+
+class MemoryRegression(_Strict):
+    """A release that made memory climb (app/curves.py): the previous revision ran flat well under the limit for
+    a while, the new one reaches the limit within minutes of its rollout. Rolled back, never raised."""
+
+    enabled: bool = True
+    previous_below: float = Field(default=0.6, gt=0.0, lt=1.0)  # the previous revision's peak / its limit
+    previous_minutes: float = Field(default=60.0, ge=0)  # ... over at least this long in the window
+    within_minutes: float = Field(default=30.0, gt=0)  # the new revision near the limit this soon after its rollout
+
+
+class MemoryCurve(_Strict):
+    """Sizing a memory limit from the working set Prometheus recorded (AUTOFIX_PROMETHEUS_URL)."""
+
+    headroom: float = Field(default=1.25, ge=1.0, le=4.0)  # an undersized limit: observed peak x headroom
+    near_limit: float = Field(default=0.9, gt=0.0, le=1.0)  # a working set at this share of the limit reached it
+    regression: MemoryRegression = Field(default_factory=MemoryRegression)
 
 
 class MemoryBounds(_ScaledBounds):
     max: str = "16Gi"
     leak: MemoryLeak = Field(default_factory=MemoryLeak)
+    curve: MemoryCurve = Field(default_factory=MemoryCurve)
 
     @field_validator("max")
     @classmethod
@@ -95,6 +119,9 @@ class CpuBounds(_ScaledBounds):
     # Remove the CPU limit instead of raising it (many teams run without CPU limits). Not applied yet: the
     # editor cannot delete a key, so with true the bot answers no_fix and says to remove it by hand.
     remove_limit: bool = False
+    # With metrics: the limit covers the p95 of usage over the window, grown by the share of throttled periods
+    # (demand the quota cut off), x headroom; instead of the step.
+    headroom: float = Field(default=1.2, ge=1.0, le=4.0)
 
     @field_validator("max")
     @classmethod
@@ -117,6 +144,9 @@ class RequestBounds(_Strict):
 
     node_fraction: float = Field(default=0.9, gt=0.0, le=1.0)
     min_ratio_to_git: float = Field(default=0.5, gt=0.0, lt=1.0)
+    # With metrics: lowered toward the peak usage of the workload's earlier pods x headroom, never below that
+    # peak (the usage replaces min_ratio_to_git as the floor).
+    headroom: float = Field(default=1.25, ge=1.0, le=4.0)
 
 
 class RollbackPolicy(_Strict):

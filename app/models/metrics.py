@@ -102,6 +102,7 @@ class Curve(BaseModel):
     stats: dict[str, float] = Field(default_factory=dict)  # min, p50, p95, max, growth_per_hour, ...
     promql: str = ""
     verdict: str = ""  # "undersized: a plateau near the limit with spikes", "leak: +38 MiB/h", ...
+    end: float | None = None  # the window's end (Metrics.end, the alert's startsAt): the chart's 0; None: last point
 
 
 MAX_CURVE_POINTS = 60
