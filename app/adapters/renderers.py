@@ -99,8 +99,12 @@ def _limited(argv: list[str]) -> list[str]:
 
 def _why(proc: subprocess.CompletedProcess[str]) -> str:
     """One line for the PR and the job: a limit that stopped the child, else the tail of its stderr."""
-    fatal = next((line for line in proc.stderr.splitlines() if line.startswith("fatal error:")), "")
-    if "memory" in fatal or "\nMemoryError" in proc.stderr:
+    fatal = next((line for line in proc.stderr.splitlines()
+                  if line.startswith("fatal error:") or "pthread_create failed" in line), "")
+    # A Go child at the data limit fails either allocating ("fatal error: runtime: out of memory") or, when it
+    # needs one more OS thread, mapping the thread's stack ("runtime/cgo: pthread_create failed: Resource
+    # temporarily unavailable"): thread stacks count against RLIMIT_DATA.
+    if "memory" in fatal or "pthread_create failed" in fatal or "\nMemoryError" in proc.stderr:
         return f"stopped at the renderer memory limit ({MEMORY_LIMIT >> 20} MiB): {fatal or 'MemoryError'}"
     if proc.returncode == -signal.SIGKILL:
         return f"killed (renderer CPU limit {CPU_LIMIT} s)"
