@@ -243,3 +243,14 @@ def test_a_helm_template_with_a_huge_range_is_stopped_at_the_memory_limit() -> N
     files["chart/templates/configmap.yaml"] = HUGE_RANGE.replace("100000000", "10")
     [config] = renderers.helm(files, "chart", values={"filler": "x"}, release="r", namespace="shop")
     assert len(config["data"]) == 10 and json.dumps(config).count('"x"') == 10
+
+
+@pytest.mark.parametrize("stderr", [
+    "fatal error: runtime: out of memory\n\nruntime stack:\n",
+    "runtime/cgo: pthread_create failed: Resource temporarily unavailable\nSIGABRT: abort\nPC=0x4a5f81 m=3 sigcode=18446744073709551610\n",
+], ids=["allocation", "thread-stack"])
+def test_a_go_child_at_the_data_limit_is_named_as_such(stderr: str) -> None:
+    import subprocess
+
+    why = renderers._why(subprocess.CompletedProcess(["helm"], 2, "", stderr))
+    assert why.startswith("stopped at the renderer memory limit (512 MiB): "), why
