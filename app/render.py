@@ -11,6 +11,12 @@ never quoted). In the PR body every untrusted string is escaped for the place it
 longer than any run inside), table cells (pipes escaped, so a row keeps its columns) and code blocks
 (``_fence``: a fence longer than any backtick run inside). Mentions and closing keywords are neutralised
 everywhere with a zero-width space, so nothing pings a team or closes an issue on merge.
+
+When the sizing read metrics (``Plan.curve``) the body has a Metrics section: a Mermaid ``xychart-beta`` of the
+metric against its limit or request (app/charts.py makes the chart; its texts keep only a safe character set, so
+no name can end a string, the fence or a statement, or start a directive), a one-row table of the statistics and
+the verdict, and the query. The body stays within ``MAX_BODY_CHARS``: the chart is drawn with fewer points, then
+left out, when the rest of the body is long.
 """
 
 from __future__ import annotations
@@ -21,17 +27,28 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 
-from app import redact
+from app import charts, redact
 from app.models.causes import Cause, CommandRollbackFacts
 from app.models.changes import ChangeSet
 from app.models.diagnosis import Diagnosis
 from app.models.incident import WorkloadRef
+from app.models.metrics import MAX_CURVE_POINTS, Curve
 from app.models.runs import RECORD_REF, record_ref
 
 MAX_LINE = 300
 MAX_EVIDENCE_LINES = 20
 MAX_DIFF_CHARS = 20_000
 MAX_TITLE = 250  # GitHub refuses titles over 256 characters
+MAX_BODY_CHARS = 60_000  # GitHub refuses bodies over 65,536 characters; the ledger marker follows the body
+CHART_POINTS = (MAX_CURVE_POINTS, 30, 15, 0)  # tried in turn until the body fits; 0: no chart, table and query only
+MAX_PROMQL = 2000
+PROMQL_LINE = 160
+MAX_STATS = 8
+# Our own Mermaid directive (nothing untrusted in it): the default theme draws the first line in near-white.
+CHART_INIT = ('%%{init: {"xyChart": {"height": 400}, "themeVariables": {"xyChart": {"plotColorPalette": '
+              '"#2563eb,#dc2626,#16a34a"}}}}%%')
+CHART_COLORS = ("blue", "red", "green")  # the palette's names, for the caption
+VALUE_STATS = ("min", "mean", "p50", "p90", "p95", "p99", "max", "peak")  # in the curve's unit, shown first, in order
 
 BRANCH_PREFIX = "autofix/"
 DEFAULT_KIND = "Deployment"  # the kind whose branches carry no kind suffix (the README's names)
@@ -277,7 +294,11 @@ def pr_body(*, workload: WorkloadRef, diagnosis: Diagnosis, changeset: ChangeSet
             "", _fence(f.evidence[:MAX_EVIDENCE_LINES]), ""]
     if diagnosis.others:
         out += ["Also seen (not fixed here): " + "; ".join(_text(o.root_cause) for o in diagnosis.others), ""]
+    head, out = out, []
     out += ["## Change", "", *_change_table(changeset), ""]
+    if changeset.plan.sizing_note:
+        note = changeset.plan.sizing_note.strip()
+        out += [_text(note[:1].upper() + note[1:].rstrip(".") + "."), ""]
     out += [f"Found by: {_text(changeset.location.note or changeset.location.source)}.", ""]
     out += _layout_lines(changeset)
     out += [_fence(changeset.diff[:MAX_DIFF_CHARS].splitlines(), info="diff"), ""]
@@ -294,7 +315,115 @@ def pr_body(*, workload: WorkloadRef, diagnosis: Diagnosis, changeset: ChangeSet
     out += ["## Roll back", "", "Revert this pull request's merge commit; Argo CD or Flux rolls the previous "
             "values out again.", "", "---", "Opened by GitOps Autofix. It never changes the cluster: a human "
             "merges, the GitOps controller deploys."]
-    return _neutralise("\n".join(out)) + "\n"
+    curve = changeset.plan.curve
+    body = ""
+    for points in CHART_POINTS if curve is not None else (0,):
+        metrics = _metrics_section(curve, points=points) if curve is not None else []
+        body = _neutralise("\n".join([*head, *metrics, *out])) + "\n"
+        if len(body) <= MAX_BODY_CHARS:
+            break
+    return body
+
+
+def _metrics_section(curve: Curve, *, points: int) -> list[str]:
+    """The chart (a Mermaid xychart), what its lines are, the statistics and verdict, the query."""
+    out = ["## Metrics", ""]
+    drawn = charts.chart(curve, max_points=points) if points >= 2 else None
+    if drawn is not None:
+        out += [mermaid(drawn), "", _caption(drawn), ""]
+    out += _stats_table(curve)
+    if curve.promql.strip():
+        out += [_fence(_promql_lines(curve.promql), info="promql"), ""]
+    return out
+
+
+def mermaid(chart: charts.Chart) -> str:
+    """The chart as a Mermaid ``xychart-beta`` block: every text quoted and reduced to charts.plain's characters,
+    every number exponent-free; the x axis is numeric (minutes or hours before the alert), so Mermaid spaces
+    the points evenly between its two ends and labels round ticks itself."""
+    n = charts.number
+    lines = [CHART_INIT, "xychart-beta", f'    title "{chart.title}"',
+             f'    x-axis "{chart.x_title}" {n(chart.x[0])} --> {n(chart.x[-1])}',
+             f'    y-axis "{chart.unit or "value"}" {n(chart.y_min)} --> {n(chart.y_max)}',
+             f'    line "observed" [{", ".join(n(v) for v in chart.values)}]']
+    for label, value in ((chart.threshold_label, chart.threshold), ("proposed", chart.proposed)):
+        if value is not None:
+            lines.append(f'    line "{label}" [{", ".join([n(value)] * len(chart.values))}]')
+    return "```mermaid\n" + "\n".join(lines) + "\n```"
+
+
+def _caption(chart: charts.Chart) -> str:
+    unit = f" {chart.unit}" if chart.unit and chart.unit != "%" else chart.unit
+    lines = [f"observed ({CHART_COLORS[0]}: the highest sample in each {chart.step_text} step)"]
+    colors = iter(CHART_COLORS[1:])
+    if chart.threshold is not None:
+        lines.append(f"{chart.threshold_label} ({next(colors)}, {charts.number(chart.threshold)}{unit})")
+    if chart.proposed is not None:
+        lines.append(f"proposed ({next(colors)}, {charts.number(chart.proposed)}{unit})")
+    return _text(f"{chart.x_title[0].upper()}{chart.x_title[1:]}: " + "; ".join(lines) + ".", limit=2 * MAX_LINE)
+
+
+def _stats_table(curve: Curve) -> list[str]:
+    """One row: the statistics (values in the curve's unit, growth per hour signed), threshold, proposed value
+    and the verdict. The values are ours (numbers and charts.plain's unit): escaped, never cut."""
+    unit = charts.plain(curve.unit, charts.MAX_UNIT)
+    known = [k for k in VALUE_STATS if k in curve.stats]
+    others = sorted(k for k in curve.stats if k not in VALUE_STATS and _IDENT.fullmatch(k))
+    cells: list[tuple[str, str]] = []
+    for key in [*known, *others][:MAX_STATS]:
+        value = curve.stats[key]
+        if key == "growth_per_hour":
+            cells.append(("growth per hour", _quantity(value, f"{unit}/h" if unit else "/h", signed=True)))
+        else:
+            cells.append((key.replace("_", " "), _quantity(value, unit if key in VALUE_STATS else _stat_unit(key))))
+    if curve.threshold is not None:
+        cells.append((curve.threshold_label or "threshold", _quantity(curve.threshold, unit)))
+    if curve.proposed is not None:
+        cells.append(("proposed", _quantity(curve.proposed, unit)))
+    if curve.verdict.strip():
+        cells.append(("verdict", curve.verdict))
+    if not cells:
+        return []
+    return ["| " + " | ".join(_text(name, cell=True, limit=60) for name, _ in cells) + " |",
+            "| " + " | ".join("---" for _ in cells) + " |",
+            "| " + " | ".join(_text(value, cell=True, limit=2 * MAX_LINE) if name == "verdict" else _escape(value)
+                              for name, value in cells) + " |", ""]
+
+
+def _stat_unit(key: str) -> str:
+    """The unit of a statistic not in the curve's own (app/curves.py: shares in percent, times in hours)."""
+    if key.startswith(("utilization_", "throttled_")) or key == "target":
+        return "%"
+    return "h" if key.startswith("hours_") or key.endswith("_hours") else ""
+
+
+def _quantity(value: float, unit: str, *, signed: bool = False) -> str:
+    text = charts.number(value)
+    if signed and not text.startswith("-") and text != "0":
+        text = "+" + text
+    return f"{text}{unit}" if unit.startswith(("%", "/")) else f"{text} {unit}".rstrip()
+
+
+def _promql_lines(promql: str) -> list[str]:
+    """The query as sent, broken after commas and spaces outside string literals into lines a reviewer can
+    read and copy (PromQL ignores the line breaks)."""
+    pieces, current, quote, escaped = [], "", "", False
+    for ch in _flat(promql, MAX_PROMQL):
+        current += ch
+        if quote:
+            escaped, closed = ch == "\\" and not escaped, ch == quote and not escaped
+            quote = "" if closed else quote
+        elif ch in "\"'`":
+            quote = ch
+        elif ch in ", ":
+            pieces.append(current)
+            current = ""
+    lines = [""]
+    for piece in [*pieces, current]:
+        if lines[-1].strip() and len(lines[-1]) + len(piece) > PROMQL_LINE:
+            lines.append("")
+        lines[-1] += piece
+    return [line.strip() for line in lines if line.strip()]
 
 
 def alert_section(alert: str, context: Sequence[tuple[str, str]]) -> list[str]:

@@ -5,6 +5,10 @@ not change the PR's layout or reach GitHub's side effects: the body is parsed wi
 tables, raw HTML and autolinks enabled, and the tokens are checked (no raw HTML but ours, no link but the
 MLflow run's, no mention, no closing keyword, the change table keeps its columns). The concrete attack
 strings of the finding are plain parametrized cases; hypothesis then fuzzes every untrusted input at once.
+
+A metrics chart is a Mermaid block: it must be one fence, and each of its lines one xychart statement as
+Mermaid's grammar (packages/mermaid/src/diagrams/xychart/parser/xychart.jison) reads it, whatever the curve's
+title, unit and labels say (they come partly from workload and container names).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from app.models.causes import CommandRollbackFacts, Facts
 from app.models.changes import ChangeSet, FieldChange, FileChange, FileEdit, Location, Plan, Risk, RiskFactor
 from app.models.diagnosis import Diagnosis, Finding
 from app.models.incident import WorkloadRef
+from app.models.metrics import Curve
 from app.ports import Remediation
 
 ZWSP = "\u200b"
@@ -75,6 +80,8 @@ class Untrusted:
     diff_line: str = '              memory: "768Mi"'
     cause: str = "oom_killed"
     facts: Facts = field(default_factory=Facts)
+    curve: Curve | None = None
+    sizing_note: str = ""
 
 
 def rollback(revision: int) -> CommandRollbackFacts:
@@ -94,7 +101,8 @@ def record(u: Untrusted) -> tuple[Diagnosis, ChangeSet]:
     diff = f"--- a/{u.file}\n+++ b/{u.file}\n@@ -1,1 +1,1 @@\n-{u.diff_line}\n+{u.diff_line}\n"
     changeset = ChangeSet(
         location=Location(path=u.file, source="argocd", note=u.note, environments=tuple(u.environments)),
-        plan=Plan(cause=u.cause, summary="Raise memory limit", changes=[change]),
+        plan=Plan(cause=u.cause, summary="Raise memory limit", changes=[change], curve=u.curve,
+                  sizing_note=u.sizing_note),
         files=[FileChange(path=u.file, old_text="a: 1\n", new_text="a: 2\n", diff=diff)],
         risk=Risk(score=0.29, level="low", factors=[RiskFactor(name="blast_radius", value=0.37, weight=1,
                                                                explanation=u.risk_why)]),
@@ -166,8 +174,16 @@ def assert_safe(body: str, u: Untrusted) -> None:
         assert not CLOSING.search(text), f"closing keyword in {text!r}"
         assert not MENTION.search(text), f"mention in {text!r}"
     headings = [tokens[i + 1].content for i, t in enumerate(tokens) if t.type == "heading_open"]
-    assert headings == HEADINGS, "the layout is ours, not the attacker's"
-    change, risk = tables(tokens)
+    expected = HEADINGS if u.curve is None else [*HEADINGS[:2], "Metrics", *HEADINGS[2:]]
+    assert headings == expected, "the layout is ours, not the attacker's"
+    charts_seen = [t.content for t in tokens if t.type == "fence" and t.info == "mermaid"]
+    assert len(charts_seen) <= (0 if u.curve is None else 1), charts_seen
+    for chart in charts_seen:
+        assert_mermaid(chart)
+    *stats, change, risk = tables(tokens)  # the statistics come with the chart, before the change
+    assert len(stats) <= (0 if u.curve is None else 1), stats
+    for table in stats:
+        assert len(table) == 2 and len(table[0]) == len(table[1]) >= 1, table
     assert [len(row) for row in change] == [5, 5], change
     file_cell, field_cell, before, after, _ = change[1]
     assert_code_cell(file_cell, u.file, limit=120)
@@ -191,9 +207,74 @@ def assert_code_cell(cell: list[Token], value: str, *, limit: int) -> None:
     assert expected.startswith(shown.removesuffix("…")) and len(shown) <= limit, (shown, expected)
 
 
+# ---- a chart as Mermaid reads it ----------------------------------------------------------------------------
+
+# xychart.jison's tokens: NUMBER_WITH_DECIMAL, and a STR between double quotes (any character but a quote; our
+# texts keep a safe set, so a quote, a backtick, "%%", "#", ";" or a bracket cannot appear in one). The
+# zero-width space is _neutralise's, breaking "fix GH-4" in the whole body.
+NUM = r"[+-]?(?:\d+(?:\.\d+)?|\.\d+)"
+STR = '"[A-Za-z0-9 ._/()+,%\u200b-]*"'  # and the zero-width space that breaks a closing keyword
+STATEMENTS = [  # one statement per line, in this order (the grammar allows others; we write only these)
+    ("title", re.compile(rf"    title (?P<text>{STR})")),
+    ("x-axis", re.compile(rf"    x-axis {STR} (?:(?P<lo>{NUM}) --> (?P<hi>{NUM})|\[{STR}(?:, {STR})*\])")),
+    ("y-axis", re.compile(rf"    y-axis {STR} (?P<lo>{NUM}) --> (?P<hi>{NUM})")),
+    ("line", re.compile(rf"    line {STR} \[(?P<values>{NUM}(?:, {NUM})*)\]")),
+]
+
+
+def assert_mermaid(block: str) -> dict[str, list[re.Match[str]]]:
+    """One xychart: our directive, the header, then title, x-axis, y-axis and one to three lines, each line of
+    the block one statement of the grammar; ranges ascending, every line as long as the others and inside the
+    y range. Returns the statements by kind."""
+    init, header, *lines = block.rstrip("\n").split("\n")
+    assert init == render.CHART_INIT and header == "xychart-beta", block
+    found: dict[str, list[re.Match[str]]] = {}
+    for line in lines:
+        kind, match = next(((k, m) for k, r in STATEMENTS if (m := r.fullmatch(line))), ("", None))
+        assert match is not None, f"not one xychart statement: {line!r}"
+        found.setdefault(kind, []).append(match)
+    assert [k for k, _ in STATEMENTS if k in found] == list(found), "title, x-axis, y-axis, lines: in order"
+    assert [len(found.get(k, [])) for k in ("title", "x-axis", "y-axis")] == [1, 1, 1], block
+    assert 1 <= len(found["line"]) <= 3, block
+    for axis in (found["x-axis"][0], found["y-axis"][0]):
+        assert axis["lo"] is None or float(axis["lo"]) < float(axis["hi"]), axis.group(0)
+    series = [[float(v) for v in m["values"].split(", ")] for m in found["line"]]
+    assert len({len(values) for values in series}) == 1 and len(series[0]) >= 2, block
+    lo, hi = float(found["y-axis"][0]["lo"]), float(found["y-axis"][0]["hi"])
+    assert all(lo <= v <= hi for values in series for v in values), (lo, hi, series)
+    assert "%%" not in "\n".join(lines) and "`" not in block, "no directive, comment or fence of the curve's own"
+    return found
+
+
 # ---- the finding's attack strings ---------------------------------------------------------------------------
 
 PAYLOAD = "<img src=x onerror=alert(1)> @acme/sre Closes #1 [click](https://evil.example) www.evil.example"
+ALERT_AT = 1_795_965_329.0  # 2026-11-29T15:15:29Z, the alert's startsAt: the chart's time 0
+MIB = 1024 * 1024
+QUERY = ('max by (pod) (container_memory_working_set_bytes{job="kubelet", metrics_path="/metrics/cadvisor", '
+         'namespace="shop", pod=~"api-7d9f8b6c5-.*", container="api", container!="POD"}) / 1048576')
+
+
+def sawtooth(hours: float = 72, *, every: float = 300, restart_hours: float = 12, start: float = 180,
+             per_hour: float = 27) -> list[tuple[float, float]]:
+    """A working set (MiB) that grows until the container is restarted: one sample per ``every`` seconds
+    before the alert, as a range query over cAdvisor's series answers it."""
+    count = int(hours * 3600 / every)
+    return [(ALERT_AT - hours * 3600 + i * every, start + per_hour * ((i * every / 3600) % restart_hours))
+            for i in range(count)]
+
+
+def curve(**changes: Any) -> Curve:
+    fields: dict[str, Any] = {
+        "title": "memory working set of api (all pods)", "unit": "MiB", "points": sawtooth(),
+        "threshold": 512.0, "threshold_label": "limit 512Mi", "proposed": 768.0, "end": ALERT_AT,
+        "stats": {"min": 180.0, "p50": 341.5, "p95": 478.2, "max": 504.9, "growth_per_hour": 27.0},
+        "promql": QUERY, "verdict": "undersized: a plateau near the limit with spikes"}
+    return Curve(**{**fields, **changes})
+
+
+HOSTILE_NAME = ('api"\n    line "x" [1, 2]\n%%{init: {"securityLevel": "loose"}}%%\n```\n</details> @team closes #1 '
+                '`click` #quot; ; [x] {y} <b>')
 ATTACKS = {
     "pipe-in-file-name": Untrusted(file=f"apps/a|{PAYLOAD}|x/deployment.yaml"),
     "pipe-in-previous-command": Untrusted(cause="bad_command", old="gunicorn", facts=rollback(3),
@@ -214,6 +295,10 @@ ATTACKS = {
     "layout-text": Untrusted(what="values file <b>x</b> | @team", environments=["overlays/prod|<i>x</i>"],
                              rendered="verified: kubectl kustomize https://evil.example @team"),
     "empty-values": Untrusted(old="", new="   "),
+    "hostile-chart": Untrusted(curve=curve(title=HOSTILE_NAME, unit=HOSTILE_NAME, threshold_label=HOSTILE_NAME,
+                                           verdict=HOSTILE_NAME + PAYLOAD, promql=QUERY + " ```` " + PAYLOAD,
+                                           stats={"p95; <b>": 1.0, "max": 2.0}),
+                               sizing_note=PAYLOAD),
 }
 
 
@@ -348,6 +433,20 @@ PIECES = ["|", "\\|", "`", "```", "~~~", "<img src=x onerror=alert(1)>", "<scrip
           "> ", "---", "===", "*", "_", "~~", "&#64;team", "&lt;b&gt;", "\\", "#", ":", " ", "    ", "{w}", "%s"]
 untrusted_text = st.lists(st.sampled_from(PIECES) | st.text(max_size=8), max_size=12).map("".join)
 values = untrusted_text | st.lists(untrusted_text, max_size=3) | st.none() | st.integers(-10, 10)
+samples = st.floats(allow_nan=True, allow_infinity=True) | st.floats(0, 1e4) | st.integers(-5, 10**6)
+instants = st.floats(ALERT_AT - 8 * 86400, ALERT_AT) | st.floats(allow_nan=True, allow_infinity=True)
+
+
+@st.composite
+def curves(draw: st.DrawFn) -> Curve:
+    """Any curve a fixer could make: hostile texts, samples of any size (NaN, infinities), any window."""
+    points = draw(st.lists(st.tuples(instants, samples), max_size=80))
+    return Curve(title=draw(untrusted_text), unit=draw(untrusted_text), points=points,
+                 threshold=draw(st.none() | samples), threshold_label=draw(untrusted_text),
+                 proposed=draw(st.none() | samples), end=draw(st.none() | instants),
+                 stats=draw(st.dictionaries(st.sampled_from(["min", "p95", "max", "growth_per_hour", "a b"])
+                                            | untrusted_text, samples, max_size=4)),
+                 promql=draw(untrusted_text), verdict=draw(untrusted_text))
 
 
 @st.composite
@@ -362,7 +461,8 @@ def untrusted(draw: st.DrawFn) -> Untrusted:
         others=draw(st.lists(untrusted_text, max_size=2)), diff_line=draw(untrusted_text),
         cause=draw(st.sampled_from(["oom_killed", "bad_command", "model_proposed", "pvc_storage_class"])),
         # a revision is an int by type now (CommandRollbackFacts); the title still takes 1 to 9 digits only
-        facts=rollback(draw(st.integers(0, 99) | st.integers(-10**12, 10**12))))
+        facts=rollback(draw(st.integers(0, 99) | st.integers(-10**12, 10**12))),
+        curve=draw(st.none() | curves()), sizing_note=draw(st.just("") | untrusted_text))
 
 
 @settings(derandomize=True, max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -412,3 +512,86 @@ def test_a_runbook_that_is_not_a_plain_url_is_shown_as_code_never_linked(url: st
 
 def test_no_context_no_section() -> None:
     assert "## Alert" not in body_with_context([])
+
+
+# ---- the metrics the sizing read -------------------------------------------------------------------------------
+
+
+def metrics_of(body: str) -> str:
+    return body[body.index("## Metrics"):body.index("## Change")]
+
+
+def test_the_chart_shows_the_metric_against_its_limit_and_the_proposed_value() -> None:
+    """What a reviewer reads first: a sawtooth climbing to the limit for three days, the new limit above it."""
+    shown = metrics_of(body_of(Untrusted(curve=curve())))
+    chart = [t for t in MD.parse(shown) if t.type == "fence" and t.info == "mermaid"]
+    assert len(chart) == 1, "one fence holds the whole chart"
+    found = assert_mermaid(chart[0].content)
+    assert found["title"][0].group(0) == '    title "memory working set of api (all pods)"'
+    assert found["x-axis"][0].group(0) == '    x-axis "hours before the alert" -72 --> 0'
+    assert found["y-axis"][0].group(0) == '    y-axis "MiB" 0 --> 800'
+    observed, limit, proposed = ([float(v) for v in m["values"].split(", ")] for m in found["line"])
+    assert len(observed) == 37, "2 h steps: the smallest round step within MAX_CURVE_POINTS"
+    assert set(limit) == {512.0} and set(proposed) == {768.0}
+    assert max(observed) == pytest.approx(max(v for _, v in sawtooth()), abs=0.05), "the peak is kept"
+    assert ("Hours before the alert: observed (blue: the highest sample in each 2 h step); limit 512Mi (red, "
+            "512 MiB); proposed (green, 768 MiB).") in shown
+    assert ("| min | p50 | p95 | max | growth per hour | limit 512Mi | proposed | verdict |\n"
+            "| --- | --- | --- | --- | --- | --- | --- | --- |\n"
+            "| 180 MiB | 341.5 MiB | 478.2 MiB | 504.9 MiB | +27 MiB/h | 512 MiB | 768 MiB | undersized: a plateau "
+            "near the limit with spikes |") in shown
+    [query] = [t for t in MD.parse(shown) if t.type == "fence" and t.info == "promql"]
+    assert query.content.replace("\n", " ").strip() == QUERY, "the query as sent, whole, to run it again"
+
+
+def test_hostile_names_stay_inside_their_chart_strings() -> None:
+    u = ATTACKS["hostile-chart"]
+    body = body_of(u)
+    [chart] = [t for t in walk(MD.parse(body)) if t.type == "fence" and t.info == "mermaid"]
+    found = assert_mermaid(chart.content)
+    title = found["title"][0]["text"]
+    assert title.startswith('"api line x 1, 2 % init securityLevel loose % /details team closes 1 click')
+    assert chart.content.count("%%") == 2, "our directive only"
+    assert [m.group(0).split(" [")[0] for m in found["line"]] == [
+        '    line "observed"', '    line "api line x 1, 2 % init securityLevel..."', '    line "proposed"']
+    assert "%%{init: {\"securityLevel\"" not in chart.content
+
+
+def test_a_short_window_reads_in_minutes_and_ends_at_the_last_sample_without_the_alert() -> None:
+    points = [(ALERT_AT - 5400 + i * 15, 0.2 + (i % 40) / 100) for i in range(360)]
+    shown = metrics_of(body_of(Untrusted(curve=curve(points=points, unit="cores", end=None, proposed=None,
+                                                     threshold=0.5, threshold_label="limit 500m", stats={}))))
+    found = assert_mermaid([t for t in MD.parse(shown) if t.type == "fence" and t.info == "mermaid"][0].content)
+    assert found["x-axis"][0].group(0) == '    x-axis "minutes before the last sample" -90 --> 0'
+    assert len(found["line"]) == 2 and len(found["line"][0]["values"].split(", ")) == 46  # 2 min steps
+    assert "| limit 500m | verdict |\n| --- | --- |\n| 0.5 cores | undersized" in shown
+
+
+def test_a_curve_of_one_step_has_no_chart_but_its_table_and_query() -> None:
+    shown = metrics_of(body_of(Untrusted(curve=curve(points=[(ALERT_AT - 20, 500.0), (ALERT_AT - 5, 510.0)]))))
+    assert "```mermaid" not in shown and "| min | p50 |" in shown and "```promql" in shown
+
+
+def test_sized_without_metrics_is_one_line_under_the_change() -> None:
+    body = body_of(Untrusted(sizing_note="sized without metrics: prometheus: connection refused"))
+    assert "## Metrics" not in body
+    change = body[body.index("## Change"):body.index("Found by:")]
+    assert change.endswith("|\n\nSized without metrics: prometheus: connection refused.\n\n"), change
+
+
+def test_the_body_stays_within_the_forge_limit_by_drawing_fewer_points() -> None:
+    """A long model explanation leaves little room: the chart is drawn with fewer points, then left out."""
+    def explained(chars: int) -> str:
+        line = "the cache grows between restarts " * 7
+        return "\n".join([line] * (chars // (len(line) + 1)) + ["pace " * (chars % (len(line) + 1) // 5)])
+
+    room = render.MAX_BODY_CHARS - len(body_of(Untrusted(curve=curve(), explanation="x")).split(ledger.MARKER_PREFIX)[0])
+    drawn: list[int] = []
+    for chars in range(room - 200, room + 1300, 25):
+        body = body_of(Untrusted(curve=curve(), explanation=explained(chars))).split(ledger.MARKER_PREFIX)[0]
+        assert len(body) - 1 <= render.MAX_BODY_CHARS  # the newline before the marker is the pipeline's
+        fences = [t.content for t in MD.parse(body) if t.type == "fence" and t.info == "mermaid"]
+        drawn.append(len(assert_mermaid(fences[0])["line"][0]["values"].split(", ")) if fences else 0)
+        assert "| min | p50 |" in metrics_of(body) and "```promql" in body, "the table and query stay"
+    assert drawn == sorted(drawn, reverse=True) and drawn[0] == 37 and drawn[-1] == 0, drawn
+    assert {0 < n < 37 for n in drawn} == {True, False}, f"fewer points before none: {drawn}"
