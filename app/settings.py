@@ -63,6 +63,13 @@ class Settings(BaseSettings):
     # tracking
     mlflow_tracking_uri: str | None = Field(default=None, validation_alias="MLFLOW_TRACKING_URI")
     mlflow_ui_url: str | None = Field(default=None, validation_alias="AUTOFIX_MLFLOW_UI_URL")
+    # metrics: a Prometheus-compatible HTTP API (Prometheus, Thanos Query, Mimir, VictoriaMetrics), read through
+    # GET /api/v1/query and /api/v1/query_range only; unset: fixes are sized without metrics, and the PR says so
+    prometheus_url: str | None = Field(default=None, validation_alias="AUTOFIX_PROMETHEUS_URL")
+    prometheus_token: SecretStr | None = Field(default=None, validation_alias="AUTOFIX_PROMETHEUS_TOKEN")
+    prometheus_ca_file: Path | None = Field(default=None, validation_alias="AUTOFIX_PROMETHEUS_CA_FILE")
+    # Extra request headers, "Name=value,Name2=value2" (a Mimir or Cortex tenant: X-Scope-OrgID=team-a)
+    prometheus_headers: SecretStr | None = Field(default=None, validation_alias="AUTOFIX_PROMETHEUS_HEADERS")
     # llm
     openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
@@ -92,7 +99,7 @@ class Settings(BaseSettings):
             raise ValueError("must look like owner/name")
         return value
 
-    @field_validator("github_token", "github_app_private_key")
+    @field_validator("github_token", "github_app_private_key", "prometheus_token", "prometheus_headers")
     @classmethod
     def _empty_secret_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
         """GITHUB_TOKEN= (an empty Secret key, a blank line in an env file) is unset, so start says what is needed."""
@@ -149,12 +156,53 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name} is not a kubeconfig (expected YAML with clusters, users and contexts)")
         return value
 
-    @field_validator("github_api_url", "openai_base_url", "mlflow_ui_url")
+    @field_validator("github_api_url", "openai_base_url", "mlflow_ui_url", "prometheus_url")
     @classmethod
     def _url_shape(cls, value: str | None) -> str | None:
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL")
         return value.rstrip("/") if value else value
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _prometheus_base(cls, value: str | None) -> str | None:
+        """The API's base URL: the bot appends /api/v1/query itself; credentials go in the token, not the URL."""
+        if not value:
+            return None
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if not parts.hostname:
+            raise ValueError("must name a host, e.g. http://kube-prometheus-stack-prometheus.monitoring:9090")
+        if parts.username or parts.password:
+            raise ValueError("must not carry credentials: set AUTOFIX_PROMETHEUS_TOKEN (or AUTOFIX_PROMETHEUS_HEADERS)")
+        if parts.query or parts.fragment or parts.path.rstrip("/").endswith(("/api/v1", "/api/v1/query")):
+            raise ValueError("must be the API's base URL (without /api/v1/... or a query), "
+                             "e.g. http://thanos-query:9090 or http://mimir-nginx/prometheus")
+        return value
+
+    @field_validator("prometheus_ca_file", mode="before")
+    @classmethod
+    def _ca_file_readable(cls, value: object) -> Path | None:
+        if value is None or not str(value).strip():
+            return None  # unset or empty: the system's trust store
+        value = Path(str(value))
+        try:
+            text = value.read_text(encoding="utf-8")
+        except OSError as err:
+            raise ValueError(f"cannot read {value}: {err.strerror}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{value} is not a PEM certificate (not text)") from None
+        if "-----BEGIN CERTIFICATE-----" not in text:
+            raise ValueError(f"{value} is not a PEM certificate (no BEGIN CERTIFICATE)")
+        return value
+
+    @field_validator("prometheus_headers")
+    @classmethod
+    def _headers_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _parse_headers(value.get_secret_value())  # raises ValueError naming the entry
+        return value
 
     @property
     def tracking_uri(self) -> str:
@@ -191,9 +239,32 @@ class Settings(BaseSettings):
             raise ConfigError(f"{variable}: {path} is not a PEM private key (not text){_PEM_HINT}") from err
         return _pem(f"{variable}: {path}", text)
 
+    def prometheus_header_map(self) -> dict[str, str]:
+        """AUTOFIX_PROMETHEUS_HEADERS as a mapping (validated at start)."""
+        return _parse_headers(self.prometheus_headers.get_secret_value()) if self.prometheus_headers else {}
+
     @property
     def llm_enabled(self) -> bool:
         return self.openai_api_key is not None and bool(self.openai_api_key.get_secret_value())
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110)
+
+
+def _parse_headers(text: str) -> dict[str, str]:
+    """ "Name=value,Name2=value2" (as OTEL_EXPORTER_OTLP_HEADERS) -> {"Name": "value", ...}."""
+    headers: dict[str, str] = {}
+    for entry in text.split(","):
+        if not entry.strip():
+            continue
+        name, sep, value = entry.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not _HEADER_NAME.fullmatch(name) or not value:
+            raise ValueError(f"entry {len(headers) + 1} must look like Name=value (e.g. X-Scope-OrgID=team-a)")
+        if any(ch in value for ch in "\r\n\0"):
+            raise ValueError(f"the value of {name} must be one line")
+        headers[name] = value
+    return headers
 
 
 _PEM_HINT = "; use the .pem file GitHub generated for the App (-----BEGIN RSA PRIVATE KEY-----)"

@@ -51,6 +51,7 @@ import math
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -153,6 +154,7 @@ class Pod:
     end: float | None = None  # when it was deleted; None: it still runs
     node: str = "ip-10-0-1-12.eu-west-1.compute.internal"
     instance: str = "10.0.1.12:10250"  # the kubelet's address
+    namespace: str | None = None  # None: the scenario's
 
     @property
     def uid(self) -> str:
@@ -196,8 +198,8 @@ class Scenario:
         return self.alert_at + offset
 
     def pod(self, name: str, *, containers: list[Container], start: float, end: float | None = None,
-            node: str | None = None) -> Pod:
-        pod = Pod(name=name, containers=containers, start=start, end=end)
+            node: str | None = None, namespace: str | None = None) -> Pod:
+        pod = Pod(name=name, containers=containers, start=start, end=end, namespace=namespace)
         if node is not None:
             pod.node = node
         self.pods.append(pod)
@@ -251,11 +253,12 @@ class Scenario:
 
     def _pod_samples(self, pod: Pod, families: dict[str, tuple[str, str, list[tuple[float, str]]]]) -> None:
         times = self._times(pod)
+        namespace = pod.namespace or self.namespace
         kubelet = {"endpoint": "https-metrics", "instance": pod.instance, "job": "kubelet",
-                   "metrics_path": "/metrics/cadvisor", "namespace": self.namespace, "node": pod.node,
+                   "metrics_path": "/metrics/cadvisor", "namespace": namespace, "node": pod.node,
                    "pod": pod.name, "service": KUBELET_SERVICE}
         ksm = {"endpoint": "http", "instance": KSM_INSTANCE, "job": "kube-state-metrics",
-               "namespace": self.namespace, "node": pod.node, "pod": pod.name, "service": KSM_SERVICE,
+               "namespace": namespace, "node": pod.node, "pod": pod.name, "service": KSM_SERVICE,
                "uid": pod.uid}
         pod_memory = [0.0] * len(times)
         pod_cpu = [0.0] * len(times)
@@ -412,10 +415,15 @@ class PrometheusServer:
     """The real ``prometheus`` on 127.0.0.1 over a scenario's series (or an OpenMetrics text), stopped on exit."""
 
     def __init__(self, scenario: Scenario | None, directory: Path, *, openmetrics: str | None = None,
-                 max_seconds: float = MAX_SECONDS) -> None:
+                 max_seconds: float = MAX_SECONDS, web_config: str | None = None, ca_file: Path | None = None) -> None:
+        """``web_config``: Prometheus' --web.config.file (tls_server_config: the URL is https, and ``ca_file``
+        is what the readiness check trusts)."""
         self.directory = directory
         self.scenario = scenario
         self._text = openmetrics
+        self._web_config = web_config
+        self._ca_file = ca_file
+        self.scheme = "https" if web_config and "tls_server_config" in web_config else "http"
         self._max_seconds = max_seconds
         self._process: subprocess.Popen[bytes] | None = None
         self._timer: threading.Timer | None = None
@@ -423,7 +431,7 @@ class PrometheusServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def __enter__(self) -> PrometheusServer:
         self.start()
@@ -447,13 +455,17 @@ class PrometheusServer:
         build_blocks(blocks, data, workdir=self.directory)
         config = self.directory / "prometheus.yml"
         config.write_text("# no scrape configs: the TSDB holds backfilled blocks only\n", encoding="utf-8")
+        web = []
+        if self._web_config is not None:
+            (self.directory / "web.yml").write_text(self._web_config, encoding="utf-8")
+            web = [f"--web.config.file={self.directory / 'web.yml'}"]
         for _attempt in range(3):  # a free port may be taken between the check and the bind
             self.port = free_port()
             log = (self.directory / "prometheus.log").open("wb")
             self._process = subprocess.Popen(
                 [binary, f"--config.file={config}", f"--storage.tsdb.path={data}",
                  f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=100y",
-                 "--log.level=warn"],
+                 "--log.level=warn", *web],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
             log.close()
             if self._wait_ready():
@@ -490,8 +502,9 @@ class PrometheusServer:
         while time.monotonic() < give_up:
             if self._process is None or self._process.poll() is not None:
                 return False
+            context = ssl.create_default_context(cafile=str(self._ca_file)) if self._ca_file else None
             try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2, context=context) as response:
                     if response.status == 200:
                         return True
             except (urllib.error.URLError, OSError):
