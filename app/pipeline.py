@@ -23,7 +23,7 @@ from app.models.incident import Incident
 from app.models.outcome import Outcome, StageRecord
 from app.models.runs import RUN_ATTRIBUTE, PendingRun, record_ref
 from app.policies import Policy
-from app.ports import Advisor, ClusterReader, Forge, Ledger, Workspace
+from app.ports import Advisor, ClusterReader, Forge, Ledger, MetricsReader, Workspace
 from app.sources import RepoIdentity
 from app.sources.layouts import Layouts
 from app.stages import (
@@ -49,7 +49,7 @@ StageOut = TypeVar("StageOut", bound=Output)
 class Pipeline:
     def __init__(self, *, policy: Policy, cluster: ClusterReader, workspace: Workspace, forge: Forge,
                  identity: RepoIdentity, base: str, ledger: Ledger, advisor: Advisor | None = None,
-                 layouts: Layouts, own_namespace: str | None = None,
+                 layouts: Layouts, own_namespace: str | None = None, metrics: MetricsReader | None = None,
                  clock: Callable[[], float] = time.time, new_key: Callable[[], str] = lambda: uuid.uuid4().hex) -> None:
         self.policy = policy
         self.layouts = layouts
@@ -62,6 +62,7 @@ class Pipeline:
         self.base = base
         self.ledger = ledger
         self.own_namespace = own_namespace
+        self.metrics = metrics  # None: AUTOFIX_PROMETHEUS_URL unset, sized without metrics (and the PR says so)
         self.clock = clock
 
     def handle(self, incident: Incident) -> Outcome:
@@ -100,7 +101,8 @@ class Pipeline:
         targeted = steps.run("target", lambda: target.resolve(
             cluster=self.cluster, incident=incident, policy=self.policy, own_namespace=self.own_namespace))
         ev = steps.run("evidence", lambda: evidence.collect(cluster=self.cluster, workload=targeted.workload,
-                                                            incident=incident)).evidence
+                                                            incident=incident, metrics=self.metrics,
+                                                            policy=self.policy)).evidence
         diagnosed = steps.run("diagnosis", lambda: diagnosis.diagnose(evidence=ev, policy=self.policy,
                                                                       advisor=self.advisor)).diagnosis
         assert diagnosed is not None, "a failure nothing recognised ends the handling (diagnosis.Diagnosed.stop)"

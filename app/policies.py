@@ -169,6 +169,35 @@ class StartupBounds(_Strict):
     max_seconds: int = Field(default=900, ge=10, le=86_400)
 
 
+class MetricsWindows(_Strict):
+    """How far back from the alert's startsAt each kind of series is read (hours)."""
+
+    memory: float = Field(default=72.0, gt=0, le=24 * 90)  # working set, memory limits, restarts
+    cpu: float = Field(default=72.0, gt=0, le=24 * 90)  # CPU usage and throttling, CPU limits
+    # requests, and the usage of a workload whose pods are Pending (a request is being sized: earlier revisions)
+    requests: float = Field(default=168.0, gt=0, le=24 * 90)
+
+
+class MetricsLabels(_Strict):
+    """Label names of the series, where an install relabels them (old cAdvisor: pod_name, container_name)."""
+
+    namespace: str = Field(default="namespace", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+    pod: str = Field(default="pod", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+    container: str = Field(default="container", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+    image: str = Field(default="image", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+class MetricsPolicy(_Strict):
+    """Reading Prometheus in the evidence stage (AUTOFIX_PROMETHEUS_URL): windows, resolution, time allowed."""
+
+    enabled: bool = True
+    window_hours: MetricsWindows = Field(default_factory=MetricsWindows)
+    max_points: int = Field(default=1000, ge=10, le=10_000)  # per series and query: step = window / this
+    min_step_seconds: int = Field(default=60, ge=1)  # never finer than the scrape interval
+    budget_seconds: float = Field(default=20.0, gt=0, le=300)  # all queries of one alert together
+    labels: MetricsLabels = Field(default_factory=MetricsLabels)
+
+
 class LlmPolicy(_Strict):
     """What the optional LLM may do: explain a rule's diagnosis, and propose changes on these paths only."""
 
@@ -212,6 +241,7 @@ class Policy(_Strict):
     labels: list[str] = Field(default_factory=lambda: ["autofix"])
     limits: Limits = Field(default_factory=Limits)
     llm: LlmPolicy = Field(default_factory=LlmPolicy)
+    metrics: MetricsPolicy = Field(default_factory=MetricsPolicy)
     owners: list[Owners] = Field(default_factory=list)
     digest: str = ""  # sha256 of the files it was loaded from: the "policy version" recorded in MLflow
 

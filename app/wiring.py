@@ -13,7 +13,7 @@ from app import policies
 from app.errors import ConfigError
 from app.pipeline import Pipeline
 from app.policies import Policy
-from app.ports import Advisor, ClusterReader, Forge, RunSink
+from app.ports import Advisor, ClusterReader, Forge, MetricsReader, RunSink
 from app.settings import Settings
 
 if TYPE_CHECKING:
@@ -48,7 +48,19 @@ def build_pipeline(settings: Settings, *, cluster: ClusterReader | None = None,
                     advisor=build_advisor(settings, policy),
                     identity=RepoIdentity(git_url=settings.git_url, github_repo=settings.github_repo),
                     base=settings.git_base, ledger=store if store is not None else JobStore(settings.store_path),
-                    layouts=Layouts(renderer=SandboxedRenderer()), own_namespace=settings.pod_namespace)
+                    layouts=Layouts(renderer=SandboxedRenderer()), own_namespace=settings.pod_namespace,
+                    metrics=build_metrics(settings))
+
+
+def build_metrics(settings: Settings) -> MetricsReader | None:
+    """The optional metrics API: only with AUTOFIX_PROMETHEUS_URL set (the policy may still turn reading off)."""
+    if not settings.prometheus_url:
+        return None
+    from app.adapters.prometheus import PrometheusReader
+
+    token = settings.prometheus_token.get_secret_value() if settings.prometheus_token is not None else None
+    return PrometheusReader(settings.prometheus_url, token=token, ca_file=settings.prometheus_ca_file,
+                            headers=settings.prometheus_header_map())
 
 
 def build_exporter(settings: Settings, store: JobStore, *, forge: Forge | None,

@@ -10,9 +10,11 @@ from app.detectors import rollout
 from app.errors import NoFix
 from app.models.evidence import Evidence
 from app.models.incident import Incident, WorkloadRef
+from app.models.metrics import Metrics
 from app.policies import Policy
-from app.ports import ClusterReader
+from app.ports import ClusterReader, MetricsReader
 from app.stages import End, Output
+from app.stages import metrics as metrics_reading
 
 MAX_PODS = 20
 MAX_LOG_PODS = 3
@@ -31,10 +33,16 @@ class Gathered(Output):
     evidence: Evidence
 
 
-def collect(*, cluster: ClusterReader, workload: WorkloadRef, incident: Incident) -> Gathered:
-    """The stage: the evidence, and how much of it there is."""
-    ev = gather(cluster, workload, incident)
-    return Gathered(evidence=ev, decision=f"{len(ev.pods)} pod(s), {len(ev.events)} event(s), {len(ev.logs)} log(s)")
+def collect(*, cluster: ClusterReader, workload: WorkloadRef, incident: Incident,
+            metrics: MetricsReader | None = None, policy: Policy | None = None) -> Gathered:
+    """The stage: the evidence, and how much of it there is. With ``policy`` (the pipeline) the metrics are read
+    too (``metrics`` None: not configured); without, Evidence.metrics stays None (not looked)."""
+    ev = gather(cluster, workload, incident, metrics=metrics, policy=policy)
+    decision = f"{len(ev.pods)} pod(s), {len(ev.events)} event(s), {len(ev.logs)} log(s)"
+    if ev.metrics is not None:
+        decision += f", metrics {ev.metrics.status.replace('_', ' ')}"
+        decision += f" ({len(ev.metrics.series)} series)" if ev.metrics.status == "ok" else f": {ev.metrics.reason}"
+    return Gathered(evidence=ev, decision=decision)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,7 +67,8 @@ def subject(*, cluster: ClusterReader, evidence: Evidence, ref: WorkloadRef, pol
     return Subject(evidence=about, decision=f"the fix goes in {ref} ({owners})")
 
 
-def gather(cluster: ClusterReader, ref: WorkloadRef, incident: Incident) -> Evidence:
+def gather(cluster: ClusterReader, ref: WorkloadRef, incident: Incident, *, metrics: MetricsReader | None = None,
+           policy: Policy | None = None) -> Evidence:
     workload = cluster.get(ref.kind, ref.namespace, ref.name)
     if workload is None:
         raise NoFix(f"{ref} was not found in the cluster", code="no_target")
@@ -82,7 +91,26 @@ def gather(cluster: ClusterReader, ref: WorkloadRef, incident: Incident) -> Evid
         nodes=_nodes(cluster, pods),
         related=_related(cluster, ref.namespace, pods, scaled) + extra,
         gitops=_gitops(cluster, workload),
+        metrics=_metrics(metrics, ref, scaled, pods, incident, policy) if policy is not None else None,
     )
+
+
+def _metrics(reader: MetricsReader | None, ref: WorkloadRef, scaled: K8sObject, pods: list[K8sObject],
+             incident: Incident, policy: Policy) -> Metrics:
+    """The workload's series before the alert (an HPA's: its target's pods); see app/stages/metrics.py."""
+    owner = scaled if scaled else {}
+    kind = str(owner.get("kind") or ref.kind)
+    name = kube.name(owner) or ref.name
+    pending = any(_unscheduled(p) for p in pods)
+    return metrics_reading.read(reader, metrics_reading.Workload(kind=kind, namespace=ref.namespace, name=name,
+                                                                 pending=pending),
+                                end=incident.starts_at.timestamp(), policy=policy.metrics)
+
+
+def _unscheduled(pod: K8sObject) -> bool:
+    status = pod.get("status") or {}
+    return status.get("phase") == "Pending" and any(
+        c.get("type") == "PodScheduled" and c.get("status") == "False" for c in status.get("conditions") or [])
 
 
 def _replicasets(cluster: ClusterReader, ref: WorkloadRef, workload: K8sObject) -> list[K8sObject]:
