@@ -5,6 +5,8 @@ lib/modules/manager/api.ts): ``detect`` reads the evidence (absent: the cause is
 stuck-rollout context or by the optional LLM), ``fix`` turns the facts into a plan (absent: the cause is
 reported, never fixed from git), ``reasons``/``alerts`` name what an alert says when it is about the cause.
 ``Plugin`` binds the fixer to the facts type, so mypy checks each line and ``plan`` narrows the facts once.
+A fixer that sizes a value (memory, CPU, requests, maxReplicas) is also registered as ``size``: the same
+function, handed what Prometheus said (``Evidence.metrics``, app/curves.py reads it) as a fourth argument.
 
 Adding a cause: its member (and facts) in app/models/causes.py, its detector and fixer modules, one line
 here, its paths in policies/default.yaml (a PR title in app/render.py's CAUSE_TITLES is optional).
@@ -49,6 +51,7 @@ from app.models.causes import Cause
 from app.models.changes import Plan
 from app.models.diagnosis import Diagnosis
 from app.models.evidence import Evidence
+from app.models.metrics import Metrics
 from app.policies import Policy
 
 F = TypeVar("F", bound=c.Facts)
@@ -61,18 +64,20 @@ class Plugin(Generic[F]):
     facts: type[F]  # what the fixer needs (a fixable finding's facts are an instance of it)
     detect: Detect | None = None
     fix: Callable[[F, dict[str, Any], Policy], Plan] | None = None
+    size: Callable[[F, dict[str, Any], Policy, Metrics | None], Plan] | None = None  # the fixer, with the metrics
     reasons: frozenset[str] = frozenset()  # the alert's `reason` label (kube-state-metrics' waiting reason)
     alerts: frozenset[str] = frozenset()  # alert names
 
 
 REGISTRY = (  # not annotated: each line is type-checked on its own (fixer against facts)
     # alert-specific: they match only the alert that names their cause, so they explain it first
-    Plugin(Cause.CPU_THROTTLING, c.CpuFacts, cpu.detect, cpu_fix.plan, alerts=cpu.ALERTS),
-    Plugin(Cause.HPA_MAXED_OUT, c.HpaFacts, hpa.detect, hpa_fix.plan, alerts=hpa.ALERTS),
-    Plugin(Cause.OOM_KILLED, c.OomFacts, oom.detect, memory_fix.plan, reasons=oom.REASONS, alerts=oom.ALERTS),
+    Plugin(Cause.CPU_THROTTLING, c.CpuFacts, cpu.detect, cpu_fix.plan, cpu_fix.plan, alerts=cpu.ALERTS),
+    Plugin(Cause.HPA_MAXED_OUT, c.HpaFacts, hpa.detect, hpa_fix.plan, hpa_fix.plan, alerts=hpa.ALERTS),
+    Plugin(Cause.OOM_KILLED, c.OomFacts, oom.detect, memory_fix.plan, memory_fix.plan, reasons=oom.REASONS,
+           alerts=oom.ALERTS),
     Plugin(Cause.IMAGE_PULL_AFTER_ROLLOUT, c.ImageRollbackFacts, image_pull.detect, image_fix.plan,
            reasons=image_pull.REASONS),
-    Plugin(Cause.UNSCHEDULABLE, c.SchedulingFacts, scheduling.detect, requests_fix.plan),
+    Plugin(Cause.UNSCHEDULABLE, c.SchedulingFacts, scheduling.detect, requests_fix.plan, requests_fix.plan),
     Plugin(Cause.PVC_STORAGE_CLASS, c.StorageClassFacts, storage.detect, storage_fix.plan),
     Plugin(Cause.CONFIG_REFERENCE, c.ConfigTypoFacts, config_refs.detect, config_fix.plan,
            reasons=config_refs.REASONS),
@@ -112,9 +117,10 @@ def rank(evidence: Evidence, found: list[Diagnosis]) -> list[Diagnosis]:
     return sorted(found, key=key)
 
 
-def plan(diagnosis: Diagnosis, document: dict[str, Any], policy: Policy) -> Plan:
+def plan(diagnosis: Diagnosis, document: dict[str, Any], policy: Policy, *, metrics: Metrics | None = None) -> Plan:
     """The fixer's plan for the diagnosis' cause; a rule's plan may touch the policy's paths for the cause, a
-    model's carries the ``llm`` paths it was gated with."""
+    model's carries the ``llm`` paths it was gated with. ``metrics``: what Prometheus said (None: not looked), for
+    the fixers that size from it."""
     plugin = BY_CAUSE.get(diagnosis.cause)
     if plugin is None or plugin.fix is None:
         raise NoFix(f"no fixer knows how to change git for cause {diagnosis.cause}", code="no_fixer")
@@ -122,7 +128,9 @@ def plan(diagnosis: Diagnosis, document: dict[str, Any], policy: Policy) -> Plan
     if not isinstance(facts, plugin.facts):
         raise NoFix(f"the {diagnosis.cause} finding lacks what its fixer needs ({type(facts).__name__})",
                     code="no_fixer")
-    result = plugin.fix(facts, document, policy)
+    result = plugin.size(facts, document, policy, metrics) if plugin.size else plugin.fix(facts, document, policy)
     if diagnosis.proposed_by != "rule":
         return result
-    return result.model_copy(update={"allowed_paths": policy.paths_for(diagnosis.cause)})
+    # The plan's own cause: an OOM kill after a release that made memory climb is fixed by an image rollback,
+    # held to the image rollback's paths (app/fixers/memory.py), never to the memory fields'.
+    return result.model_copy(update={"allowed_paths": policy.paths_for(result.cause)})

@@ -148,6 +148,9 @@ def _namespace(namespace: str, labels: dict[str, str], policy: Policy) -> tuple[
 
 
 def _magnitude(plan: Plan) -> tuple[float, str]:
+    """How far the values move: from the value in git, and, when the sizing read the metrics (``plan.curve``),
+    from what the workload was seen to use. A value sized just above observed use is a small step whatever the old
+    value was (a request cut from 24Gi to 1.25x a 9Gi peak); one far above or below use is a large one."""
     ratios = []
     for change in plan.changes:
         try:
@@ -156,7 +159,24 @@ def _magnitude(plan: Plan) -> tuple[float, str]:
             continue
         if old > 0 and new > 0:
             ratios.append(new / old)
+    used = _against_use(plan)
     if not ratios:
-        return 0.4, "a value replaced, not scaled"
+        return (0.4, "a value replaced, not scaled") if used is None else used
     worst = max(ratios, key=lambda r: abs(math.log2(r)))
-    return 0.1 + abs(math.log2(worst)) / 2, f"largest change x{worst:.2f} of the value in git"
+    value, why = 0.1 + abs(math.log2(worst)) / 2, f"largest change x{worst:.2f} of the value in git"
+    if used is None:
+        return value, why
+    return (value + used[0]) / 2, f"{why}; {used[1]}"
+
+
+def _against_use(plan: Plan) -> tuple[float, str] | None:
+    """The proposed value against the largest observed use on the plan's curve (same unit), or None."""
+    curve = plan.curve
+    peak = curve.stats.get("max") if curve is not None else None
+    if curve is None or curve.proposed is None or not peak or peak <= 0 or curve.proposed <= 0:
+        return None
+    ratio = curve.proposed / peak
+    seen = f"x{ratio:.2f} of the observed peak {peak:g} {curve.unit}"
+    if ratio < 1:
+        return 0.8, f"{seen}: below what it was seen to use"
+    return 0.1 + abs(math.log2(ratio)) / 2, seen

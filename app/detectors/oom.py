@@ -9,6 +9,10 @@ judges them against the policy (``memory.leak``) and escalates instead of raisin
   heap, pending, entries or "in memory" ("order cache size: 1200 entries"; a JSON line's message and its numeric
   fields): per line shape (numbers as "#") and position, whether it never shrinks and how much it grew.
 They are kept (``OomFacts.leak_signs``) only when such a size grows, so other OOM kills read as before.
+
+When Prometheus' series were read (``Evidence.metrics`` usable) the working set decides (app/fixers/memory.py,
+app/curves.py); for a release that made memory climb the facts carry where a rollback would go
+(``OomFacts.earlier``: the newest earlier ReplicaSet that ran another image, judged as the image rollback judges it).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from datetime import datetime
 from typing import Any
 
 from app import kube
-from app.models.causes import Cause, KilledRun, LeakSigns, LogGrowth, OomFacts
+from app.detectors import revisions
+from app.models.causes import Cause, EarlierImage, KilledRun, LeakSigns, LogGrowth, OomFacts
 from app.models.diagnosis import Diagnosis, Finding
 from app.models.evidence import Evidence
 
@@ -49,6 +54,9 @@ def detect(ev: Evidence) -> Diagnosis | None:
     ]
     signs = leak_signs(ev, container, hits)
     lines += _sign_lines(signs)
+    # With Prometheus' series a release that made memory climb is rolled back: where to, from the ReplicaSets.
+    usable = ev.metrics is not None and ev.metrics.usable and not init
+    earlier = _earlier(ev, container, str((spec or {}).get("image") or "")) if usable else None
     finding = Finding(
         cause=Cause.OOM_KILLED,
         confidence=0.95,
@@ -58,13 +66,33 @@ def detect(ev: Evidence) -> Diagnosis | None:
         evidence=lines,
         facts=OomFacts(container=container, init=init, observed_limit=limits.get("memory"),
                        observed_request=requests.get("memory"), restarts=hit["restarts"], pod=pod,
-                       leak_signs=signs),
+                       leak_signs=signs, earlier=earlier),
     )
     if "memory" not in limits:
         return Diagnosis(detector="oom", finding=finding, fixable=False,
                          no_fix_reason=(f"container {container} has no memory limit: the OOM kill came from node "
                                         "memory pressure, not from a limit in git"))
     return Diagnosis(detector="oom", finding=finding)
+
+
+def _earlier(ev: Evidence, container: str, failing: str) -> EarlierImage | None:
+    """The newest earlier ReplicaSet that ran another image of ``container``, judged as the image rollback judges
+    it (app/detectors/revisions.py); None when no earlier revision ran another image."""
+    if not failing:
+        return None
+
+    def image_of(rs: dict[str, Any]) -> str:
+        found, _ = kube.container_spec(kube.pod_spec_of(rs, "ReplicaSet"), container)
+        return str((found or {}).get("image") or "")
+
+    found = revisions.previous(ev, differs=lambda rs: image_of(rs) not in ("", failing), ran=image_of)
+    if found is None:
+        return None
+    rs = found.replicaset
+    ran, unproven = (None, found.reason) if isinstance(found, revisions.Unproven) else (found.ran_seconds, None)
+    return EarlierImage(failing_image=failing, image=image_of(rs), replicaset=kube.name(rs),
+                        revision=kube.revision(rs), pod_template_hash=kube.labels_of(rs).get("pod-template-hash"),
+                        ran_seconds=ran, unproven=unproven)
 
 
 def _template_kind(ev: Evidence) -> str:

@@ -2,21 +2,36 @@
 
 Never for a leak: memory that grows steadily between restarts (app/detectors/oom.py reads the signs, the policy's
 ``memory.leak`` sets the thresholds) is escalated with ``no_fix`` (memory_leak), since a higher limit only delays
-the next kill."""
+the next kill.
+
+With Prometheus' working set (``metrics``, read by app/curves.py against ``memory.curve``) the curve decides
+first: a release that made memory climb is rolled back to the previous revision's image (as the image rollback
+does: the revision must be shown to have worked) or, when it cannot be, escalated naming the release; a leak is
+escalated with its growth per hour and time to the limit; an undersized limit is raised to the observed peak x
+the policy's headroom (within the same caps) and the plan carries the curve. No usable series: the step, and the
+plan says it was sized without metrics."""
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Any
 
-from app import fixers, quantities
+from app import curves, fixers, quantities
 from app.errors import NoFix
-from app.models.causes import Cause, LeakSigns, OomFacts
+from app.models import metrics as m
+from app.models.causes import Cause, EarlierImage, LeakSigns, OomFacts
 from app.models.changes import FieldChange, Plan
+from app.models.metrics import Metrics
 from app.policies import MemoryLeak, Policy
 
 
-def plan(facts: OomFacts, document: dict[str, Any], policy: Policy) -> Plan:
+def plan(facts: OomFacts, document: dict[str, Any], policy: Policy, metrics: Metrics | None = None) -> Plan:
+    reading = _reading(facts, metrics, policy)
+    if reading is not None and reading.verdict == "regression":
+        return _rollback(facts, reading, document, policy)
+    if reading is not None and reading.verdict == "leak":
+        raise NoFix(_leak_escalation(reading, facts), code="memory_leak")
     leak = leak_reason(facts.leak_signs, policy.memory.leak)
     if leak is not None:
         raise NoFix(leak, code="memory_leak")
@@ -34,7 +49,7 @@ def plan(facts: OomFacts, document: dict[str, Any], policy: Policy) -> Plan:
     if git_bytes > observed:
         raise NoFix(f"git already sets memory limit {in_git} (the cluster runs {facts.observed_limit}): "
                     "a raise is waiting to be synced", code="already_in_git")
-    wanted = int(observed * policy.memory.step)
+    wanted, why = _wanted(facts, reading, policy, observed=observed)
     cap = min(quantities.parse_bytes(policy.memory.max), int(git_bytes * policy.memory.max_ratio_to_git))
     new_bytes = min(wanted, cap)
     new_value = quantities.format_mebibytes(new_bytes)
@@ -43,17 +58,101 @@ def plan(facts: OomFacts, document: dict[str, Any], policy: Policy) -> Plan:
     if quantities.parse_bytes(new_value) <= git_bytes:
         raise NoFix(f"memory limit {in_git} of {container} is at the policy's cap ({policy.memory.max}, "
                     f"x{policy.memory.max_ratio_to_git:g} of git): escalate to the owners", code="at_cap")
-    changes = [FieldChange(path=limit_path, old=in_git, new=new_value,
-                           reason=f"x{policy.memory.step:g} of the observed limit {facts.observed_limit}"
-                                  + fixers.recreate_note(document))]
+    changes = [FieldChange(path=limit_path, old=in_git, new=new_value, reason=why + fixers.recreate_note(document))]
     request = fixers.value_in_git(document, request_path)
     if request is not None and quantities.parse_bytes(str(request)) > quantities.parse_bytes(new_value):
         changes.append(FieldChange(path=request_path, old=request, new=new_value,
                                    reason="a request may not exceed its limit"))
     capped = " (capped by policy)" if new_bytes < wanted else ""
-    return Plan(cause=Cause.OOM_KILLED, changes=changes,
+    shown = None if reading is None else reading.curve.model_copy(
+        update={"proposed": quantities.parse_bytes(new_value) / curves.MiB})
+    return Plan(cause=Cause.OOM_KILLED, changes=changes, curve=shown,
+                sizing_note=curves.note(metrics, m.MEMORY, container=container),
                 summary=f"Raise memory limit of container {container} to {new_value}{capped}")
 
+
+def _reading(facts: OomFacts, metrics: Metrics | None, policy: Policy) -> curves.MemoryReading | None:
+    if facts.observed_limit is None or facts.init:
+        return None
+    return curves.read_memory(metrics, facts.container, limit=quantities.parse_bytes(facts.observed_limit),
+                              rule=policy.memory.curve, leak=policy.memory.leak)
+
+
+def _wanted(facts: OomFacts, reading: curves.MemoryReading | None, policy: Policy, *,
+            observed: int) -> tuple[int, str]:
+    """The size the limit should have, and why: the observed peak x headroom when the curve shows the working set
+    at the limit; else the policy's step over the observed limit (saying why the curve could not size it)."""
+    step = (int(observed * policy.memory.step), f"x{policy.memory.step:g} of the observed limit {facts.observed_limit}")
+    if reading is None:
+        return step
+    headroom = policy.memory.curve.headroom
+    if reading.verdict == "undersized":
+        sized = math.ceil(reading.peak * headroom)
+        if sized > observed:
+            return sized, (f"observed peak {curves.mib(reading.peak)} x{headroom:g} headroom (policy "
+                           f"memory.curve.headroom); {reading.why}")
+    return step[0], f"{step[1]}; {reading.why}"
+
+
+def _leak_escalation(reading: curves.MemoryReading, facts: OomFacts) -> str:
+    """The escalation of a leak the curve shows, with the log's growing size when the killed run printed one."""
+    size = max((g for g in (facts.leak_signs.growth if facts.leak_signs else ()) if g.first > 0),
+               key=lambda g: g.last / g.first, default=None)
+    logged = (f"; the log of pod {size.pod} shows \"{size.what}\" growing from {size.first:g} to {size.last:g}"
+              if size is not None else "")
+    return (f"escalated: {reading.why}{logged}; a higher limit would only delay the next kill: it needs a human")
+
+
+def _rollback(facts: OomFacts, reading: curves.MemoryReading, document: dict[str, Any], policy: Policy) -> Plan:
+    """A release made memory climb: back to the image of the revision before it, never a raise."""
+    release = _release(reading)
+    earlier = facts.earlier
+    if earlier is None:
+        raise NoFix(f"escalated: {reading.why}; no earlier ReplicaSet ran another image of container "
+                    f"{facts.container} to roll back to: revert {release} by hand, a raise would hide the "
+                    "regression", code="memory_regression")
+    if earlier.unproven is not None:
+        raise NoFix(f"escalated: {reading.why}; {earlier.unproven}: revert {release} by hand, a raise would hide "
+                    "the regression", code="memory_regression")
+    previous = reading.previous
+    if previous is not None and previous.name != earlier.pod_template_hash and previous.image != earlier.image:
+        raise NoFix(f"escalated: {reading.why}; the revision before it ran {previous.image}, not the image "
+                    f"{earlier.image} of replicaset {earlier.replicaset}: the release changed more than the image, "
+                    f"revert {release} by hand", code="memory_regression")
+    fixers.require_proven_revision(policy, revision=earlier.revision, replicaset=earlier.replicaset,
+                                   ran=earlier.image, seconds=earlier.ran_seconds,
+                                   by_hand=f"revert {release} by hand")
+    return _image_plan(facts, earlier, document, why=reading.why, curve=reading.curve)
+
+
+def _release(reading: curves.MemoryReading) -> str:
+    before, after = reading.previous, reading.current
+    if before is None or after is None:
+        return "the release"
+    return (f"the release of revision {after.name} ({after.image or 'image unknown'}, after revision {before.name} "
+            f"with {before.image or 'image unknown'})")
+
+
+def _image_plan(facts: OomFacts, earlier: EarlierImage, document: dict[str, Any], *, why: str,
+                curve: m.Curve) -> Plan:
+    container = facts.container
+    path = fixers.container_path(str(document.get("kind")), container, init=facts.init, field="image")
+    in_git = fixers.required_in_git(document, path, code="no_image_in_git",
+                                    missing=f"the manifest in git has no image for container {container}")
+    good, bad = earlier.image, earlier.failing_image
+    if in_git == good:
+        raise NoFix(f"git already has image {good}: the rollback is waiting to be synced", code="already_in_git")
+    if in_git != bad:
+        raise NoFix(f"git has image {in_git}, neither the release {bad} nor the working {good}: someone changed "
+                    "it since; not overriding", code="git_moved")
+    ran = ("its pods serve now" if earlier.ran_seconds is None
+           else f"ran {quantities.format_duration(earlier.ran_seconds)} until the release replaced it")
+    # An image rollback: held to the image rollback's paths (policy causes.image_pull_after_rollout), not memory's.
+    return Plan(cause=Cause.IMAGE_PULL_AFTER_ROLLOUT, curve=curve,
+                summary=f"Roll back image of container {container} to {good} (memory regression in {bad})",
+                changes=[FieldChange(path=path, old=in_git, new=good,
+                                     reason=(f"revision {earlier.revision} (replicaset {earlier.replicaset}) ran "
+                                             f"{good}, {ran}; {why}; a higher limit would hide the regression"))])
 
 
 def leak_reason(signs: LeakSigns | None, rule: MemoryLeak) -> str | None:

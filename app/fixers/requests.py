@@ -7,6 +7,11 @@ which we do not list. Memory is rounded down to a whole Mi, CPU to 10m. Never be
 (default half) of the request in git: a cut that deep means the workload needs bigger nodes, not a smaller
 request. Limits stay as they are: lowering a request never puts it above its limit, and a lower limit would
 kill the process where the smaller request only changes where it may run. The risk is forced high.
+
+With Prometheus' usage (``metrics``, app/curves.py): the pending pod never ran, but the workload's earlier pods
+(earlier ReplicaSets, restarted pods) did. The request is lowered toward their peak usage x ``requests.headroom``,
+never below that peak (the usage, not ``min_ratio_to_git``, is then the floor), and never above what fits the node;
+a peak that does not fit the largest node means bigger nodes, not a smaller request.
 """
 
 from __future__ import annotations
@@ -14,23 +19,32 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from app import fixers, quantities
+from app import curves, fixers, quantities
 from app.errors import NoFix
+from app.models import metrics as m
 from app.models.causes import Cause, ResourceNeed, SchedulingFacts
 from app.models.changes import FieldChange, Plan
+from app.models.metrics import Curve, Metrics
 from app.policies import Policy
 
+USAGE = {"memory": m.MEMORY, "cpu": m.CPU_USAGE}
 
-def plan(facts: SchedulingFacts, document: dict[str, Any], policy: Policy) -> Plan:
+
+def plan(facts: SchedulingFacts, document: dict[str, Any], policy: Policy, metrics: Metrics | None = None) -> Plan:
     resources = facts.resources
     if not resources:
         raise NoFix("no request exceeds the largest node", code="nothing_to_lower")
-    changes = [_change(resource, need, document, policy) for resource, need in sorted(resources.items())]
+    sized = [_change(resource, need, document, policy, metrics) for resource, need in sorted(resources.items())]
+    changes = [change for change, _ in sized]
+    shown = next((c for _, c in sized if c is not None), None)
     what = ", ".join(f"{c.path.rsplit('.', 1)[-1]} to {c.new}" for c in changes)
-    return Plan(cause=Cause.UNSCHEDULABLE, changes=changes, summary=f"Lower requests ({what}) to fit the largest node")
+    notes = [curves.note(metrics, USAGE[r], container=n.container) for r, n in sorted(resources.items())]
+    return Plan(cause=Cause.UNSCHEDULABLE, changes=changes, curve=shown, sizing_note=next((n for n in notes if n), ""),
+                summary=f"Lower requests ({what}) to fit the largest node")
 
 
-def _change(resource: str, need: ResourceNeed, document: dict[str, Any], policy: Policy) -> FieldChange:
+def _change(resource: str, need: ResourceNeed, document: dict[str, Any], policy: Policy,
+            metrics: Metrics | None) -> tuple[FieldChange, Curve | None]:
     container = need.container
     path = fixers.container_path(str(document.get("kind")), container, init=False,
                                  field=f"resources.requests.{resource}")
@@ -42,6 +56,9 @@ def _change(resource: str, need: ResourceNeed, document: dict[str, Any], policy:
         raise NoFix(f"git already requests {in_git} {resource} for {container}: a lower request is waiting to "
                     "be synced", code="already_in_git")
     budget = math.floor(need.allocatable * policy.requests.node_fraction) - need.others
+    usage = _usage(resource, need, metrics, request=git_amount)
+    if usage is not None:
+        return _from_usage(resource, need, usage, policy, in_git=in_git, path=path, budget=budget)
     new_amount = _round_down(resource, budget)
     floor = math.ceil(git_amount * policy.requests.min_ratio_to_git)
     if new_amount < floor:
@@ -54,7 +71,39 @@ def _change(resource: str, need: ResourceNeed, document: dict[str, Any], policy:
               f"({need.allocatable_raw}) leaves room for DaemonSet pods; limit unchanged: the pod may still use "
               "more when the node has it free. If it truly needs "
               f"{in_git}, it needs a bigger node pool instead")
-    return FieldChange(path=path, old=in_git, new=new_value, reason=reason)
+    return FieldChange(path=path, old=in_git, new=new_value, reason=reason), None
+
+
+def _usage(resource: str, need: ResourceNeed, metrics: Metrics | None, *, request: int) -> curves.Usage | None:
+    """The peak usage of the container's earlier pods, in base units (bytes, millicores)."""
+    if resource == "memory":
+        return curves.peak_usage(metrics, m.MEMORY, need.container, request=request, unit="MiB", factor=curves.MiB)
+    found = curves.peak_usage(metrics, m.CPU_USAGE, need.container, request=request / 1000, unit="cores", factor=1.0)
+    return None if found is None else curves.Usage(peak=found.peak * 1000, pods=found.pods,
+                                                     revisions=found.revisions, curve=found.curve)
+
+
+def _from_usage(resource: str, need: ResourceNeed, usage: curves.Usage, policy: Policy, *, in_git: Any, path: str,
+                budget: int) -> tuple[FieldChange, Curve]:
+    """Toward the observed peak x headroom, never below the peak, within what fits the node."""
+    peak = math.ceil(usage.peak)
+    seen = (f"the peak {resource} usage of {usage.pods} earlier pod(s) of revision(s) {', '.join(usage.revisions)} "
+            f"over the window was {_format_up(resource, peak)}")
+    if peak > budget:
+        raise NoFix(f"{seen}, more than {policy.requests.node_fraction:.0%} of node {need.node}'s allocatable "
+                    f"{resource} ({need.allocatable_raw}) leaves it: the workload needs bigger nodes, not a smaller "
+                    "request", code="cut_too_deep")
+    headroom = policy.requests.headroom
+    wanted = _round_up(resource, math.ceil(peak * headroom))
+    new_amount = max(min(wanted, _round_down(resource, budget)), _round_up(resource, peak))
+    new_value = _format(resource, new_amount)
+    fits = (f"x{headroom:g} headroom (policy requests.headroom)" if new_amount == wanted
+            else f"limited to {policy.requests.node_fraction:.0%} of node {need.node}'s allocatable {resource} "
+                 f"({need.allocatable_raw})")
+    reason = (f"{seen}: {new_value} is that peak {fits}, never below it; limit unchanged: the pod may still use "
+              f"more when the node has it free. If it truly needs {in_git}, it needs a bigger node pool instead")
+    shown = usage.curve.model_copy(update={"proposed": new_amount / (curves.MiB if resource == "memory" else 1000)})
+    return FieldChange(path=path, old=in_git, new=new_value, reason=reason), shown
 
 
 def _amount(resource: str, value: Any) -> int:
@@ -64,6 +113,15 @@ def _amount(resource: str, value: Any) -> int:
 def _round_down(resource: str, amount: int) -> int:
     step = 2**20 if resource == "memory" else 10
     return (amount // step) * step
+
+
+def _round_up(resource: str, amount: int) -> int:
+    step = 2**20 if resource == "memory" else 10
+    return -(-amount // step) * step
+
+
+def _format_up(resource: str, amount: int) -> str:
+    return _format(resource, _round_up(resource, amount))
 
 
 def _format(resource: str, amount: int) -> str:

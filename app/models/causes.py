@@ -103,6 +103,21 @@ class LeakSigns(BaseModel):
     growth: tuple[LogGrowth, ...] = ()
 
 
+class EarlierImage(BaseModel):
+    """The newest earlier ReplicaSet that ran another image of the container (app/detectors/revisions.py): where a
+    release that made memory climb is rolled back to (app/fixers/memory.py), when the working set says so."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    failing_image: str  # what the container runs now
+    image: str
+    replicaset: str
+    revision: int
+    pod_template_hash: str | None  # how its pods' series are told apart (the revision app/curves.py names)
+    ran_seconds: int | None = None  # None: its pods serve now; else how long it ran before it was scaled down
+    unproven: str | None = None  # why the evidence does not show it worked (then no rollback)
+
+
 class OomFacts(Facts):
     container: str
     init: bool
@@ -111,7 +126,9 @@ class OomFacts(Facts):
     restarts: int
     pod: str
     leak_signs: LeakSigns | None = None  # only when a killed run's log shows a size growing
-    _omitted_when_none: ClassVar[frozenset[str]] = frozenset({"leak_signs"})
+    earlier: EarlierImage | None = None  # only when Prometheus' series were read (a rollback may follow)
+    _omitted_when_none: ClassVar[frozenset[str]] = frozenset({"leak_signs", "earlier"})
+
 
 
 class CpuFacts(Facts):

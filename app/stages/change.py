@@ -70,7 +70,8 @@ def plan(*, located: Located, evidence: Evidence, diagnosis: Diagnosis, workspac
          layouts: Layouts) -> Planned:
     document = layouts.of(located.location).effective(located.location, evidence, repo=workspace)
     check_opt_out(document, diagnosis.cause)
-    planned = causes.plan(diagnosis, document, policy)  # a rule's fixer, or the model's proposal gated
+    # a rule's fixer (a sizing one reads Prometheus' series), or the model's proposal gated
+    planned = causes.plan(diagnosis, document, policy, metrics=evidence.metrics)
     return Planned(document=document, plan=planned, decision=planned.summary)
 
 
