@@ -38,6 +38,7 @@ from app.stages import (
     intake,
     publish,
     record,
+    revision,
     stopped,
     target,
 )
@@ -103,9 +104,10 @@ class Pipeline:
         ev = steps.run("evidence", lambda: evidence.collect(cluster=self.cluster, workload=targeted.workload,
                                                             incident=incident, metrics=self.metrics,
                                                             policy=self.policy)).evidence
-        diagnosed = steps.run("diagnosis", lambda: diagnosis.diagnose(evidence=ev, policy=self.policy,
-                                                                      advisor=self.advisor)).diagnosis
-        assert diagnosed is not None, "a failure nothing recognised ends the handling (diagnosis.Diagnosed.stop)"
+        found = steps.run("diagnosis", lambda: diagnosis.diagnose(evidence=ev, policy=self.policy,
+                                                                  advisor=self.advisor)).diagnosis
+        assert found is not None, "a failure nothing recognised ends the handling (diagnosis.Diagnosed.stop)"
+        diagnosed = found  # not Optional: the revision stage below may replace it
         # What became of earlier PRs needs only the evidence and the cause: before any change is built.
         baseline = steps.run("ledger", lambda: history.judge(
             evidence=ev, diagnosis=diagnosed, incident=incident, forge=self.forge, ledger=self.ledger,
@@ -117,6 +119,10 @@ class Pipeline:
                                                                policy=self.policy)).evidence
         located = steps.run("source", lambda: change.locate(evidence=at, workspace=self.workspace,
                                                             identity=self.identity))
+        if revision.wanted(diagnosed):  # a rollback the cluster cannot prove: git's history of the field may
+            diagnosed = steps.run("revision", lambda: revision.prove(
+                located=located, evidence=ev, diagnosis=diagnosed, workspace=self.workspace,
+                layouts=self.layouts)).diagnosis
         planned = steps.run("plan", lambda: change.plan(located=located, evidence=at, diagnosis=diagnosed,
                                                         workspace=self.workspace, policy=self.policy,
                                                         layouts=self.layouts))

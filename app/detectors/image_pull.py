@@ -7,7 +7,7 @@ from typing import Any
 
 from app import kube
 from app.detectors import revisions
-from app.models.causes import Cause, ImagePullFacts, ImageRollbackFacts
+from app.models.causes import Cause, GitQuestion, ImagePullFacts, ImageRollbackFacts
 from app.models.diagnosis import Diagnosis, Finding
 from app.models.evidence import Evidence
 
@@ -41,12 +41,17 @@ def detect(ev: Evidence) -> Diagnosis | None:
                          no_fix_reason=("the registry refused the pull credentials (unauthorized): check the "
                                         "imagePullSecrets and the registry's access, not the image tag"))
     previous = _previous_working(ev, container, image)
-    if previous is None:
-        return Diagnosis(detector="image_pull", finding=finding, fixable=False,
+    if previous is None:  # git's history of the image may still show one (app/stages/revision.py)
+        asking = finding.model_copy(update={"facts": facts.model_copy(update={"ask_git": GitQuestion()})})
+        return Diagnosis(detector="image_pull", finding=asking, fixable=False,
                          no_fix_reason=(f"no previous working revision of {ev.workload.short} ran another image of "
                                         f"container {container}: fix the image reference by hand"))
     if isinstance(previous, revisions.Unproven):
-        unproven = finding.model_copy(update={"evidence": [*lines, *previous.lines]})
+        rs = previous.replicaset
+        question = GitQuestion(replicaset=kube.name(rs), revision=kube.revision(rs), image=_image_of(rs, container))
+        unproven = finding.model_copy(update={
+            "evidence": [*lines, *previous.lines],
+            "facts": facts.model_copy(update={"ask_git": question}) if previous.git_may_tell else facts})
         return Diagnosis(detector="image_pull", finding=unproven, fixable=False,
                          no_fix_reason=f"{previous.reason}: fix the image reference by hand")
     rs = previous.replicaset

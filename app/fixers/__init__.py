@@ -51,12 +51,15 @@ def required_in_git(document: dict[str, Any], path: str, *, missing: str, code: 
 
 
 def require_proven_revision(policy: Policy, *, revision: object, replicaset: object, ran: str,
-                            seconds: int | None, by_hand: str) -> None:
+                            seconds: int | None, by_hand: str, in_git: str | None = None) -> None:
     """A rollback's target must have run long enough to count as having worked (policy
-    rollback.min_available_seconds); else NoFix saying how long it ran and what to do by hand."""
-    if policy.rollback.too_short(seconds):
-        raise NoFix(f"revision {revision} (replicaset {replicaset}) ran {ran} for only "
-                    f"{format_duration(seconds or 0)} before it was scaled down, less than the "
-                    f"{format_duration(policy.rollback.min_available_seconds)} a revision must have run to count as "
-                    f"having worked (policy rollback.min_available_seconds): no evidence it ever worked; {by_hand}",
-                    code="unproven_revision")
+    rollback.min_available_seconds); else NoFix saying how long it ran and what to do by hand. ``in_git``: the
+    target is proven by git's history instead of a ReplicaSet (how long git had it, or it was deployed)."""
+    if not policy.rollback.too_short(seconds):
+        return
+    minimum = (f"less than the {format_duration(policy.rollback.min_available_seconds)} a revision must have run to "
+               f"count as having worked (policy rollback.min_available_seconds): no evidence it ever worked; {by_hand}")
+    if in_git is not None:
+        raise NoFix(f"{in_git}: {minimum}", code="unproven_revision")
+    raise NoFix(f"revision {revision} (replicaset {replicaset}) ran {ran} for only "
+                f"{format_duration(seconds or 0)} before it was scaled down, {minimum}", code="unproven_revision")

@@ -16,7 +16,14 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, SerializerFunctionWrapHandler, model_serializer
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 
 class Cause(StrEnum):
@@ -178,22 +185,38 @@ class StorageClassFacts(Facts):
 # ---------------------------------------------------------------- images and commands
 
 
+class GitQuestion(_Value):
+    """A rollback the cluster's evidence cannot prove (no earlier ReplicaSet left, or one scaled down with no trace
+    of when): git's history of the field may (app/stages/revision.py). The earlier ReplicaSet the cluster does
+    show, if any, and the image it ran: git's earlier value must be that one."""
+
+    replicaset: str | None = None
+    revision: int | None = None
+    image: str | None = None
+
+
 class ImagePullFacts(Facts):
     container: str
     init: bool
     failing_image: str
     pod: str
+    # Only on an unfixable finding the revision stage may prove from git; never serialised (diagnosis.json keeps
+    # its keys): the stage's own decision records that git was asked and what it said.
+    ask_git: GitQuestion | None = Field(default=None, exclude=True)
 
 
 class ImageRollbackFacts(ImagePullFacts):
-    """The newest older ReplicaSet shown to have worked (app/detectors/revisions.py), and the image it ran."""
+    """The newest older ReplicaSet shown to have worked (app/detectors/revisions.py), and the image it ran; or,
+    when no ReplicaSet shows it, the image git had before the failing one (``in_git``, app/stages/revision.py)."""
 
     previous_image: str
-    previous_replicaset: str
-    previous_revision: int
-    # None: its pods serve now; else how long it ran before it was scaled down (held against the policy)
+    previous_replicaset: str | None  # None: proven from git's history alone
+    previous_revision: int | None
+    # None: its pods serve now; else how long it ran before it was scaled down, or how long git had it (and the
+    # GitOps controller ran it): held against the policy
     previous_ran_seconds: int | None = None
-    _omitted_when_none: ClassVar[frozenset[str]] = frozenset({"previous_ran_seconds"})
+    in_git: str | None = None  # how git's history shows it: "git had ... until commit ..." (the plan's reason)
+    _omitted_when_none: ClassVar[frozenset[str]] = frozenset({"previous_ran_seconds", "in_git"})
 
 
 class CommandFacts(Facts):

@@ -7,6 +7,7 @@
     ledger     history: what became of earlier PRs for this workload and cause (escalate, cool down, go on)
     subject    only when the fix goes in another object (a standalone claim): that object and its GitOps owners
     source, plan, validate, risk   the change: where it is defined in git, the fix, the edit, its risk
+    revision   (after source, only for a rollback the cluster cannot prove) git's history of the field proves it
     history    (after validate) an earlier raise of the same field by anyone: a commit, another bot's PR
     gates      every change, a rule's or a model's, against the same gates
     explain    the optional model's narrative of a rule's diagnosis

@@ -9,7 +9,7 @@ from app.models.diagnosis import Diagnosis
 from app.models.evidence import Evidence
 from app.policies import Policy
 from app.ports import Advisor
-from app.stages import End, Output, consult, stopped
+from app.stages import End, Output, consult, revision, stopped
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,9 +27,11 @@ def diagnose(*, evidence: Evidence, policy: Policy, advisor: Advisor | None) -> 
 
 
 def _judged(diagnosis: Diagnosis, consultation: consult.Consultation[advice.Proposal] | None = None) -> Diagnosed:
-    decision = f"{diagnosis.detector}: {diagnosis.cause}" + ("" if diagnosis.fixable else " (no fix)")
+    asks_git = revision.wanted(diagnosis)  # unproven on the cluster's evidence: git's history may prove it
+    decision = f"{diagnosis.detector}: {diagnosis.cause}" + (
+        "" if diagnosis.fixable else " (unproven: asks git)" if asks_git else " (no fix)")
     stop = None
-    if not diagnosis.fixable:
+    if not diagnosis.fixable and not asks_git:
         stop = End(kind="no_fix", reason=f"{diagnosis.finding.root_cause} No fix: {diagnosis.no_fix_reason}",
                    code="no_fix")
     return Diagnosed(diagnosis=diagnosis, consultation=consultation, decision=decision, stop=stop)
