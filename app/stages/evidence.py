@@ -157,7 +157,17 @@ def _events(cluster: ClusterReader, ref: WorkloadRef, workload: K8sObject, repli
     events = [e for e in cluster.list("Event", ref.namespace)
               if (e.get("involvedObject") or {}).get("name") in names]
     events.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""), reverse=True)
-    return events[:MAX_EVENTS]
+    # The workload's own events are kept first: its ScalingReplicaSet events show when each revision was scaled
+    # down (app/detectors/revisions.py), and a crash-looping pod's events must not crowd them out.
+    kind, name = str(workload.get("kind") or ref.kind), kube.name(workload)
+    own = [e for e in events if _about(e, kind, name)]
+    kept = {id(e) for e in [*own, *(e for e in events if not _about(e, kind, name))][:MAX_EVENTS]}
+    return [e for e in events if id(e) in kept]  # newest first, as before
+
+
+def _about(event: K8sObject, kind: str, name: str) -> bool:
+    involved = event.get("involvedObject") or {}
+    return involved.get("kind") == kind and involved.get("name") == name
 
 
 def _logs(cluster: ClusterReader, namespace: str, pods: list[K8sObject], incident: Incident) -> dict[str, str]:
