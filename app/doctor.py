@@ -4,7 +4,8 @@ Each check returns a row (name, status, detail) and never raises: one broken edg
 the others. The table is what an operator reads right after installing the chart, so every failing row says
 what to fix. The cluster is checked with SelfSubjectAccessReviews (what the bot may do), not by trying:
 the bot must be able to read every kind it reads, and must NOT be able to write or to read Secrets.
-The git check pushes a scratch branch ``autofix/doctor/<random>`` and deletes it again.
+The git check pushes a scratch branch ``autofix/doctor/<random>`` and deletes it again. Prometheus (optional) is
+asked two instant queries: whether the series the sizing reads are scraped now, with the policy's label names.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import secrets
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
@@ -77,6 +79,7 @@ def run(settings: Settings) -> list[Check]:
     rows.append(_guard("git clone and push", lambda: _git(settings, auth_header)))
     rows.append(_guard("mlflow", lambda: _mlflow(settings)))
     rows.append(_guard("llm", lambda: _llm(settings)))
+    rows.append(check_prometheus(settings))
     return rows
 
 
@@ -196,6 +199,71 @@ def _llm(settings: Settings) -> tuple[Status, str]:
                             model=settings.llm_model, timeout=HTTP_TIMEOUT, max_retries=0)
     where = settings.openai_base_url or "api.openai.com"
     return "ok", f"{where}: {advisor.check()}"  # lists the models: costs no tokens
+
+
+# What the evidence stage reads (app/stages/metrics.py), by source: each must be scraped now, with the labels the
+# policy names (metrics.labels), for fixes to be sized from the curve.
+CADVISOR = ("container_memory_working_set_bytes", "container_cpu_usage_seconds_total",
+            "container_cpu_cfs_throttled_periods_total", "container_cpu_cfs_periods_total")
+KUBE_STATE_METRICS = ("kube_pod_container_resource_limits", "kube_pod_container_resource_requests",
+                      "kube_pod_container_status_restarts_total")
+
+
+def check_prometheus(settings: Settings) -> Check:
+    """Prometheus (AUTOFIX_PROMETHEUS_URL): reachable, and the series the sizing reads scraped now with the
+    policy's label names. Read-only: two instant queries."""
+    return _guard("prometheus", lambda: _prometheus(settings))
+
+
+def _prometheus(settings: Settings) -> tuple[Status, str]:
+    if not settings.prometheus_url:
+        return "skip", "no AUTOFIX_PROMETHEUS_URL: fixes are sized without metrics (the PR says so)"
+    from app import policies
+    from app.adapters.prometheus import PrometheusReader
+
+    try:
+        labels = policies.load(settings.policy_dir).metrics.labels
+    except Exception:  # the policy row says what is wrong with it; the defaults are checked here meanwhile
+        labels = policies.MetricsLabels()
+    token = settings.prometheus_token.get_secret_value() if settings.prometheus_token is not None else None
+    reader = PrometheusReader(settings.prometheus_url, token=token, ca_file=settings.prometheus_ca_file,
+                              headers=settings.prometheus_header_map(), timeout=(HTTP_TIMEOUT, HTTP_TIMEOUT))
+    try:
+        now = time.time()
+        expected = (*CADVISOR, *KUBE_STATE_METRICS)
+        names = "|".join(expected)
+        with_labels = (f'{labels.namespace}!="", {labels.pod}!="", {labels.container}!=""')
+        found = _names(reader.query(f'count by (__name__) ({{__name__=~"{names}", {with_labels}}})', at=now))
+        missing = [n for n in expected if n not in found]
+        if not missing:
+            return "ok", (f"{reader.source}: reachable; {len(expected)} of {len(expected)} series the sizing reads "
+                          f"are scraped (cAdvisor, kube-state-metrics) with labels {labels.namespace}, "
+                          f"{labels.pod}, {labels.container}")
+        unlabelled = _names(reader.query(f'count by (__name__) ({{__name__=~"{"|".join(missing)}"}})', at=now))
+    finally:
+        reader.close()
+    problems = []
+    absent = [n for n in missing if n not in unlabelled]
+    if absent:
+        problems.append(f"not scraped now: {', '.join(absent)} ({_sources(absent)})")
+    relabelled = [n for n in missing if n in unlabelled]
+    if relabelled:
+        problems.append(f"scraped without labels {labels.namespace}, {labels.pod}, {labels.container}: "
+                        f"{', '.join(relabelled)} (set metrics.labels in the policy to this install's names)")
+    return "fail", f"{reader.source}: reachable; " + "; ".join(problems) + ": those fixes are sized without metrics"
+
+
+def _names(found: Iterable[Any]) -> set[str]:
+    return {series.labels.get("__name__", "") for series in found}
+
+
+def _sources(names: list[str]) -> str:
+    sources = []
+    if any(n in CADVISOR for n in names):
+        sources.append("cAdvisor, through the kubelet's /metrics/cadvisor")
+    if any(n in KUBE_STATE_METRICS for n in names):
+        sources.append("kube-state-metrics")
+    return " and ".join(sources)
 
 
 def _http_get(url: str, *, headers: dict[str, str]) -> None:
