@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # System packages the tests run for real, installed with apt-get when missing (needs root, as on CI).
-# Alertmanager (+ amtool) for the end-to-end test; kubectl for `kubectl kustomize` (Debian ships it as
-# kubernetes-client: there is no Debian package named kubectl; the machine image usually has kubectl).
+# Alertmanager (+ amtool) for the end-to-end test; Prometheus (+ promtool) for the metrics tests, which backfill
+# a TSDB and query it; kubectl for `kubectl kustomize` (Debian ships it as kubernetes-client: there is no Debian
+# package named kubectl; the machine image usually has kubectl).
 set -euo pipefail
 missing=()
 command -v prometheus-alertmanager >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1 \
   || missing+=(prometheus-alertmanager)
+command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 if [ "${#missing[@]}" -gt 0 ] && { [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; }; then
   echo "please install: ${missing[*]} (Debian/Ubuntu: sudo apt-get install ${missing[*]})" >&2
@@ -19,5 +21,9 @@ elif [ "${#missing[@]}" -gt 0 ]; then
     sleep $((attempt * 5))
   done
 fi
-# Debian's unit starts Alertmanager on install (0.0.0.0:9093/9094); the tests start their own on loopback.
-if command -v systemctl >/dev/null 2>&1; then systemctl stop prometheus-alertmanager >/dev/null 2>&1 || true; fi
+# Debian's units start Alertmanager (0.0.0.0:9093/9094) and Prometheus (0.0.0.0:9090, scraping itself) on install;
+# the tests start their own on loopback.
+if command -v systemctl >/dev/null 2>&1; then
+  systemctl stop prometheus-alertmanager >/dev/null 2>&1 || true
+  systemctl stop prometheus >/dev/null 2>&1 || true
+fi
