@@ -103,6 +103,16 @@ def axis(low: float, high: float, *, ticks: int = 5) -> tuple[float, float, tupl
     return ticks_at[0], ticks_at[-1], ticks_at
 
 
+def time_ticks(chart: Chart, *, count: int = 8) -> tuple[float, ...]:
+    """Where the time axis of a drawn chart gets a label: the multiples of a round step of its unit (minutes:
+    5, 10, 15, 30, 60; hours: 1, 2, 3, 6, 12, 24, 48) with at most ``count`` of them in the chart's range."""
+    low, high = chart.x[0], chart.x[-1]
+    steps = (1, 2, 5, 10, 15, 30, 60, 120) if chart.x_unit == "min" else (0.25, 0.5, 1, 2, 3, 6, 12, 24, 48, 96)
+    step = next((s for s in steps if (high - low) / s < count), steps[-1])
+    first, last = math.ceil(low / step - 1e-9), math.floor(high / step + 1e-9)
+    return tuple(_clean(i * step) for i in range(first, last + 1))
+
+
 def number(value: float) -> str:
     """Compact and exponent-free (Mermaid's numbers are ``[+-]?\\d+(\\.\\d+)?``): 4 significant digits, whole
     numbers from 1000 up."""

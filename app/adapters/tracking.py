@@ -11,6 +11,10 @@ An export is idempotent: the run is tagged ``autofix_record=<key>`` when it is c
 after a crash (the run created, the outbox not told) finds that run and logs into it again. Params and tags
 are rewritten with the same values, metrics carry the record's own timestamp (MLflow keeps one point per
 key, timestamp, step and value), artifacts are overwritten.
+
+A record with a curve (``metrics/curve.json``) also gets the chart as ``metrics/curve.png``, drawn here at
+export (app/adapters/png.py, Pillow, imported only then): the path from alert to PR never draws an image. A
+curve that cannot be drawn (no Pillow, a record edited by hand) costs the image, never the export.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import tempfile
 import threading
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -25,7 +30,8 @@ from typing import Any
 from app import dependencies as deps
 from app import redact
 from app.errors import PermanentError, TemporaryError
-from app.models.runs import PendingRun
+from app.models.metrics import Curve
+from app.models.runs import CURVE_ARTIFACT, CURVE_PNG, PendingRun
 from app.ports import RunHandle, RunRecord
 
 log = logging.getLogger(__name__)
@@ -84,12 +90,31 @@ class MlflowTracker:
             # The audit record is read by people outside the on-call team: a second redaction pass over
             # everything rendered from evidence, diffs and model answers.
             self._call("log artifact", self._client.log_text, run_id, redact.text(text), _artifact_name(name))
+        if CURVE_ARTIFACT in run.record.artifacts:
+            self._log_chart(run_id, run.record.artifacts[CURVE_ARTIFACT])
         self._call("end run", self._client.set_terminated, run_id, status=final)
         log.info("mlflow run exported", extra={"run_id": run_id, "record": run.key, "status": final})
         return RunHandle(run_id=run_id, url=f"{self._ui_url}/#/experiments/{experiment_id}/runs/{run_id}")
 
     def prepare(self) -> None:
         self.experiment_id()
+
+    def _log_chart(self, run_id: str, curve_json: str) -> None:
+        """The curve's chart as ``metrics/curve.png`` next to its data."""
+        try:
+            from app.adapters import png
+
+            image = png.draw(Curve.model_validate_json(curve_json))
+        except (ImportError, ValueError, OSError) as err:
+            log.warning("curve chart not drawn", extra={"error": type(err).__name__})
+            return
+        if image is None:
+            return
+        folder, _, name = CURVE_PNG.rpartition("/")
+        with tempfile.TemporaryDirectory(prefix="autofix-chart-") as tmp:
+            path = Path(tmp) / name
+            path.write_bytes(image)
+            self._call("log artifact", self._client.log_artifact, run_id, str(path), folder)
 
     def _find(self, experiment_id: str, key: str) -> str | None:
         """The run an earlier attempt created for this record, if any."""

@@ -22,6 +22,8 @@ class RunRecord:
 
 
 RECORD_REF = "autofix-record:"  # + key: where a run is named before MLflow has it (render.record_line)
+CURVE_ARTIFACT = "metrics/curve.json"  # the curve a sizing read (Plan.curve); the exporter's sink draws it:
+CURVE_PNG = "metrics/curve.png"  # the same chart as the PR's, as an image in the MLflow run
 
 
 RUN_ATTRIBUTE = "autofix_run"  # the PendingRun an exception carries out of Pipeline.handle

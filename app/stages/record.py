@@ -3,17 +3,27 @@
 Pure: the same outputs give the same record. The outcome's workload, cause and model note come from the
 same ``summary``, and the PR body recorded is the one published (publish.Proposal), so the MLflow run, the
 job's result (/jobs, `autofix explain`) and the PR cannot disagree.
+
+Metrics: what Prometheus was asked and said (``metrics/summary.json``: status, reason, the window, the queries
+as sent, each series' pod, container, revision and extent; not when no Prometheus is configured), and the curve
+a sizing read (``metrics/curve.json``, its statistics as ``curve_*`` metrics), which the exporter's sink also
+draws as ``metrics/curve.png``. evidence.json keeps the series' labels but not their samples: thousands of
+points per series would swell every record, and the queries and the anchored window read them again.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from app.models.incident import WorkloadRef
+from app.models.metrics import Curve, Metrics
 from app.models.outcome import Outcome, StageRecord
+from app.models.runs import CURVE_ARTIFACT
 from app.ports import RunRecord
 from app.stages import Output, consult
 from app.stages.change import Change, Edited, Located
@@ -27,6 +37,8 @@ from app.stages.target import Target
 
 MAX_TAG = 500
 MAX_RENDER_TAG = 250
+METRICS_SUMMARY = "metrics/summary.json"
+CURVE_METRIC = re.compile(r"[a-z][a-z0-9_]{0,40}")  # a statistic's name as an MLflow metric key (curve_p95)
 Consulted = consult.Consultation[Any]
 Recorded = Output | Proposal  # what the record is built from: every stage's output, and the PR's texts
 
@@ -88,7 +100,11 @@ def _add(record: RunRecord, out: Recorded) -> None:
     for asked in _consultations(out):
         _consulted(record, asked)
     if isinstance(out, Gathered):
-        record.artifacts["evidence.json"] = out.evidence.model_dump_json(indent=2)
+        metrics = out.evidence.metrics
+        samples = {"metrics": {"series": {"__all__": {"points"}}}} if metrics is not None else None
+        record.artifacts["evidence.json"] = out.evidence.model_dump_json(indent=2, exclude=samples)
+        if metrics is not None and metrics.status != "not_configured":
+            record.artifacts[METRICS_SUMMARY] = json.dumps(_metrics_summary(metrics), indent=2)
     elif isinstance(out, Diagnosed) and out.diagnosis is not None:
         record.params["detector"] = out.diagnosis.detector
         record.artifacts["diagnosis.json"] = out.diagnosis.model_dump_json(indent=2)
@@ -121,6 +137,36 @@ def _change(record: RunRecord, out: Change) -> None:
     record.artifacts["patch.diff"] = changeset.diff
     for f in changeset.files:
         record.artifacts["manifest/" + f.path.rsplit("/", 1)[-1]] = f.new_text
+    curve = changeset.plan.curve
+    if curve is not None:
+        curve = _finite(curve)
+        record.artifacts[CURVE_ARTIFACT] = curve.model_dump_json(indent=2)
+        record.metrics.update({f"curve_{k}": v for k, v in curve.stats.items() if CURVE_METRIC.fullmatch(k)})
+
+
+def _finite(curve: Curve) -> Curve:
+    """The curve as JSON can carry it (an infinity or NaN would come back as null, and the chart would not be
+    drawn at export): non-finite samples and statistics left out."""
+    def ok(value: float | None) -> bool:
+        return value is not None and math.isfinite(value)
+
+    return curve.model_copy(update={
+        "points": [(t, v) for t, v in curve.points if ok(t) and ok(v)],
+        "stats": {k: float(v) for k, v in curve.stats.items() if ok(v)},
+        "threshold": curve.threshold if ok(curve.threshold) else None,
+        "proposed": curve.proposed if ok(curve.proposed) else None,
+        "end": curve.end if ok(curve.end) else None})
+
+
+def _metrics_summary(metrics: Metrics) -> dict[str, Any]:
+    """What was asked and what came back, without the samples."""
+    return {"status": metrics.status, "reason": metrics.reason, "source": metrics.source,
+            "window": {"start": metrics.start, "end": metrics.end},
+            "queries": [q.model_dump(mode="json") for q in metrics.queries],
+            "series": [{"name": s.name, "pod": s.pod, "container": s.container, "revision": s.revision,
+                        "image": s.image, "samples": len(s.points),
+                        "first": s.points[0][0] if s.points else None, "last": s.points[-1][0] if s.points else None}
+                       for s in metrics.series]}
 
 
 def _consultations(out: Recorded) -> list[Consulted]:

@@ -3,17 +3,22 @@ takes seconds)."""
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
 import uuid
+import zlib
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from PIL import Image
 
+from app.adapters import png
 from app.adapters.tracking import MlflowTracker, sanitize_key
 from app.errors import PermanentError, TemporaryError
-from app.models.runs import PendingRun, RunRecord
+from app.models.metrics import Curve
+from app.models.runs import CURVE_ARTIFACT, CURVE_PNG, PendingRun, RunRecord
 
 
 def pending(record: RunRecord | None = None, *, name: str = "r", status: str = "FINISHED",
@@ -121,5 +126,61 @@ def test_sanitize_key(name: str, clean: str) -> None:
 
 
 def test_import_is_cheap() -> None:
-    code = "import sys, app.adapters.tracking; sys.exit('mlflow' in sys.modules)"
+    code = "import sys, app.adapters.tracking; sys.exit('mlflow' in sys.modules or 'PIL' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+# ---- the curve's chart, drawn at export ---------------------------------------------------------------------
+
+ALERT_AT = 1_795_965_329.0
+
+
+def sized_curve() -> Curve:
+    """Three days of a working set climbing between restarts towards its 512Mi limit (MiB, 5-minute samples)."""
+    points = [(ALERT_AT - 259_200 + i * 300, 180 + 27 * ((i * 300 / 3600) % 12)) for i in range(864)]
+    return Curve(title="memory working set of checkout (all pods)", unit="MiB", points=points, end=ALERT_AT,
+                 threshold=512.0, threshold_label="limit 512Mi", proposed=768.0,
+                 stats={"min": 180.0, "p50": 341.5, "p95": 478.2, "max": 504.9},
+                 promql='max by (pod) (container_memory_working_set_bytes{namespace="shop", container="checkout"})',
+                 verdict="undersized: a plateau near the limit with spikes")
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk, after checking the signature and the chunk's CRC."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", data[:8]
+    length, kind = struct.unpack(">I4s", data[8:16])
+    assert (length, kind) == (13, b"IHDR")
+    assert zlib.crc32(data[12:29]) == struct.unpack(">I", data[29:33])[0], "IHDR's CRC"
+    assert data[-12:] == b"\x00\x00\x00\x00IEND\xaeB`\x82", "ends with IEND"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def test_a_run_with_a_curve_gets_its_chart_as_a_png(store: tuple[str, Path], tmp_path: Path) -> None:
+    uri, artifacts = store
+    record = RunRecord(tags={"outcome": "pr_opened"}, artifacts={
+        CURVE_ARTIFACT: sized_curve().model_dump_json(indent=2), "pr_body.md": "## Metrics\n"})
+    handle = MlflowTracker(uri, artifact_root=artifacts).export(pending(record))
+    client = MlflowClient(tracking_uri=uri)
+    assert sorted(a.path for a in client.list_artifacts(handle.run_id, "metrics")) == [
+        "metrics/curve.json", "metrics/curve.png"]
+    local = Path(client.download_artifacts(handle.run_id, CURVE_PNG, dst_path=str(tmp_path)))
+    data = local.read_bytes()
+    assert png_size(data) == (png.WIDTH, png.HEIGHT) == (960, 540)
+    assert data == png.draw(sized_curve()), "the same chart every export: a repeated export overwrites it alike"
+    with Image.open(local) as image:  # decoded whole: the blue line, the red and green dashes are drawn
+        image.load()
+        colours = {colour for _, colour in image.getcolors(maxcolors=1 << 16)}
+    assert {(0x25, 0x63, 0xEB), (0xDC, 0x26, 0x26), (0x16, 0xA3, 0x4A)} <= colours
+
+
+@pytest.mark.parametrize("curve_json", ['{"title": "t"', Curve(title="t", unit="MiB", points=[(ALERT_AT, 1.0)])
+                                        .model_dump_json()], ids=["unreadable", "one-sample"])
+def test_a_curve_that_cannot_be_drawn_costs_the_image_not_the_export(store: tuple[str, Path],
+                                                                     curve_json: str) -> None:
+    uri, artifacts = store
+    record = RunRecord(artifacts={CURVE_ARTIFACT: curve_json})
+    handle = MlflowTracker(uri, artifact_root=artifacts).export(pending(record))
+    client = MlflowClient(tracking_uri=uri)
+    assert client.get_run(handle.run_id).info.status == "FINISHED"
+    assert [a.path for a in client.list_artifacts(handle.run_id, "metrics")] == ["metrics/curve.json"]
