@@ -113,7 +113,8 @@ def test_pod_is_hardened_and_credentials_come_from_the_secret(rendered: list[dic
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert {"/data", "/tmp"} <= mounts  # the only writable places
     env = {e["name"]: e for e in container["env"]}
-    for name in ("AUTOFIX_WEBHOOK_TOKEN", "GITHUB_TOKEN", "AUTOFIX_GITHUB_APP_ID", "OPENAI_API_KEY"):
+    for name in ("AUTOFIX_WEBHOOK_TOKEN", "GITHUB_TOKEN", "AUTOFIX_GITHUB_APP_ID", "OPENAI_API_KEY",
+                 "AUTOFIX_PROMETHEUS_TOKEN", "AUTOFIX_PROMETHEUS_HEADERS"):
         assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "gitops-autofix-credentials"
     assert "value" not in env["AUTOFIX_WEBHOOK_TOKEN"]
     assert env["AUTOFIX_GITHUB_APP_PRIVATE_KEY_FILE"]["value"].startswith("/var/run/secrets/")
@@ -204,6 +205,15 @@ def test_egress_destinations_are_what_is_configured() -> None:
     assert "WARNING" in NOTES(docs_values=None)  # the installer is told the forge is unreachable
     opened = egress_rules(helm({"networkPolicy": {"egress": {"allowAllHttps": True}}}))
     assert ((), ((443, "TCP"),)) in opened  # the explicit opt-in to the old "any host on 443"
+
+
+def test_prometheus_is_configured_by_url_and_reached_through_its_egress_entry() -> None:
+    docs = helm({"config": {"prometheusUrl": "http://kube-prometheus-stack-prometheus.monitoring:9090"},
+                 "networkPolicy": {"egress": {"destinations": {"prometheus": {"cidrs": ["10.96.14.2/32"]}}}}})
+    assert by_kind(docs, "ConfigMap")["data"]["AUTOFIX_PROMETHEUS_URL"] == \
+        "http://kube-prometheus-stack-prometheus.monitoring:9090"
+    assert (("10.96.14.2/32",), ((9090, "TCP"),)) in egress_rules(docs)
+    assert "AUTOFIX_PROMETHEUS_URL" not in by_kind(helm(), "ConfigMap")["data"], "unset: sized without metrics"
 
 
 def NOTES(docs_values: dict[str, Any] | None) -> str:  # noqa: N802 - reads as the chart's file name
