@@ -462,8 +462,10 @@ class PrometheusServer:
         for _attempt in range(3):  # a free port may be taken between the check and the bind
             self.port = free_port()
             log = (self.directory / "prometheus.log").open("wb")
+            # coreutils' timeout stops prometheus after max_seconds even if this process dies without cleaning up.
+            limit = [timeout, "-k", "5", f"{self._max_seconds:.0f}"] if (timeout := shutil.which("timeout")) else []
             self._process = subprocess.Popen(
-                [binary, f"--config.file={config}", f"--storage.tsdb.path={data}",
+                [*limit, binary, f"--config.file={config}", f"--storage.tsdb.path={data}",
                  f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=100y",
                  "--log.level=warn", *web],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
