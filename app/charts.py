@@ -80,7 +80,7 @@ def chart(curve: Curve, *, max_points: int = MAX_CURVE_POINTS) -> Chart | None:
     y_min, y_max, ticks = axis(min(0.0, *drawn), max(drawn))
     anchored = "the alert" if curve.end is not None else "the last sample"
     return Chart(
-        title=plain(curve.title, MAX_TITLE) or "metric", unit=plain(curve.unit, MAX_UNIT),
+        title=plain(curve.title, MAX_TITLE) or "metric", unit=unit(curve.unit),
         x_title=f"{'minutes' if x_unit == 'min' else 'hours'} before {anchored}", x_unit=x_unit, step=per_unit,
         x=tuple(k * per_unit for k in range(first, last + 1)), values=tuple(values),
         threshold=threshold, threshold_label=plain(curve.threshold_label, MAX_LABEL) or "threshold",
@@ -133,6 +133,13 @@ def plain(text: object, limit: int) -> str:
     # "%%" starts a Mermaid comment or directive; "//" a protocol-relative link where a caption shows the text
     line = " ".join(re.sub(r"/{2,}", "/", re.sub(r"%+", "%", line)).split())
     return line if len(line) <= limit else line[:limit - 3].rstrip() + "..."
+
+
+def unit(text: str) -> str:
+    """A unit (MiB, cores, %, replicas, MiB/s): letters, ``%`` and ``/`` only, so no unit reads as a link or
+    a path, whatever a fixer put there."""
+    kept = re.sub(r"/{2,}", "/", re.sub(r"%+", "%", re.sub(r"[^A-Za-z%/]", "", redact.text(text))))
+    return kept[:MAX_UNIT]
 
 
 def _step(span: float, max_points: int) -> tuple[float, str]:

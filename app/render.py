@@ -366,7 +366,7 @@ def _caption(chart: charts.Chart) -> str:
 def _stats_table(curve: Curve) -> list[str]:
     """One row: the statistics (values in the curve's unit, growth per hour signed), threshold, proposed value
     and the verdict. The values are ours (numbers and charts.plain's unit): escaped, never cut."""
-    unit = charts.plain(curve.unit, charts.MAX_UNIT)
+    unit = charts.unit(curve.unit)
     known = [k for k in VALUE_STATS if k in curve.stats]
     others = sorted(k for k in curve.stats if k not in VALUE_STATS and _IDENT.fullmatch(k))
     cells: list[tuple[str, str]] = []

@@ -93,6 +93,12 @@ def test_chart_texts_keep_a_safe_character_set(text: str) -> None:
     assert shown == shown.strip()
 
 
+@pytest.mark.parametrize(("text", "shown"), [("MiB", "MiB"), ("cores", "cores"), ("%", "%"), ("MiB/s", "MiB/s"),
+                                            ("www.evil.example", "wwwevilexampl"), ("%%{x}%%", "%x%"), ("a//b", "a/b")])
+def test_a_unit_is_letters_percent_and_slash(text: str, shown: str) -> None:
+    assert charts.unit(text) == shown[:charts.MAX_UNIT]
+
+
 def test_chart_texts_read_as_written_when_plain() -> None:
     assert charts.plain("memory working set of checkout-7d9f (all pods)", 80) == \
         "memory working set of checkout-7d9f (all pods)"
