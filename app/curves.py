@@ -150,7 +150,7 @@ def runs(series: Series, restarts: Series | None = None, *, drop: float = DROP) 
         return []
     step = step_of(points)
     cuts = {i for i in range(1, len(points)) if _restarted(points[i - 1], points[i], step=step, drop=drop)}
-    cuts |= _counter_cuts(points, restarts)
+    cuts |= _counter_cuts(points, restarts, cuts)
     found: list[Run] = []
     bounds = [0, *sorted(cuts), len(points)]
     for n, (a, b) in enumerate(zip(bounds, bounds[1:], strict=False)):
@@ -166,15 +166,18 @@ def _restarted(before: Point, after: Point, *, step: float, drop: float) -> bool
     return before[1] > 0 and after[1] < before[1] * (1 - drop)
 
 
-def _counter_cuts(points: Sequence[Point], restarts: Series | None) -> set[int]:
+def _counter_cuts(points: Sequence[Point], restarts: Series | None, seen: set[int]) -> set[int]:
+    """Restarts the counter shows and the samples do not: the first sample past the counter's reading before an
+    increment starts the new run, unless a drop or a gap within two samples of it already says where (the
+    working set is read as the largest value of each step, so the step after a kill may still show its peak)."""
     if restarts is None:
         return set()
     cuts = set()
     counter = sorted(restarts.points)
     for (t0, c0), (_, c1) in zip(counter, counter[1:], strict=False):
-        if c1 > c0:  # restarted after t0: the first sample past t0 is the new container's
+        if c1 > c0:
             index = next((i for i, (t, _) in enumerate(points) if t > t0), None)
-            if index:
+            if index and not seen & set(range(index - 1, index + 3)):
                 cuts.add(index)
     return cuts
 
@@ -346,16 +349,17 @@ def read_memory(metrics: Metrics | None, container: str, *, limit: float, rule: 
 
     regression = _regression(metrics, container, groups, limit=limit, rule=rule) if rule.regression.enabled else None
     if regression is not None:
-        previous, climb_seconds, previous_limit = regression
+        previous, climb, previous_limit = regression
+        within = format_duration(max(climb, min(step_of(x.points) for x in current.series)))  # one sample at least
         why = (f"regression after a release: revision {previous.name} ({previous.image or 'image unknown'}) ran "
                f"{format_duration(previous.end - previous.start)} with a peak of {mib(max(previous.values))} "
                f"({max(previous.values) / previous_limit:.0%} of its limit {mib(previous_limit)}); revision "
                f"{current.name} ({current.image or 'image unknown'}) reached {mib(near)} "
-               f"({rule.near_limit:.0%} of the limit {mib(current_limit)}) {format_duration(climb_seconds)} after "
-               "its rollout")
+               f"({rule.near_limit:.0%} of the limit {mib(current_limit)}) within {within} of its rollout")
         return MemoryReading(verdict="regression", why=why, limit=current_limit, peak=peak, previous=previous,
-                             current=current, curve=shown(f"regression: revision {current.name} climbs to the "
-                                                          f"limit {format_duration(climb_seconds)} after its rollout"))
+                             current=current, curve=shown(f"regression: revision {current.name} reached the limit "
+                                                          f"within {within} of its rollout, {previous.name} peaked at "
+                                                          f"{mib(max(previous.values))}"))
     steady = _leaking(all_runs, image=current.image, near=near, rule=leak) if leak.enabled else None
     if steady is not None:
         growth = statistics.median(r.per_hour for r in steady)
@@ -377,9 +381,9 @@ def read_memory(metrics: Metrics | None, container: str, *, limit: float, rule: 
     summary = stats(current.values)
     assert summary is not None  # a revision has samples
     if peak >= near:
-        why = (f"undersized: the working set of revision {current.name} sits at p50 {mib(summary.p50)}, p95 "
-               f"{mib(summary.p95)} and peaks at {mib(peak)} ({peak / current_limit:.0%} of the limit "
-               f"{mib(current_limit)}) without growing steadily between restarts")
+        why = (f"undersized: peaks at {mib(peak)} ({peak / current_limit:.0%} of the limit {mib(current_limit)}), "
+               f"p95 {mib(summary.p95)}, p50 {mib(summary.p50)} (revision {current.name}), no steady growth "
+               "between restarts")
         return MemoryReading(verdict="undersized", why=why, limit=current_limit, peak=peak, current=current,
                              curve=shown(f"undersized: peaks at {mib(peak)}, {peak / current_limit:.0%} of the limit"))
     why = (f"the samples never came near the limit: revision {current.name} peaks at {mib(peak)} "

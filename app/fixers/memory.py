@@ -90,7 +90,7 @@ def _wanted(facts: OomFacts, reading: curves.MemoryReading | None, policy: Polic
         sized = math.ceil(reading.peak * headroom)
         if sized > observed:
             return sized, (f"observed peak {curves.mib(reading.peak)} x{headroom:g} headroom (policy "
-                           f"memory.curve.headroom); {reading.why}")
+                           f"memory.curve.headroom); {reading.why}")  # the gist first: a PR's table cuts long reasons
     return step[0], f"{step[1]}; {reading.why}"
 
 
@@ -145,14 +145,15 @@ def _image_plan(facts: OomFacts, earlier: EarlierImage, document: dict[str, Any]
     if in_git != bad:
         raise NoFix(f"git has image {in_git}, neither the release {bad} nor the working {good}: someone changed "
                     "it since; not overriding", code="git_moved")
-    ran = ("its pods serve now" if earlier.ran_seconds is None
-           else f"ran {quantities.format_duration(earlier.ran_seconds)} until the release replaced it")
+    ran = ("whose pods serve now" if earlier.ran_seconds is None
+           else f"which ran {quantities.format_duration(earlier.ran_seconds)} until the release replaced it")
     # An image rollback: held to the image rollback's paths (policy causes.image_pull_after_rollout), not memory's.
     return Plan(cause=Cause.IMAGE_PULL_AFTER_ROLLOUT, curve=curve,
                 summary=f"Roll back image of container {container} to {good} (memory regression in {bad})",
                 changes=[FieldChange(path=path, old=in_git, new=good,
-                                     reason=(f"revision {earlier.revision} (replicaset {earlier.replicaset}) ran "
-                                             f"{good}, {ran}; {why}; a higher limit would hide the regression"))])
+                                     reason=(f"memory regression in {bad}: back to {good} of revision "
+                                             f"{earlier.revision} (replicaset {earlier.replicaset}), {ran}; a higher "
+                                             f"limit would hide the regression; {why}"))])
 
 
 def leak_reason(signs: LeakSigns | None, rule: MemoryLeak) -> str | None:

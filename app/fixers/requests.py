@@ -87,8 +87,8 @@ def _from_usage(resource: str, need: ResourceNeed, usage: curves.Usage, policy: 
                 budget: int) -> tuple[FieldChange, Curve]:
     """Toward the observed peak x headroom, never below the peak, within what fits the node."""
     peak = math.ceil(usage.peak)
-    seen = (f"the peak {resource} usage of {usage.pods} earlier pod(s) of revision(s) {', '.join(usage.revisions)} "
-            f"over the window was {_format_up(resource, peak)}")
+    seen = (f"peak {resource} usage {_format_up(resource, peak)} of {usage.pods} earlier pod(s) (revision(s) "
+            f"{', '.join(usage.revisions)}) over the window")
     if peak > budget:
         raise NoFix(f"{seen}, more than {policy.requests.node_fraction:.0%} of node {need.node}'s allocatable "
                     f"{resource} ({need.allocatable_raw}) leaves it: the workload needs bigger nodes, not a smaller "
@@ -100,8 +100,8 @@ def _from_usage(resource: str, need: ResourceNeed, usage: curves.Usage, policy: 
     fits = (f"x{headroom:g} headroom (policy requests.headroom)" if new_amount == wanted
             else f"limited to {policy.requests.node_fraction:.0%} of node {need.node}'s allocatable {resource} "
                  f"({need.allocatable_raw})")
-    reason = (f"{seen}: {new_value} is that peak {fits}, never below it; limit unchanged: the pod may still use "
-              f"more when the node has it free. If it truly needs {in_git}, it needs a bigger node pool instead")
+    reason = (f"{seen} {fits}, never below that peak; limit unchanged: the pod may still use more when the node "
+              f"has it free. If it truly needs {in_git}, it needs a bigger node pool instead")
     shown = usage.curve.model_copy(update={"proposed": new_amount / (curves.MiB if resource == "memory" else 1000)})
     return FieldChange(path=path, old=in_git, new=new_value, reason=reason), shown
 

@@ -41,17 +41,29 @@ def grid(start: float, end: float, *, at: float = ALERT_AT, step: float = STEP) 
 
 
 def run_values(times: Sequence[float], shape: Shape, *, started: float, kills: Sequence[float] = (),
-               limit: float | None = None, backoff: float = 0.0, at: float = ALERT_AT) -> list[tuple[float, float]]:
+               limit: float | None = None, backoff: float = 0.0, peak_of_step: bool = False,
+               at: float = ALERT_AT) -> list[tuple[float, float]]:
     """Samples of one container through its restarts: ``shape`` of the age since the last (re)start, capped at
-    ``limit``; no samples for ``backoff`` seconds after each kill (CrashLoopBackOff)."""
+    ``limit``; no samples for ``backoff`` seconds after each kill (CrashLoopBackOff). ``peak_of_step``: each
+    point is the largest of the scrapes (every minute) in the step before it, as the reader's
+    max_over_time(container_memory_working_set_bytes[step]) answers (a kill's peak shows in the step after it)."""
     starts = [at + started, *sorted(at + k for k in kills)]
+
+    def scrape(t: float) -> float | None:
+        if t < starts[0]:
+            return None
+        begun = max(x for x in starts if x <= t)
+        if begun != starts[0] and t - begun < backoff:
+            return None
+        value = shape(t - begun)
+        return min(value, limit) if limit is not None else value
+
     points = []
     for t in times:
-        begun = max(s for s in starts if s <= t) if any(s <= t for s in starts) else starts[0]
-        if begun != starts[0] and t - begun < backoff:
-            continue
-        value = shape(t - begun)
-        points.append((t, min(value, limit) if limit is not None else value))
+        scrapes = [t - k * MINUTE for k in range(int(STEP // MINUTE))] if peak_of_step else [t]
+        found = [v for v in map(scrape, scrapes) if v is not None]
+        if found:
+            points.append((t, max(found)))
     return points
 
 
@@ -71,8 +83,8 @@ def container(pod: str, name: str, *, image: str, memory: Shape | None = None, c
     found = []
     if memory is not None:
         found.append(series(m.MEMORY, pod, name, run_values(times, memory, started=start, kills=kills,
-                                                            limit=limits.get("memory"), backoff=backoff),
-                            image=image))
+                                                            limit=limits.get("memory"), backoff=backoff,
+                                                            peak_of_step=True), image=image))
     if cpu is not None:
         found.append(series(m.CPU_USAGE, pod, name, run_values(times, cpu, started=start, kills=kills,
                                                                backoff=backoff), image=image))
