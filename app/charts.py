@@ -2,7 +2,7 @@
 (a PNG, app/adapters/png.py) both draw it: pure, so the two show the same thing.
 
 The metric is put on a regular time grid ending at the window's end (the alert's startsAt): one point per step,
-the highest sample in it (a peak is never averaged away; the step is the smallest round one that keeps the chart
+the highest sample of the step ending there (a peak is never averaged away; the step is the smallest round one that keeps the chart
 within ``max_points``), a step without samples drawn straight across from its neighbours, and the grid cut to the
 steps that hold data. Time reads in minutes before the alert for a short window, else in hours. The threshold
 (limit or request) and the proposed value are flat lines. The y range starts at 0 and ends on a round tick above
@@ -68,7 +68,7 @@ def chart(curve: Curve, *, max_points: int = MAX_CURVE_POINTS) -> Chart | None:
     seconds, x_unit = _step(end - samples[0][0], max_points)
     peaks: dict[int, float] = {}
     for t, v in samples:
-        k = round((t - end) / seconds)
+        k = math.ceil((t - end) / seconds - 1e-9)  # the step ending at k: the last one ends at the alert
         peaks[k] = max(v, peaks.get(k, v))
     first, last = min(peaks), max(peaks)
     if first == last:

@@ -562,8 +562,8 @@ def test_a_short_window_reads_in_minutes_and_ends_at_the_last_sample_without_the
     shown = metrics_of(body_of(Untrusted(curve=curve(points=points, unit="cores", end=None, proposed=None,
                                                      threshold=0.5, threshold_label="limit 500m", stats={}))))
     found = assert_mermaid([t for t in MD.parse(shown) if t.type == "fence" and t.info == "mermaid"][0].content)
-    assert found["x-axis"][0].group(0) == '    x-axis "minutes before the last sample" -90 --> 0'
-    assert len(found["line"]) == 2 and len(found["line"][0]["values"].split(", ")) == 46  # 2 min steps
+    assert found["x-axis"][0].group(0) == '    x-axis "minutes before the last sample" -88 --> 0'
+    assert len(found["line"]) == 2 and len(found["line"][0]["values"].split(", ")) == 45  # 2 min steps
     assert "| limit 500m | verdict |\n| --- | --- |\n| 0.5 cores | undersized" in shown
 
 
