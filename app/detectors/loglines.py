@@ -44,6 +44,7 @@ _PERCENT = re.compile(r"(?<![\w.])(\d{1,3}(?:\.\d+)?)\s?%")
 # ('GET /healthz 200 1.2 ms'); JSON access logs are read from their fields.
 _REQUEST = re.compile(r"\"?\b(GET|HEAD|POST|PUT|DELETE|PATCH|OPTIONS) (/\S*?)(?: HTTP/[\d.]+)?\"? ([1-5]\d\d)\b")
 _DIGITS = re.compile(r"\d+")
+_LOGFMT = re.compile(r'(?:^|\s)([A-Za-z_][\w.]*)=("(?:[^"\\]|\\.)*"|\S*)')
 
 
 @dataclass(frozen=True)
@@ -239,7 +240,13 @@ def request(line: Line) -> Request | None:
     if line.fields:
         return _json_request(line)
     m = _REQUEST.search(line.text)
-    return Request(method=m.group(1), path=m.group(2), status=int(m.group(3)), text=line.text) if m else None
+    if m:
+        return Request(method=m.group(1), path=m.group(2), status=int(m.group(3)), text=line.text)
+    fields = {k.lower(): v.strip('"') for k, v in _LOGFMT.findall(line.text)}
+    if "method" in fields and "status" in fields and ("path" in fields or "uri" in fields):
+        # logfmt, as Grafana's router logs: method=GET path=/api/health status=200
+        return _json_request(Line(at=line.at, text=line.text, error=line.error, fields=fields))
+    return None
 
 
 def _json_request(line: Line) -> Request | None:

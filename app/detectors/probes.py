@@ -3,8 +3,11 @@
 ``detect`` (cause ``probe_misconfigured``): Unhealthy events for a probe whose port the container does not
 declare (a number it does not listen on, a named port that does not exist), or HTTP probes answering 404.
 Every probe of the container answering 404 is reported; a path is corrected only where the evidence shows
-the path the container serves: another probe of it passing on the same port, its own access log answering
-2xx on a health path, or a health-check path declared for its pods (a Service's load-balancer annotation).
+the path the container serves: another probe of it (or of another container of the pod) passing on the same
+port, its own access log answering 2xx on a health path, or a health-check path declared for its pods (a
+Service's load-balancer annotation). Where the cluster shows none, the finding stays unfixable and the declared
+stage (app/stages/declared.py) looks in git: one path the manifests or the chart's values declare
+(``declared_in_values``, ``declared_in_objects``) that no access log contradicts.
 
 ``detect_slow_start`` (cause ``slow_start``): the liveness probe kills a container that is still starting.
 Either the log states how long the start took (Spring Boot's "Started X in 94.3 seconds", the time from the
@@ -44,10 +47,14 @@ _HEALTH_PATH = re.compile(r"(?i)(?:^|/)_?(healthz?|health-?check|healthy|livez?|
                           r"ready|ping|status|startupz?|started)/?$")
 _PROBE_WORDS = {"livenessProbe": ("live", "alive", "health"), "readinessProbe": ("ready", "readiness"),
                 "startupProbe": ("start",)}
-# Cloud load balancers' health-check path annotations on a Service in front of the pods.
+# Cloud load balancers' health-check path annotations on a Service in front of the pods (and the AWS Load
+# Balancer Controller's on an Ingress routing to them).
 _LB_HEALTH_PATH = ("service.beta.kubernetes.io/aws-load-balancer-healthcheck-path",
                    "service.beta.kubernetes.io/azure-load-balancer-health-probe-request-path",
-                   "service.beta.kubernetes.io/oci-load-balancer-health-check-path")
+                   "service.beta.kubernetes.io/oci-load-balancer-health-check-path",
+                   "service.beta.kubernetes.io/do-loadbalancer-healthcheck-path",
+                   "service.beta.kubernetes.io/alibaba-cloud-loadbalancer-health-check-uri",
+                   "alb.ingress.kubernetes.io/healthcheck-path")
 # How the kubelet ends a container it kills: SIGTERM (143; 0 "Completed" when the process exits cleanly on it)
 # or SIGKILL after the grace period (137). OOMKilled is the kernel's doing, not the probe's.
 _KILL_EXITS = {(137, "Error"), (143, "Error"), (137, "Completed"), (143, "Completed"), (0, "Completed")}
@@ -153,8 +160,10 @@ def _wrong_paths(ev: Evidence, c: dict[str, Any], failing: list[tuple[str, dict[
     name = str(c.get("name"))
     declared = podspecs.declared_ports(c)
     failing_paths = {str(spec.get("path", "/")) for _, spec, _ in failing}
-    access = _access_log(ev, name)
-    served = {probe: _served_path(ev, c, probe, spec, declared, failing_paths, access) for probe, spec, _ in failing}
+    access = access_log(ev, name)
+    pod = kube.pod_spec_of(ev.object, str(ev.object.get("kind") or ev.workload.kind))
+    served = {probe: _served_path(ev, c, probe, spec, declared, failing_paths, access, pod=pod)
+              for probe, spec, _ in failing}
     what = [f"{probe} GET {spec.get('path', '/')} on port {spec.get('port')}" for probe, spec, _ in failing]
     lines = [f"container {name} {w} answers HTTP 404" for w in what]
     lines += [f for _, _, failures in failing for f in failures[:2]]
@@ -188,12 +197,15 @@ def _wrong_paths(ev: Evidence, c: dict[str, Any], failing: list[tuple[str, dict[
 
 
 def _served_path(ev: Evidence, c: dict[str, Any], probe: str, spec: dict[str, Any], declared: dict[str, int],
-                 failing_paths: set[str], access: list[loglines.Request]) -> _Served | None:
-    """The path that serves ``probe``: another probe passing on its port, else a health path answering 2xx in
-    the container's access log, else a health-check path declared for its pods."""
+                 failing_paths: set[str], access: list[loglines.Request], *, pod: dict[str, Any]) -> _Served | None:
+    """The path that serves ``probe``: another probe passing on its port (the container's own, or another
+    container's of the pod probing that port), else a health path answering 2xx in the container's access log,
+    else a health-check path declared for its pods."""
     port = podspecs.resolve_port(spec.get("port"), declared) if declared else spec.get("port")
     found: list[_Served] = []
-    if passing := _passing_path(ev, c, probe, port, declared, str(spec.get("path", "/"))):
+    passing = (_passing_path(ev, c, probe, port, declared, str(spec.get("path", "/")))
+               or _sidecar_path(ev, c, pod, port, failing_paths))
+    if passing is not None:
         found.append(passing)
     ok = {r.path: r for r in access if 200 <= r.status < 300 and r.method in ("GET", "HEAD")
           and r.path not in failing_paths and _HEALTH_PATH.search(r.path)}
@@ -234,7 +246,80 @@ def _passing_path(ev: Evidence, c: dict[str, Any], probe: str, port: Any, declar
     return None
 
 
-def _access_log(ev: Evidence, container: str) -> list[loglines.Request]:
+def _sidecar_path(ev: Evidence, c: dict[str, Any], pod: dict[str, Any], port: Any,
+                  failing_paths: set[str]) -> _Served | None:
+    """Another container of the pod whose HTTP probe targets the same port number (the pod shares one network)
+    and passes: the one path such probes use."""
+    found: dict[str, str] = {}
+    for other in pod.get("containers") or []:
+        if other.get("name") == c.get("name"):
+            continue
+        ports = podspecs.declared_ports(other)
+        for probe in PROBES:
+            handler, spec = _handler(other.get(probe))
+            target = spec.get("port")  # a number needs no containerPort: the pod's containers share one network
+            if isinstance(target, str) and not target.isdigit():
+                target = podspecs.resolve_port(target, ports)
+            path = str(spec.get("path", "/"))
+            if handler == "httpGet" and str(target) == str(port) and path not in failing_paths \
+                    and not probe_failures(ev, str(other.get("name")), probe):
+                found.setdefault(path, f"container {other.get('name')}'s {probe} passes on port {port} at {path}")
+    if len(found) != 1:
+        return None
+    [(path, shown)] = found.items()
+    return _Served(path, shown)
+
+
+def fits(probe: str, path: str) -> bool:
+    """Whether ``path`` may serve ``probe``: not named for another probe's purpose (never /livez for readiness)."""
+    return _one_for(probe, [path]) == path
+
+
+def declared_in_values(sources: Iterable[tuple[str, Any]]) -> list[tuple[str, str]]:
+    """(path, where) of every health path a chart's values declare: a key under a probe or health-check key that
+    ends in ``path``/``uri`` (``livenessProbe.httpGet.path``, bitnami-style ``startupProbe.path``,
+    ``service.annotations[...healthcheck-path]``), each source given as (label, values)."""
+    out = []
+    for label, data in sources:
+        for key, value in _leaves(data):
+            words = [str(k).lower() for k in key]
+            if words and words[-1].endswith(("path", "uri")) and any("probe" in w or "health" in w for w in words) \
+                    and isinstance(value, str) and value.startswith("/"):
+                out.append((value, f"{label} declares {'.'.join(str(k) for k in key)} {value}"))
+    return out
+
+
+def declared_in_objects(objects: Iterable[tuple[str, Any]]) -> list[tuple[str, str]]:
+    """(path, where) of every health-check path manifests declare for a load balancer in front of the pods: a
+    Service's or an Ingress' annotation, a GKE BackendConfig's ``spec.healthCheck.requestPath``."""
+    out = []
+    for label, obj in objects:
+        if not isinstance(obj, dict):
+            continue
+        what = f"{obj.get('kind')} {kube.name(obj)}"
+        for key, value in kube.annotations_of(obj).items():
+            if key in _LB_HEALTH_PATH and str(value).startswith("/"):
+                out.append((str(value), f"{label}: {what} declares {key}: {value}"))
+        check = ((obj.get("spec") or {}).get("healthCheck") or {}) if obj.get("kind") == "BackendConfig" else {}
+        if isinstance(check, dict) and str(check.get("requestPath") or "").startswith("/"):
+            out.append((str(check["requestPath"]), f"{label}: {what} declares healthCheck.requestPath "
+                                                   f"{check['requestPath']}"))
+    return out
+
+
+def _leaves(data: Any, key: tuple[Any, ...] = ()) -> Iterable[tuple[tuple[Any, ...], Any]]:
+    if isinstance(data, dict):
+        for k, v in data.items():
+            yield from _leaves(v, (*key, k))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            yield from _leaves(v, (*key, i))
+    else:
+        yield key, data
+
+
+def access_log(ev: Evidence, container: str) -> list[loglines.Request]:
+    """The requests the container's own log shows it answered."""
     return [r for key, text in sorted(ev.logs.items()) if key.endswith(f"/{container}")
             for r in loglines.requests(text)]
 

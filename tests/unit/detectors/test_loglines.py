@@ -125,6 +125,11 @@ def test_lines_after_the_process_was_told_to_stop_are_its_shutdown() -> None:
      '"severity":"debug","timestamp":"2026-11-23T15:13:06.41Z"}', ("GET", "/_healthz", 200)),
     ('{"level":"info","msg":"served","req":{"method":"HEAD","url":"/ping?x=1"},"res":{"status_code":204}}',
      ("HEAD", "/ping", 204)),
+    ('logger=context userId=0 orgId=0 uname= t=2026-11-23T10:01:12.52Z level=info msg="Request Completed" '
+     'method=GET path=/api/health status=200 remote_addr=10.244.0.1 time_ms=0 duration=412.9µs size=70 referer= '
+     'handler=/api/health status_source=server', ("GET", "/api/health", 200)),
+    ('logger=http.server t=2026-11-23T09:59:51.40Z level=info msg="HTTP Server Listen" address=[::]:3000 '
+     'protocol=http subUrl= socket=', None),
     ("2026-11-23T15:13:06Z INFO Indexed 800 of 9600 ads", None),
     ('{"message":"request started","http.req.path":"/_healthz","http.req.method":"GET"}', None),
 ])
