@@ -30,6 +30,7 @@ from app.stages import (
     End,
     Output,
     change,
+    declared,
     diagnosis,
     evidence,
     explain,
@@ -123,6 +124,9 @@ class Pipeline:
             diagnosed = steps.run("revision", lambda: revision.prove(
                 located=located, evidence=ev, diagnosis=diagnosed, workspace=self.workspace,
                 layouts=self.layouts)).diagnosis
+        if declared.wanted(diagnosed):  # probes answering 404, the served path unknown: one git declares may be
+            diagnosed = steps.run("declared", lambda: declared.find(
+                located=located, evidence=ev, diagnosis=diagnosed, workspace=self.workspace)).diagnosis
         planned = steps.run("plan", lambda: change.plan(located=located, evidence=at, diagnosis=diagnosed,
                                                         workspace=self.workspace, policy=self.policy,
                                                         layouts=self.layouts))

@@ -8,6 +8,7 @@
     subject    only when the fix goes in another object (a standalone claim): that object and its GitOps owners
     source, plan, validate, risk   the change: where it is defined in git, the fix, the edit, its risk
     revision   (after source, only for a rollback the cluster cannot prove) git's history of the field proves it
+    declared   (after source, only for probes answering 404 at a path nothing shows served) a path git declares
     history    (after validate) an earlier raise of the same field by anyone: a commit, another bot's PR
     gates      every change, a rule's or a model's, against the same gates
     explain    the optional model's narrative of a rule's diagnosis

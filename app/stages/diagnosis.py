@@ -9,7 +9,7 @@ from app.models.diagnosis import Diagnosis
 from app.models.evidence import Evidence
 from app.policies import Policy
 from app.ports import Advisor
-from app.stages import End, Output, consult, revision, stopped
+from app.stages import End, Output, consult, declared, revision, stopped
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,7 +27,8 @@ def diagnose(*, evidence: Evidence, policy: Policy, advisor: Advisor | None) -> 
 
 
 def _judged(diagnosis: Diagnosis, consultation: consult.Consultation[advice.Proposal] | None = None) -> Diagnosed:
-    asks_git = revision.wanted(diagnosis)  # unproven on the cluster's evidence: git's history may prove it
+    # Unproven on the cluster's evidence: git's history (a rollback) or what git declares (a probe path) may prove it.
+    asks_git = revision.wanted(diagnosis) or declared.wanted(diagnosis)
     decision = f"{diagnosis.detector}: {diagnosis.cause}" + (
         "" if diagnosis.fixable else " (unproven: asks git)" if asks_git else " (no fix)")
     stop = None
