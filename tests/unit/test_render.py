@@ -595,3 +595,10 @@ def test_the_body_stays_within_the_forge_limit_by_drawing_fewer_points() -> None
         assert "| min | p50 |" in metrics_of(body) and "```promql" in body, "the table and query stay"
     assert drawn == sorted(drawn, reverse=True) and drawn[0] == 37 and drawn[-1] == 0, drawn
     assert {0 < n < 37 for n in drawn} == {True, False}, f"fewer points before none: {drawn}"
+
+
+def test_an_oom_fixed_by_a_rollback_is_titled_by_what_is_done_and_why() -> None:
+    diagnosis, changeset = record(Untrusted(new="ghcr.io/acme/api:1.4.1"))
+    plan = changeset.plan.model_copy(update={"cause": "image_pull_after_rollout"})
+    title = render.title(WORKLOAD, diagnosis, changeset.model_copy(update={"plan": plan}))
+    assert title == "Roll back image of shop/api to ghcr.io/acme/api:1.4.1 after OOMKilled"
