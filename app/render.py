@@ -185,7 +185,7 @@ def title(workload: WorkloadRef, diagnosis: Diagnosis, changeset: ChangeSet) -> 
     default = f"Fix {cause.replace('_', ' ')} in {{w}}" if _IDENT.fullmatch(cause) else "Fix {w}"
     # What is done follows the plan's cause (an OOM after a bad release is fixed by an image rollback), why it
     # is done follows the diagnosis: "Roll back image of shop/checkout to ... after OOMKilled".
-    titles: dict[str, tuple[str, str, str]] = dict(CAUSE_TITLES)
+    titles: dict[str, tuple[str, str, str]] = {str(k): v for k, v in CAUSE_TITLES.items()}
     _, _, why = titles.get(cause, (default, default, ""))
     with_value, without_value, _ = titles.get(changeset.plan.cause, titles.get(cause, (default, default, "")))
     field = _field_label(first.path) if first else None
