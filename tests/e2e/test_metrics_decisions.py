@@ -186,6 +186,8 @@ def test_regression_after_a_release_rolls_the_image_back(tmp_path: Path, mlflow_
     assert result["branch"] == "autofix/shop/checkout/oom-killed"
     assert changed_lines(branch_diff(bare, result["branch"])) == [
         "-          image: ghcr.io/acme/checkout:1.4.2", "+          image: ghcr.io/acme/checkout:1.4.1"]
+    assert pull_request(github)["title"] == \
+        "Roll back image of shop/checkout to ghcr.io/acme/checkout:1.4.1 after OOMKilled"
     body = pull_request(github)["body"]
     assert ("memory regression in ghcr.io/acme/checkout:1.4.2: back to ghcr.io/acme/checkout:1.4.1 of revision 1 "
             "(replicaset checkout-5b6c8d9f47), which ran 25 d") in body
