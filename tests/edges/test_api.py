@@ -24,6 +24,8 @@ from app.models.incident import Incident
 from app.models.outcome import Outcome, StageRecord
 from app.settings import Settings
 
+pytestmark = pytest.mark.e2e  # every test here runs the service under a real uvicorn: the slow part
+
 REFERENCE = Path("/work/shared/reference")
 FIRING = "alertmanager-0.25-webhook-firing.json"
 TOKEN = "s3cret-token"
@@ -309,7 +311,6 @@ def deadline_server(tmp_path: Path, handler: RecordingHandler) -> Iterator[int]:
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.e2e  # waits out a real timeout or spacing: the slow part
 def test_trickled_headers_are_cut_off_with_408(deadline_server: int) -> None:
     answer, closed_after = _trickle(deadline_server, b"POST /webhooks/alertmanager HTTP/1.1\r\nHost: x\r\n",
                                     drip=b"X-Slow-Header-Padding: aaaaaaaaaaaaaaaaaaaaaaaa", every=0.2, budget=10)
@@ -318,7 +319,6 @@ def test_trickled_headers_are_cut_off_with_408(deadline_server: int) -> None:
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.e2e  # waits out a real timeout or spacing: the slow part
 def test_trickled_body_is_cut_off_and_nothing_is_stored(deadline_server: int, handler: RecordingHandler,
                                                         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)

@@ -69,6 +69,7 @@ def test_all_checks_pass_with_the_shipped_rbac(world: dict[str, object],
     assert "pushed and deleted autofix/doctor/" in out
 
 
+@pytest.mark.e2e  # runs the service or servers for real: the slow part
 def test_failures_are_reported_and_exit_non_zero(world: dict[str, object], monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     kube, github = world["kube"], world["github"]

@@ -37,6 +37,7 @@ GH_TOKEN = "ghs_hostile_token_0123456789abcdefghij"
 # ---- schemathesis against the service's own OpenAPI spec -------------------------------------------
 
 
+@pytest.mark.e2e  # runs the service or servers for real: the slow part
 def test_fuzzed_requests_get_a_clear_answer_never_a_5xx(tmp_path: Path) -> None:
     """Every operation of /openapi.json, with and without the token, a bounded number of generated cases."""
     app = create_app(Settings(data_dir=tmp_path, workers=1, lease_seconds=30, webhook_token=TOKEN),
@@ -104,6 +105,7 @@ HOSTILE = {
 }
 
 
+@pytest.mark.e2e  # runs the service or servers for real: the slow part
 @pytest.mark.parametrize("body", HOSTILE.values(), ids=HOSTILE.keys())
 def test_hostile_payload_is_refused_with_a_4xx_and_the_service_stays_up(client: httpx.Client, body: bytes) -> None:
     response = post(client, body)
@@ -125,6 +127,7 @@ def test_huge_label_value_within_the_body_limit_is_stored_bounded(client: httpx.
 # ---- tokens sent the wrong way --------------------------------------------------------------------------
 
 
+@pytest.mark.e2e  # runs the service or servers for real: the slow part
 @pytest.mark.parametrize(
     ("headers", "params"),
     [({}, {"token": TOKEN}), ({}, {"access_token": TOKEN}), ({"Authorization": f"Basic {TOKEN}"}, {}),
