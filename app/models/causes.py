@@ -137,7 +137,6 @@ class OomFacts(Facts):
     _omitted_when_none: ClassVar[frozenset[str]] = frozenset({"leak_signs", "earlier"})
 
 
-
 class CpuFacts(Facts):
     container: str
     init: bool
