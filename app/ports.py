@@ -231,6 +231,15 @@ class Remediation:
     closed_at: float | None = None
     resolved_at: float | None = None  # when we commented that the alert resolved without the change
     escalated_at: float | None = None  # when we commented that the merged fix did not resolve the alert
+    # The life of the fix after the PR (app/outcomes.py follows it read-only; issue 15):
+    record_id: str = ""  # the run record's key: the MLflow run tagged autofix_record=<key> gets the outcome
+    risk: float | None = None  # the risk score the PR was opened with
+    merged_by: str | None = None
+    synced_at: float | None = None  # the merge commit synced (Argo CD / Flux status)
+    rolled_out_at: float | None = None  # the live object's field equals what the PR set
+    fired_again_at: float | None = None  # the same alert for the same workload and cause, after the merge
+    final: str | None = None  # effective, ineffective, reverted, rejected, stale (None: still being followed)
+    final_at: float | None = None
 
 
 class Ledger(Protocol):

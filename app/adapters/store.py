@@ -80,6 +80,7 @@ CREATE TABLE IF NOT EXISTS ledger (
     closed_at   REAL,
     resolved_at REAL,
     escalated_at REAL,
+    life        TEXT    NOT NULL DEFAULT '{}',
     updated_at  REAL    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ledger_branch ON ledger (branch, opened_at);
@@ -200,13 +201,25 @@ def _row_to_export(row: sqlite3.Row) -> Export:
                   created_at=float(row["created_at"]))
 
 
+# What happened to a fix after its PR (Remediation's last fields), one JSON column: added to stores made before.
+_LIFE_FIELDS = ("record_id", "risk", "merged_by", "synced_at", "rolled_out_at", "fired_again_at", "final", "final_at")
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Columns later versions added, on a store an earlier version made (SQLite: ADD COLUMN, nothing lost)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(ledger)")}
+    if "life" not in columns:
+        conn.execute("ALTER TABLE ledger ADD COLUMN life TEXT NOT NULL DEFAULT '{}'")
+
+
 def _row_to_remediation(row: sqlite3.Row) -> Remediation:
+    life = json.loads(row["life"] or "{}")
     return Remediation(
         workload=row["workload"], cause=row["cause"], branch=row["branch"], pr_number=int(row["pr_number"]),
         pr_url=row["pr_url"], state=row["state"], before=json.loads(row["before"]), after=json.loads(row["after"]),
         fingerprint=row["fingerprint"], images=tuple(json.loads(row["images"])), opened_at=row["opened_at"],
         merged_at=row["merged_at"], closed_at=row["closed_at"], resolved_at=row["resolved_at"],
-        escalated_at=row["escalated_at"],
+        escalated_at=row["escalated_at"], **{k: life[k] for k in _LIFE_FIELDS if k in life},
     )
 
 
@@ -258,6 +271,7 @@ class JobStore:
         # FULL: a commit is on disk before enqueue returns, so a 202 survives a power cut, not just a crash.
         conn.execute("PRAGMA synchronous = FULL")
         conn.executescript(_SCHEMA)
+        _migrate(conn)
         return conn
 
     def close(self) -> None:
@@ -478,13 +492,14 @@ class JobStore:
         with self._tx() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO ledger (pr_number, workload, cause, branch, pr_url, state, before, after,"
-                " fingerprint, images, opened_at, merged_at, closed_at, resolved_at, escalated_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " fingerprint, images, opened_at, merged_at, closed_at, resolved_at, escalated_at, life, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (entry.pr_number, entry.workload, entry.cause, entry.branch, entry.pr_url, entry.state,
                  json.dumps(entry.before, sort_keys=True, default=str),
                  json.dumps(entry.after, sort_keys=True, default=str), entry.fingerprint,
                  json.dumps(list(entry.images)), entry.opened_at, entry.merged_at, entry.closed_at,
-                 entry.resolved_at, entry.escalated_at, self._clock()),
+                 entry.resolved_at, entry.escalated_at,
+                 json.dumps({k: getattr(entry, k) for k in _LIFE_FIELDS}, sort_keys=True), self._clock()),
             )
 
     def entries(self, *, branch: str | None = None) -> list[Remediation]:

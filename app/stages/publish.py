@@ -20,6 +20,7 @@ from app.models.changes import ChangeSet
 from app.models.diagnosis import Diagnosis
 from app.models.evidence import Evidence
 from app.models.incident import Incident, WorkloadRef
+from app.models.runs import RECORD_REF
 from app.policies import Policy
 from app.ports import Forge, Ledger, PullRequest, Remediation, Workspace
 from app.stages import End, Output
@@ -59,7 +60,9 @@ def compose(*, incident: Incident, evidence: Evidence, diagnosis: Diagnosis, cha
     changes = changeset.plan.changes
     entry = Remediation(workload=str(workload), cause=diagnosis.cause, branch=branch, pr_number=0, pr_url="",
                         state="open", before={c.path: c.old for c in changes}, after={c.path: c.new for c in changes},
-                        fingerprint=incident.fingerprint, images=images(evidence))
+                        fingerprint=incident.fingerprint, images=images(evidence),
+                        record_id=run_url.removeprefix(RECORD_REF) if run_url.startswith(RECORD_REF) else "",
+                        risk=changeset.risk.score)
     body = render.pr_body(workload=workload, diagnosis=diagnosis, changeset=changeset, run_url=run_url,
                           alert=incident.alertname, explanation=explanation, context=incident.context(),
                           model_note=f"model {model}" if model else None)

@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -359,3 +360,23 @@ def test_the_store_keeps_alerts_redacted(tmp_path: Path) -> None:
     assert "orders-db:5432" in job.incident().annotations["description"]
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("jobs.sqlite3*"))
     assert b"Tr0ub4dor" not in stored and b"s3cr/et-pw" not in stored
+
+
+def test_a_store_made_before_the_outcomes_gets_its_column_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite3"
+    old = sqlite3.connect(path)  # the ledger as the previous version created it, with one row
+    old.executescript(
+        "CREATE TABLE ledger (pr_number INTEGER PRIMARY KEY, workload TEXT NOT NULL, cause TEXT NOT NULL,"
+        " branch TEXT NOT NULL, pr_url TEXT NOT NULL, state TEXT NOT NULL, before TEXT NOT NULL, after TEXT NOT NULL,"
+        " fingerprint TEXT NOT NULL, images TEXT NOT NULL, opened_at REAL NOT NULL, merged_at REAL, closed_at REAL,"
+        " resolved_at REAL, escalated_at REAL, updated_at REAL NOT NULL);"
+        "INSERT INTO ledger VALUES (7, 'Deployment/shop/checkout', 'oom_killed', 'autofix/shop/checkout/oom-killed',"
+        " 'https://github.com/acme/gitops/pull/7', 'merged', '{}', '{}', 'd09fc39d073c7e73', '[]', 1.0, 2.0, NULL,"
+        " NULL, NULL, 2.0);")
+    old.close()
+    store = JobStore(path)
+    [row] = store.entries()
+    assert (row.pr_number, row.state, row.final, row.record_id) == (7, "merged", None, "")
+    store.record(replace(row, final="effective", final_at=9.0, record_id="0" * 32, risk=0.29))
+    [again] = store.entries()
+    assert (again.final, again.final_at, again.record_id, again.risk) == ("effective", 9.0, "0" * 32, 0.29)
