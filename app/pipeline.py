@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable
 from typing import TypeVar
 
-from app import deadlines
+from app import deadlines, risk
 from app.errors import AutofixError, NoFix, PermanentError, TemporaryError
 from app.models.incident import Incident
 from app.models.outcome import Outcome, StageRecord
@@ -136,9 +136,11 @@ class Pipeline:
         steps.run("history", lambda: history.precedents(
             evidence=ev, diagnosis=diagnosed, incident=incident, edits=edited.edits, workspace=self.workspace,
             forge=self.forge, ledger=self.ledger, policy=self.policy, clock=self.clock, run_url=run_url))
+        # With the track record of this cause's earlier fixes (a warm or cold decision): the ledger's rows as they are.
         changeset = steps.run("risk", lambda: change.assess(
             planned=planned, edited=edited, evidence=at, policy=self.policy,
-            namespace_labels=targeted.namespace_labels)).changeset
+            namespace_labels=targeted.namespace_labels,
+            track=risk.track_record(self.ledger.entries(), cause=diagnosed.cause, workload=str(ev.workload)))).changeset
         steps.run("gates", lambda: gating.check(evidence=at, diagnosis=diagnosed, changeset=changeset,
                                                 policy=self.policy, baseline=baseline))
         advisor, narrative = self.advisor, None

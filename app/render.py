@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 
 from app import charts, redact
 from app.models.causes import Cause, CommandRollbackFacts
-from app.models.changes import ChangeSet
+from app.models.changes import ChangeSet, TrackRecord
 from app.models.diagnosis import Diagnosis
 from app.models.incident import WorkloadRef
 from app.models.metrics import MAX_CURVE_POINTS, Curve
@@ -282,6 +282,18 @@ def _path_token(path: str) -> str:
 # ---------------------------------------------------------------- the PR body
 
 
+def track_line(track: TrackRecord) -> str:
+    """What became of the earlier fixes of this kind: "Track record: ..." (warm) or "Cold decision: ..."."""
+    cause, every, here = _code(track.cause), track.overall, track.workload
+    if track.cold:
+        still = f" ({every.opened} still open)" if every.opened else ""
+        return f"Cold decision: no earlier {cause} fix decided yet{still}."
+    own = (f"this workload: {here.opened} earlier, {here.merged} merged, {here.effective} effective, "
+           f"{here.reverted} reverted" if here.opened else "none for this workload")
+    return (f"Track record: {every.opened} earlier {cause} fix(es): {every.merged} merged, {every.closed} closed "
+            f"unmerged, {every.effective} effective, {every.reverted} reverted ({own}).")
+
+
 def pr_body(*, workload: WorkloadRef, diagnosis: Diagnosis, changeset: ChangeSet, run_url: str, alert: str,
             model_note: str | None = None, explanation: str | None = None,
             context: Sequence[tuple[str, str]] = ()) -> str:
@@ -312,6 +324,8 @@ def pr_body(*, workload: WorkloadRef, diagnosis: Diagnosis, changeset: ChangeSet
             "| --- | --- | --- | --- |"]
     out += [f"| {x.name if _IDENT.fullmatch(x.name) else _text(x.name, cell=True)} | {x.value:.2f} | {x.weight:g} | {_text(x.explanation, cell=True)} |"
             for x in r.factors]
+    if r.track is not None:
+        out += ["", track_line(r.track)]
     out += ["", "## Record", "", record_line(run_url), ""]
     if diagnosis.proposed_by != "rule":
         out += [f"This change was proposed by a model ({_text(diagnosis.proposed_by)}) and passed the same "

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import fnmatch
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from app import kube, quantities
-from app.models.changes import Plan, Risk, RiskFactor
+from app.models.changes import Plan, Risk, RiskFactor, Tally, TrackRecord
 from app.policies import Policy
+from app.ports import Remediation
 
 FLOOR, CEIL = 0.01, 1.0
 DEFAULT_WEIGHTS = {"blast_radius": 1.0, "resource_sensitivity": 1.0, "rollback_complexity": 1.0,
@@ -48,8 +50,10 @@ def level(value: float, policy: Policy) -> str:
 
 
 def assess(*, workload: dict[str, Any], namespace: str, plan: Plan, policy: Policy,
-           namespace_labels: dict[str, str] | None = None, related: list[dict[str, Any]] | None = None) -> Risk:
-    """``related``: the evidence's related objects (HPAs, Services and PDBs selecting the workload)."""
+           namespace_labels: dict[str, str] | None = None, related: list[dict[str, Any]] | None = None,
+           track: TrackRecord | None = None) -> Risk:
+    """``related``: the evidence's related objects (HPAs, Services and PDBs selecting the workload); ``track``:
+    the ledger's record of earlier fixes of this cause (the ``history`` factor; None leaves the factor out)."""
     weights = {**DEFAULT_WEIGHTS, **policy.risk.weights}
     raw = [
         ("blast_radius", *_blast_radius(workload, related or [])),
@@ -60,10 +64,45 @@ def assess(*, workload: dict[str, Any], namespace: str, plan: Plan, policy: Poli
     ]
     factors = [RiskFactor(name=n, value=round(clip(v), 4), weight=weights.get(n, 1.0), explanation=why)
                for n, v, why in raw]
+    if track is not None:
+        value, why = _history(track)
+        # A cold decision has no record to weigh: the factor is shown, and moves nothing.
+        factors.append(RiskFactor(name="history", value=round(clip(value), 4),
+                                  weight=0.0 if track.cold else weights.get("history", 1.0), explanation=why))
     value = round(score(factors), 4)
     # A lowered request gives the pod less than its team asked for: whatever the score, a human must look hard.
     forced = "high" if _lowers_requests(plan) else None
-    return Risk(score=value, level=forced or level(value, policy), factors=factors)
+    return Risk(score=value, level=forced or level(value, policy), factors=factors, track=track)
+
+
+def track_record(entries: Iterable[Remediation], *, cause: str, workload: str) -> TrackRecord:
+    """The ledger's rows of ``cause`` tallied, all workloads and ``workload`` ("Kind/namespace/name") alone."""
+    mine = [e for e in entries if e.cause == str(cause)]
+    return TrackRecord(cause=str(cause), overall=tally(mine),
+                       workload=tally(e for e in mine if e.workload == workload))
+
+
+def tally(entries: Iterable[Remediation]) -> Tally:
+    rows = list(entries)
+    finals = [e.final for e in rows]
+    return Tally(opened=len(rows), merged=sum(e.state == "merged" for e in rows),
+                 closed=sum(e.state == "closed" for e in rows), effective=finals.count("effective"),
+                 ineffective=finals.count("ineffective"), reverted=finals.count("reverted"))
+
+
+def _history(track: TrackRecord) -> tuple[float, str]:
+    """The share of earlier decided fixes of this cause that went wrong (closed unmerged, reverted, ineffective),
+    this workload's own counted twice, with one good and one bad pseudo-fix so two cases do not decide it."""
+    if track.cold:
+        still = f" ({track.overall.opened} still open)" if track.overall.opened else ""
+        return 0.5, f"cold decision: no earlier {track.cause} fix decided{still}; no weight"
+    decided = track.overall.decided + track.workload.decided
+    bad = track.overall.bad + track.workload.bad
+    why = (f"{track.overall.bad} of {track.overall.decided} decided {track.cause} fix(es) closed, reverted or "
+           "ineffective"
+           + (f"; this workload {track.workload.bad} of {track.workload.decided}, counted twice"
+              if track.workload.decided else ""))
+    return (bad + 1) / (decided + 2), why
 
 
 def _lowers_requests(plan: Plan) -> bool:

@@ -101,12 +101,49 @@ class RiskFactor(BaseModel):
     explanation: str
 
 
+class Tally(BaseModel):
+    """What became of a set of earlier fixes (ledger rows): ``final`` counts stay 0 until outcomes are followed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    opened: int = 0
+    merged: int = 0
+    closed: int = 0  # closed unmerged: a human said no
+    effective: int = 0
+    ineffective: int = 0
+    reverted: int = 0
+
+    @property
+    def decided(self) -> int:
+        return self.merged + self.closed
+
+    @property
+    def bad(self) -> int:
+        """Decided against, undone, or did not help."""
+        return self.closed + self.reverted + self.ineffective
+
+
+class TrackRecord(BaseModel):
+    """The ledger's record of earlier fixes of one cause (``cause``) and, among them, of one workload's."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cause: str
+    overall: Tally
+    workload: Tally
+
+    @property
+    def cold(self) -> bool:
+        return self.overall.decided == 0
+
+
 class Risk(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     score: float
     level: str  # low, medium, high
     factors: list[RiskFactor]
+    track: TrackRecord | None = None  # the ledger's record the ``history`` factor used (None: not consulted)
 
 
 class ChangeSet(BaseModel):

@@ -16,7 +16,7 @@ from typing import Any
 
 from app import causes, fieldpaths, risk, validation, yaml_rt
 from app.errors import NoFix, PermanentError
-from app.models.changes import ChangeSet, FileChange, FileEdit, Location, Plan
+from app.models.changes import ChangeSet, FileChange, FileEdit, Location, Plan, TrackRecord
 from app.models.diagnosis import Diagnosis
 from app.models.evidence import Evidence
 from app.policies import Policy
@@ -94,16 +94,19 @@ def edit(*, located: Located, planned: Planned, evidence: Evidence, workspace: W
 
 
 def assess(*, planned: Planned, edited: Edited, evidence: Evidence, policy: Policy,
-           namespace_labels: Mapping[str, str]) -> Change:
+           namespace_labels: Mapping[str, str], track: TrackRecord | None = None) -> Change:
+    """``track``: the ledger's record of earlier fixes of this cause (risk.track_record), for the history factor."""
     assessed = risk.assess(workload=planned.document, namespace=evidence.workload.namespace, plan=planned.plan,
-                           policy=policy, namespace_labels=dict(namespace_labels), related=evidence.related)
+                           policy=policy, namespace_labels=dict(namespace_labels), related=evidence.related,
+                           track=track)
     # For a patch, values file or kustomization the gates judge the effective workload before and after.
     layered = edited.layered
     changeset = ChangeSet(location=edited.location, plan=planned.plan, files=list(edited.files), risk=assessed,
                           validation=list(edited.checks), edits=list(edited.edits), rendered=edited.rendered,
                           workload_old=planned.document if layered else None,
                           workload_new=edited.after if layered else None)
-    return Change(changeset=changeset, decision=f"{assessed.level} ({assessed.score:.2f})")
+    cold = " cold" if track is not None and track.cold else ""
+    return Change(changeset=changeset, decision=f"{assessed.level} ({assessed.score:.2f}){cold}")
 
 
 def check_opt_out(document: Any, cause: str) -> None:
