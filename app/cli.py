@@ -81,6 +81,11 @@ def _parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check cluster permissions, git push, forge, MLflow, policy and LLM")
     doctor.set_defaults(func=_doctor)
 
+    dashboard = sub.add_parser("dashboard", help="the dashboard issue in the GitOps repository")
+    dashboard_sub = dashboard.add_subparsers(dest="dashboard_command", required=True)
+    dashboard_sync = dashboard_sub.add_parser("sync", help="act on its ticked boxes, then write it again now")
+    dashboard_sync.set_defaults(func=_dashboard_sync)
+
     policy = sub.add_parser("policy", help="policy tools")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)
     check = policy_sub.add_parser("check", help="validate a policy directory")
@@ -190,6 +195,28 @@ def _doctor(args: argparse.Namespace) -> int:
     if failed:
         print(f"\n{len(failed)} check(s) failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _dashboard_sync(args: argparse.Namespace) -> int:
+    import time
+
+    from app import dashboard, policies
+    from app import settings as settings_mod
+    from app.adapters.store import JobStore
+    from app.wiring import build_forge
+
+    settings = settings_mod.load()
+    policy = policies.load(settings.policy_dir)
+    forge, _ = build_forge(settings)
+    store = JobStore(settings.store_path)
+    board: Any = forge  # GitHubForge and LocalForge keep issues too (app.ports.IssueBoard)
+    done = dashboard.sync(board=board, jobs=store, ledger=store, policy=policy, clock=time.time)
+    if done is None:
+        print("dashboard: off (policy dashboard.enabled is false)")
+        return 0
+    print(f"dashboard: issue #{done.issue.number} {'created' if done.created else 'updated'} ({done.issue.url}); "
+          f"retried job(s): {list(done.retried) or 'none'}; cooldown(s) lifted: {list(done.lifted) or 'none'}")
+    return 0
 
 
 def _policy_check(args: argparse.Namespace) -> int:

@@ -139,7 +139,8 @@ def decide(entries: list[Remediation], *, now: float, limits: Any, images: tuple
     if last.state == "closed" and last.closed_at is not None:
         until = last.closed_at + limits.cooldown_hours_after_closed * HOUR
         changed = bool(last.images) and bool(images) and set(images) != set(last.images)
-        if now < until and not changed:
+        lifted = last.cooldown_lifted_at is not None  # a human ticked "lift" on the dashboard issue
+        if now < until and not changed and not lifted:
             return Verdict("cooldown", f"PR #{last.pr_number} was closed unmerged at {when(last.closed_at)}: "
                                        f"no new PR for this workload and cause until {when(until)} unless the "
                                        "evidence changes", last, baseline)

@@ -226,6 +226,15 @@ class RiskPolicy(_Strict):
         return value
 
 
+class DashboardPolicy(_Strict):
+    """The dashboard issue (app/dashboard.py): one issue in the GitOps repository the bot keeps current."""
+
+    enabled: bool = True
+    title: str = Field(default="GitOps Autofix Dashboard", min_length=1, max_length=200)
+    max_items: int = Field(default=25, ge=1, le=200)  # rows per section, newest first
+    interval_seconds: float = Field(default=60.0, ge=0)  # serve: at most one update per interval
+
+
 class Policy(_Strict):
     version: int = 1
     namespaces: Namespaces = Field(default_factory=Namespaces)
@@ -243,6 +252,7 @@ class Policy(_Strict):
     llm: LlmPolicy = Field(default_factory=LlmPolicy)
     metrics: MetricsPolicy = Field(default_factory=MetricsPolicy)
     owners: list[Owners] = Field(default_factory=list)
+    dashboard: DashboardPolicy = Field(default_factory=DashboardPolicy)
     digest: str = ""  # sha256 of the files it was loaded from: the "policy version" recorded in MLflow
 
     def namespace_allowed(self, namespace: str) -> bool:

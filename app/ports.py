@@ -210,6 +210,28 @@ class Forge(Protocol):
 
 
 @dataclass(frozen=True)
+class Issue:
+    """An issue of the GitOps repository: the dashboard the bot keeps (app/dashboard.py)."""
+
+    number: int
+    url: str
+    title: str = ""
+    body: str = field(default="", compare=False, repr=False)
+
+
+class IssueBoard(Protocol):
+    """The one issue the bot keeps current, found by a hidden marker in its body (the forge's issues)."""
+
+    def find_issue(self, marker: str) -> Issue | None:
+        """The open issue whose body contains ``marker`` (the lowest number when several), or None."""
+        ...
+
+    def create_issue(self, *, title: str, body: str) -> Issue: ...
+
+    def update_issue(self, issue: Issue, *, title: str, body: str) -> Issue: ...
+
+
+@dataclass(frozen=True)
 class Remediation:
     """One row of the ledger: a PR the bot opened for a workload and cause, and what became of it.
 
@@ -240,6 +262,7 @@ class Remediation:
     fired_again_at: float | None = None  # the same alert for the same workload and cause, after the merge
     final: str | None = None  # effective, ineffective, reverted, rejected, stale (None: still being followed)
     final_at: float | None = None
+    cooldown_lifted_at: float | None = None  # a human lifted this closed PR's cooldown (the dashboard issue)
 
 
 class Ledger(Protocol):

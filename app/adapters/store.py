@@ -202,7 +202,8 @@ def _row_to_export(row: sqlite3.Row) -> Export:
 
 
 # What happened to a fix after its PR (Remediation's last fields), one JSON column: added to stores made before.
-_LIFE_FIELDS = ("record_id", "risk", "merged_by", "synced_at", "rolled_out_at", "fired_again_at", "final", "final_at")
+_LIFE_FIELDS = ("record_id", "risk", "merged_by", "synced_at", "rolled_out_at", "fired_again_at", "final", "final_at",
+                "cooldown_lifted_at")
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -477,6 +478,24 @@ class JobStore:
     def find(self, fingerprint: str) -> list[Job]:
         rows = self._read(f"SELECT {_COLUMNS} FROM jobs WHERE fingerprint = ? ORDER BY id", (fingerprint,))
         return [_row_to_job(r) for r in rows]
+
+    def finished(self, *, since: float, limit: int = 100) -> list[Job]:
+        """Jobs done or failed at or after ``since`` (Unix seconds), the last finished first, at most ``limit``:
+        the recent decisions the dashboard issue lists."""
+        rows = self._read(f"SELECT {_COLUMNS} FROM jobs WHERE state IN ('done', 'failed') AND updated_at >= ?"
+                          " ORDER BY updated_at DESC, id DESC LIMIT ?", (since, limit))
+        return [_row_to_job(r) for r in rows]
+
+    def requeue(self, job_id: int) -> bool:
+        """Queue a finished job (done or failed) again, due now, with its attempts reset: a human asked for a
+        retry (the dashboard issue). False when the job is unknown, queued or running already."""
+        now = self._clock()
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE jobs SET state = 'queued', attempts = 0, result = NULL, error = NULL, available_at = ?,"
+                " lease_owner = NULL, lease_expires_at = NULL, updated_at = ? WHERE id = ? AND state IN ('done', 'failed')",
+                (now, now, job_id))
+            return cur.rowcount == 1
 
     def counts(self) -> dict[str, int]:
         """Number of jobs in each state (every state present, zero included)."""

@@ -1,7 +1,8 @@
 """A Forge that writes pull requests to disk: the demo and ``AUTOFIX_FORGE=local`` dry runs, no network.
 
 Each PR is a folder ``<directory>/<n>-<branch with / as __>/`` holding ``pr.json`` (the metadata),
-``body.md`` and ``comment-<k>.md`` files. Numbers continue from the highest folder found, so they survive a
+``body.md`` and ``comment-<k>.md`` files (an issue, the dashboard: ``issues/<n>/issue.json`` and ``body.md``).
+Numbers continue from the highest folder found, so they survive a
 restart; a lock (threads, plus flock for processes) keeps two workers from taking the same number.
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import PermanentError
-from app.ports import PrFile, PullRequest
+from app.ports import Issue, PrFile, PullRequest
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,51 @@ class LocalForge:
                 meta["closed_at"] = _now()
                 meta["merged_at"] = _now() if state == "merged" else None
             _write_atomic(folder / "pr.json", json.dumps(meta, indent=2) + "\n")
+
+    # ---- the dashboard issue (app.ports.IssueBoard) ---------------------------------------------------
+
+    def find_issue(self, marker: str) -> Issue | None:
+        for folder, meta in self._issues():
+            if meta.get("state") == "open" and marker in _read_body(folder):
+                return self._to_issue(folder, meta)
+        return None
+
+    def create_issue(self, *, title: str, body: str) -> Issue:
+        with self._locked():
+            issues = self._dir / "issues"
+            number = max([0, *(int(f.name) for f in issues.iterdir() if f.name.isdigit())] if issues.is_dir()
+                         else [0]) + 1
+            folder = issues / str(number)
+            folder.mkdir(parents=True)
+            meta = {"number": number, "title": title, "state": "open", "created_at": _now()}
+            _write_atomic(folder / "body.md", body)
+            _write_atomic(folder / "issue.json", json.dumps(meta, indent=2) + "\n")
+        log.info("local issue written", extra={"issue": number, "folder": str(folder)})
+        return self._to_issue(folder, meta)
+
+    def update_issue(self, issue: Issue, *, title: str, body: str) -> Issue:
+        with self._locked():
+            folder = self._dir / "issues" / str(issue.number)
+            if not (folder / "issue.json").is_file():
+                raise PermanentError(f"local issue #{issue.number} not found", code="not_found")
+            meta = json.loads((folder / "issue.json").read_text(encoding="utf-8"))
+            meta.update(title=title, updated_at=_now())
+            _write_atomic(folder / "body.md", body)
+            _write_atomic(folder / "issue.json", json.dumps(meta, indent=2) + "\n")
+        return self._to_issue(folder, meta)
+
+    def _issues(self) -> Iterator[tuple[Path, dict[str, Any]]]:
+        issues = self._dir / "issues"
+        if not issues.is_dir():
+            return
+        for folder in sorted((f for f in issues.iterdir() if f.name.isdigit()), key=lambda f: int(f.name)):
+            if (folder / "issue.json").is_file():
+                yield folder, json.loads((folder / "issue.json").read_text(encoding="utf-8"))
+
+    @staticmethod
+    def _to_issue(folder: Path, meta: dict[str, Any]) -> Issue:
+        return Issue(number=int(meta["number"]), url=(folder / "body.md").resolve().as_uri(),
+                     title=str(meta.get("title", "")), body=_read_body(folder))
 
     # ---- storage ------------------------------------------------------------------------------------
 
