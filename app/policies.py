@@ -41,6 +41,208 @@ class Limits(_Strict):
     close_pr_on_resolve: bool = False  # close (not just comment on) an open PR when its alert resolves
 
 
+class OutcomesPolicy(_Strict):
+    """How long the life of a fix is followed (app/outcomes.py): the windows its final outcome is decided in."""
+
+    quiet_hours: float = Field(default=24.0, gt=0)  # rolled out and the alert quiet this long: effective
+    decision_hours: float = Field(default=168.0, gt=0)  # open, or merged but not rolled out, this long: stale
+    interval_seconds: float = Field(default=900.0, ge=10)  # how often `autofix serve` follows the open ones
+
+
+class Owners(_Strict):
+    """Who reviews the PRs for the namespaces matching ``namespaces`` (globs); every matching entry applies."""
+
+    namespaces: list[str] = Field(min_length=1)
+    labels: list[str] = Field(default_factory=list)
+    reviewers: list[str] = Field(default_factory=list)  # GitHub logins
+    teams: list[str] = Field(default_factory=list)  # team slugs of the repository's organisation
+
+
+class CausePolicy(_Strict):
+    paths: list[str] = Field(default_factory=list)
+    enabled: bool = True
+
+
+class _ScaledBounds(_Strict):
+    """A resource raised by a step factor, capped absolutely (``max``) and relative to the value in git."""
+
+    step: float = Field(default=1.5, gt=1.0, le=4.0)
+    max_ratio_to_git: float = Field(default=4.0, gt=1.0)
+
+
+class MemoryLeak(_Strict):
+    """When OOM kills are a leak, not a limit too low (app/fixers/memory.py): memory that grows steadily between
+    restarts, so a raise only delays the next kill. Both signs are needed: kills at regular intervals well after
+    start, and a size in the killed run's log that grows steadily (a cache warming up alone is not a leak)."""
+
+    enabled: bool = True
+    min_kills: int = Field(default=3, ge=2)  # OOM kills counted over the pods' restarts (each assumed an OOM kill)
+    min_run_minutes: float = Field(default=30.0, ge=0)  # every run lived this long: memory filled up over time
+    max_spread: float = Field(default=0.25, ge=0)  # (longest - shortest) / median run length: regular kills
+    min_log_samples: int = Field(default=4, ge=2)  # the size printed at least this often in one killed run's log
+    min_growth: float = Field(default=2.0, gt=1.0)  # never shrinking, and last >= this x first
+    # The same rule read from Prometheus' working set (app/curves.py), instead of the log's size: at least
+    # min_kills runs ended by a restart (each min_run_minutes long) grew along a straight line (least squares,
+    # r^2 >= min_fit) until they reached the limit, and they are min_share of the runs ended by a restart.
+    min_fit: float = Field(default=0.8, gt=0.0, le=1.0)
+    min_share: float = Field(default=0.75, gt=0.0, le=1.0)
+
+
+class MemoryRegression(_Strict):
+    """A release that made memory climb (app/curves.py): the previous revision ran flat well under the limit for
+    a while, the new one reaches the limit within minutes of its rollout. Rolled back, never raised."""
+
+    enabled: bool = True
+    previous_below: float = Field(default=0.6, gt=0.0, lt=1.0)  # the previous revision's peak / its limit
+    previous_minutes: float = Field(default=60.0, ge=0)  # ... over at least this long in the window
+    within_minutes: float = Field(default=30.0, gt=0)  # the new revision near the limit this soon after its rollout
+
+
+class MemoryCurve(_Strict):
+    """Sizing a memory limit from the working set Prometheus recorded (AUTOFIX_PROMETHEUS_URL)."""
+
+    headroom: float = Field(default=1.25, ge=1.0, le=4.0)  # an undersized limit: observed peak x headroom
+    near_limit: float = Field(default=0.9, gt=0.0, le=1.0)  # a working set at this share of the limit reached it
+    regression: MemoryRegression = Field(default_factory=MemoryRegression)
+
+
+class MemoryBounds(_ScaledBounds):
+    max: str = "16Gi"
+    leak: MemoryLeak = Field(default_factory=MemoryLeak)
+    curve: MemoryCurve = Field(default_factory=MemoryCurve)
+
+    @field_validator("max")
+    @classmethod
+    def _quantity(cls, value: str) -> str:
+        from app import quantities
+
+        quantities.parse_bytes(value)
+        return value
+
+
+class CpuBounds(_ScaledBounds):
+    """CPU limit raises after CPUThrottlingHigh."""
+
+    max: str = "8"
+    # Remove the CPU limit instead of raising it (many teams run without CPU limits). Not applied yet: the
+    # editor cannot delete a key, so with true the bot answers no_fix and says to remove it by hand.
+    remove_limit: bool = False
+    # With metrics: the limit covers the p95 of usage over the window, grown by the share of throttled periods
+    # (demand the quota cut off), x headroom; instead of the step.
+    headroom: float = Field(default=1.2, ge=1.0, le=4.0)
+
+    @field_validator("max")
+    @classmethod
+    def _quantity(cls, value: str) -> str:
+        from app import quantities
+
+        quantities.parse_cpu_millis(value)
+        return value
+
+
+class HpaBounds(_Strict):
+    """maxReplicas raises after KubeHpaMaxedOut; the namespace's ResourceQuota caps them further."""
+
+    step: float = Field(default=1.5, gt=1.0, le=4.0)
+    max: int = Field(default=50, ge=1)
+
+
+class RequestBounds(_Strict):
+    """Request cuts for unschedulable pods: fit the largest node with headroom, never below a floor."""
+
+    node_fraction: float = Field(default=0.9, gt=0.0, le=1.0)
+    min_ratio_to_git: float = Field(default=0.5, gt=0.0, lt=1.0)
+    # With metrics: lowered toward the peak usage of the workload's earlier pods x headroom, never below that
+    # peak (the usage replaces min_ratio_to_git as the floor).
+    headroom: float = Field(default=1.25, ge=1.0, le=4.0)
+
+
+class RollbackPolicy(_Strict):
+    """Image and command rollbacks: when an earlier revision that no longer runs counts as having worked."""
+
+    # A scaled-down revision must have run at least this long before the rollout replaced it (creation to
+    # scale-down): a revision replaced sooner may never have finished its own rollout (progressDeadlineSeconds
+    # defaults to 600).
+    min_available_seconds: int = Field(default=600, ge=0)
+
+    def too_short(self, ran_seconds: int | None) -> bool:
+        """Whether a revision that ran ``ran_seconds`` before it was scaled down (None: it serves now) is not
+        proof enough that it worked."""
+        return ran_seconds is not None and ran_seconds < self.min_available_seconds
+
+
+class StartupBounds(_Strict):
+    """startupProbes sized for a slow start: the time to ready they may allow (estimate x margin)."""
+
+    max_seconds: int = Field(default=900, ge=10, le=86_400)
+
+
+class MetricsWindows(_Strict):
+    """How far back from the alert's startsAt each kind of series is read (hours)."""
+
+    memory: float = Field(default=72.0, gt=0, le=24 * 90)  # working set, memory limits, restarts
+    cpu: float = Field(default=72.0, gt=0, le=24 * 90)  # CPU usage and throttling, CPU limits
+    # requests, and the usage of a workload whose pods are Pending (a request is being sized: earlier revisions)
+    requests: float = Field(default=168.0, gt=0, le=24 * 90)
+
+
+class MetricsLabels(_Strict):
+    """Label names of the series, where an install relabels them (old cAdvisor: pod_name, container_name)."""
+
+    namespace: str = Field(default="namespace", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+    pod: str = Field(default="pod", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+    container: str = Field(default="container", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+    image: str = Field(default="image", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+class MetricsPolicy(_Strict):
+    """Reading Prometheus in the evidence stage (AUTOFIX_PROMETHEUS_URL): windows, resolution, time allowed."""
+
+    enabled: bool = True
+    window_hours: MetricsWindows = Field(default_factory=MetricsWindows)
+    max_points: int = Field(default=1000, ge=10, le=10_000)  # per series and query: step = window / this
+    min_step_seconds: int = Field(default=60, ge=1)  # never finer than the scrape interval
+    budget_seconds: float = Field(default=20.0, gt=0, le=300)  # all queries of one alert together
+    labels: MetricsLabels = Field(default_factory=MetricsLabels)
+
+
+class LlmPolicy(_Strict):
+    """What the optional LLM may do: explain a rule's diagnosis, and propose changes on these paths only."""
+
+    enabled: bool = True
+    explain: bool = True  # write the root-cause narrative of a rule's PR
+    propose: bool = True  # propose a change when no detector matched
+    max_changes: int = Field(default=3, ge=1, le=5)
+    max_ratio: float = Field(default=4.0, gt=1.0)  # a numeric value moves at most x4 (or /4) from git
+    # Globs relative to each container (and init container) of a kind's pod template ...
+    container_fields: list[str] = Field(default_factory=list)
+    # ... plus globs over the whole workload object, per kind (e.g. spec.replicas).
+    paths: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class RiskPolicy(_Strict):
+    weights: dict[str, float] = Field(default_factory=dict)
+    thresholds: dict[str, float] = Field(default_factory=lambda: {"medium": 0.3, "high": 0.6})
+    production_namespaces: list[str] = Field(default_factory=lambda: ["prod*"])
+
+    @field_validator("weights")
+    @classmethod
+    def _positive(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, w in value.items() if w < 0]
+        if bad:
+            raise ValueError(f"weights must be >= 0: {', '.join(bad)}")
+        return value
+
+
+class DashboardPolicy(_Strict):
+    """The dashboard issue (app/dashboard.py): one issue in the GitOps repository the bot keeps current."""
+
+    enabled: bool = True
+    title: str = Field(default="GitOps Autofix Dashboard", min_length=1, max_length=200)
+    max_items: int = Field(default=25, ge=1, le=200)  # rows per section, newest first
+    interval_seconds: float = Field(default=60.0, ge=0)  # serve: at most one update per interval
+
+
 class Owners(_Strict):
     """Who reviews the PRs for the namespaces matching ``namespaces`` (globs); every matching entry applies."""
 
@@ -249,6 +451,7 @@ class Policy(_Strict):
     risk: RiskPolicy = Field(default_factory=RiskPolicy)
     labels: list[str] = Field(default_factory=lambda: ["autofix"])
     limits: Limits = Field(default_factory=Limits)
+    outcomes: OutcomesPolicy = Field(default_factory=OutcomesPolicy)
     llm: LlmPolicy = Field(default_factory=LlmPolicy)
     metrics: MetricsPolicy = Field(default_factory=MetricsPolicy)
     owners: list[Owners] = Field(default_factory=list)

@@ -168,6 +168,7 @@ class PullRequest:
     merged_at: str | None = field(default=None, compare=False)
     closed_at: str | None = field(default=None, compare=False)
     merge_commit: str | None = field(default=None, compare=False)  # the commit a merged PR landed as on the base
+    merged_by: str | None = field(default=None, compare=False)  # the login; only ``Forge.get_pr`` asks for it
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,10 @@ class Forge(Protocol):
                  updated_since: float | None = None) -> list[PullRequest]:
         """PRs carrying ``label`` (open, closed unmerged, merged or all), optionally only those of ``branch``
         or those updated at or after ``updated_since`` (Unix seconds)."""
+        ...
+
+    def get_pr(self, number: int) -> PullRequest | None:
+        """One PR as the forge knows it now, with who merged it (``merged_by``); None when there is none."""
         ...
 
     def pr_files(self, pr: PullRequest) -> list[PrFile]:
@@ -251,7 +256,7 @@ class Remediation:
     opened_at: float = 0.0
     merged_at: float | None = None
     closed_at: float | None = None
-    resolved_at: float | None = None  # when we commented that the alert resolved without the change
+    resolved_at: float | None = None  # when the alert resolved: without the change (we commented), or after its merge
     escalated_at: float | None = None  # when we commented that the merged fix did not resolve the alert
     # The life of the fix after the PR (app/outcomes.py follows it read-only; issue 15):
     record_id: str = ""  # the run record's key: the MLflow run tagged autofix_record=<key> gets the outcome

@@ -80,6 +80,8 @@ class MlflowTracker:
     # ------------------------------------------------------------ RunSink
 
     def export(self, run: PendingRun) -> RunHandle:
+        if run.amends is not None:
+            return self._amend(run, run.amends)
         final = run.status.upper()
         if final not in _STATUSES:
             raise ValueError(f"unknown run status {run.status!r}; expected one of {sorted(_STATUSES)}")
@@ -98,6 +100,72 @@ class MlflowTracker:
 
     def prepare(self) -> None:
         self.experiment_id()
+
+    def _amend(self, run: PendingRun, key: str) -> RunHandle:
+        """Add an amendment's tags and metrics to the run of record ``key``: the same values and timestamp
+        each attempt, so a repeated export changes nothing. The run not in MLflow yet (its own record still
+        waits in the outbox) is a TemporaryError: the amendment is tried again after it."""
+        experiment_id = self.experiment_id()
+        run_id = self._find(experiment_id, key)
+        if run_id is None:
+            raise TemporaryError(f"mlflow: no run tagged {RECORD_TAG}={key} yet", code="mlflow_run_missing",
+                                 dependency=deps.MLFLOW, kind=deps.HTTP_4XX)
+        self._log_batches(run_id, run.record, timestamp_ms=int(run.created_at * 1000))
+        log.info("mlflow run amended", extra={"run_id": run_id, "record": key, "amendment": run.key})
+        return RunHandle(run_id=run_id, url=f"{self._ui_url}/#/experiments/{experiment_id}/runs/{run_id}")
+
+    def _log_chart(self, run_id: str, curve_json: str) -> None:
+        """The curve's chart as ``metrics/curve.png`` next to its data."""
+        try:
+            from app.adapters import png
+
+            image = png.draw(Curve.model_validate_json(curve_json))
+        except (ImportError, ValueError, OSError) as err:
+            log.warning("curve chart not drawn", extra={"error": type(err).__name__})
+            return
+        if image is None:
+            return
+        folder, _, name = CURVE_PNG.rpartition("/")
+        with tempfile.TemporaryDirectory(prefix="autofix-chart-") as tmp:
+            path = Path(tmp) / name
+            path.write_bytes(image)
+            self._call("log artifact", self._client.log_artifact, run_id, str(path), folder)
+
+    def _find(self, experiment_id: str, key: str) -> str | None:
+        """The run an earlier attempt created for this record, if any."""
+        found = self._call("search runs", self._client.search_runs, [experiment_id],
+                           filter_string=f"tags.{RECORD_TAG} = '{key}'", max_results=1)
+        return str(found[0].info.run_id) if found else None
+
+    def _create(self, experiment_id: str, run: PendingRun) -> str:
+        tags = {sanitize_key(k): redact.text(str(v))[:MAX_PARAM_VALUE] for k, v in run.record.tags.items()}
+        tags[RECORD_TAG] = run.key
+        created = self._call("create run", self._client.create_run, experiment_id,
+                             start_time=int(run.created_at * 1000), run_name=run.name, tags=tags)
+        return str(created.info.run_id)
+
+    # ------------------------------------------------------------ helpers
+
+    def experiment_id(self) -> str:
+        """The experiment's id, created on first use (with our artifact root, not ./mlartifacts)."""
+        with self._lock:
+            if self._experiment_id is None:
+                self._experiment_id = self._ensure_experiment()
+            return self._experiment_id
+
+    def _ensure_experiment(self) -> str:
+        found = self._call("get experiment", self._client.get_experiment_by_name, self._experiment)
+        if found is not None:
+            return str(found.experiment_id)
+        location = self._artifact_root.resolve().as_uri() if self._artifact_root else None
+        try:
+            return str(self._client.create_experiment(self._experiment, artifact_location=location))
+        except self._mlflow.exceptions.MlflowException as err:
+            # another process may have created it between our lookup and create
+            again = self._call("get experiment", self._client.get_experiment_by_name, self._experiment)
+            if again is None:
+                raise TemporaryError(f"mlflow: cannot create experiment {self._experiment}: {err}") from err
+            return str(again.experiment_id)
 
     def _log_chart(self, run_id: str, curve_json: str) -> None:
         """The curve's chart as ``metrics/curve.png`` next to its data."""

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -188,6 +188,24 @@ class GitHubForge:
                 if label in pr.labels and state in ("all", "open", pr.state):
                     found.append(pr)
         return found
+
+    def get_pr(self, number: int) -> PullRequest | None:
+        """GET .../pulls/N: the only answer that names who merged it (the lists leave ``merged_by`` out)."""
+        with self._mapped("get pull request"):
+            from github import UnknownObjectException
+
+            try:
+                pull = self._repository().get_pull(number)
+            except UnknownObjectException:
+                return None
+            merged_by = pull.merged_by.login if pull.merged_at is not None and pull.merged_by is not None else None
+            return replace(_to_pr(pull), merged_by=merged_by)
+
+    def pr_files(self, pr: PullRequest) -> list[PrFile]:
+        """GET .../pulls/N/files (paged; GitHub lists up to 3000): the first MAX_PR_FILES names and patches."""
+        with self._mapped("list pull request files"):
+            files = self._repository().get_pull(pr.number).get_files()
+            return [PrFile(path=f.filename, patch=f.patch or "") for f in itertools.islice(files, MAX_PR_FILES)]
 
     def pr_files(self, pr: PullRequest) -> list[PrFile]:
         """GET .../pulls/N/files (paged; GitHub lists up to 3000): the first MAX_PR_FILES names and patches."""

@@ -101,6 +101,11 @@ class LocalForge:
                and (updated_since is None or _updated(meta) >= updated_since)]
         return [pr for pr in prs if (state == "all" or pr.state == state) and branch in (None, pr.branch)]
 
+    def get_pr(self, number: int) -> PullRequest | None:
+        """PR ``number`` from its folder (``merged_by`` as ``set_state`` wrote it); None when there is none."""
+        found = next(((folder, meta) for folder, meta in self._all() if meta["number"] == number), None)
+        return None if found is None else self._to_pr(*found)
+
     def pr_files(self, pr: PullRequest) -> list[PrFile]:
         """A local PR's files as ``pr.json`` lists them (``files``: path and patch), if it does."""
         _, meta = self._get(pr.number)
@@ -125,8 +130,9 @@ class LocalForge:
             self.comment(pr, comment)
         self.set_state(pr.number, "closed")
 
-    def set_state(self, number: int, state: str) -> None:
-        """Mark a PR closed or merged (what a reviewer would do), for demos and tests."""
+    def set_state(self, number: int, state: str, *, merged_by: str | None = None,
+                  merge_commit: str | None = None) -> None:
+        """Mark a PR closed or merged (what a reviewer would do), for demos and tests: by whom, as which commit."""
         if state not in ("open", "closed", "merged"):
             raise ValueError("state must be open, closed or merged")
         with self._locked():
@@ -135,6 +141,8 @@ class LocalForge:
             if state in ("closed", "merged"):
                 meta["closed_at"] = _now()
                 meta["merged_at"] = _now() if state == "merged" else None
+                meta["merged_by"] = merged_by if state == "merged" else None
+                meta["merge_commit"] = merge_commit if state == "merged" else None
             _write_atomic(folder / "pr.json", json.dumps(meta, indent=2) + "\n")
 
     # ---- the dashboard issue (app.ports.IssueBoard) ---------------------------------------------------
@@ -215,7 +223,7 @@ class LocalForge:
             number=int(meta["number"]), url=folder.resolve().as_uri(), branch=str(meta["branch"]),
             state=str(meta["state"]), title=str(meta["title"]), labels=tuple(meta["labels"]),
             body=_read_body(folder), created_at=meta.get("created_at"), merged_at=meta.get("merged_at"),
-            closed_at=meta.get("closed_at"), merge_commit=meta.get("merge_commit"),
+            closed_at=meta.get("closed_at"), merge_commit=meta.get("merge_commit"), merged_by=meta.get("merged_by"),
         )
 
     @contextmanager

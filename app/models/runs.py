@@ -33,6 +33,14 @@ def record_ref(key: str) -> str:
     return RECORD_REF + key
 
 
+def amendment(*, amends: str, name: str, tags: dict[str, str], metrics: dict[str, float],
+              created_at: float) -> PendingRun:
+    """Tags and metrics for the exported run of record ``amends``; one per record and ``name``: its outbox key
+    is derived from both, so the same amendment stored twice is sent once."""
+    return PendingRun(key=f"{amends}.{name}", name=name, status="FINISHED", amends=amends, created_at=created_at,
+                      record=RunRecord(tags=dict(tags), metrics=dict(metrics)))
+
+
 def run_of(err: BaseException) -> PendingRun | None:
     """The run record a failed handling left on its exception (None for one raised outside the pipeline)."""
     run = getattr(err, RUN_ATTRIBUTE, None)
@@ -52,6 +60,9 @@ class PendingRun:
     record: RunRecord
     created_at: float  # Unix seconds: the metrics' timestamp, identical in every export attempt
     branch: str | None = None  # the PR's branch: the exporter puts the run's link into its body
+    # An amendment (app/outcomes.py): the key of the run record it adds its tags and metrics to, later. It
+    # creates no run of its own: its export waits until that run is in MLflow, then logs into it.
+    amends: str | None = None
 
     def redacted(self) -> PendingRun:
         """The record as it may be stored and sent: every param, tag and artifact through the redactor (the
@@ -62,7 +73,7 @@ class PendingRun:
                           tags={k: redact.text(str(v)) for k, v in self.record.tags.items()},
                           artifacts={k: redact.text(v) for k, v in self.record.artifacts.items()})
         return PendingRun(key=self.key, name=redact.text(self.name), status=self.status, record=clean,
-                          created_at=self.created_at, branch=self.branch)
+                          created_at=self.created_at, branch=self.branch, amends=self.amends)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

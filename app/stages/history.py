@@ -93,6 +93,9 @@ def _entries(ledger: Ledger, forge: Forge, workload: WorkloadRef, cause: str) ->
 def _escalate(verdict: ledgers.Verdict, merged: Remediation, *, diagnosis: Diagnosis, incident: Incident,
               forge: Forge, ledger: Ledger, clock: Callable[[], float], run_url: str) -> None:
     """One comment per merged fix with the new evidence: the humans who merged it decide what next."""
+    if merged.fired_again_at is None:  # the fix's outcome (app/outcomes.py): it did not stop the alert
+        merged = replace(merged, fired_again_at=clock())
+        ledger.record(merged)
     if merged.escalated_at is not None and merged.escalated_at >= (merged.merged_at or 0):
         return
     forge.comment(as_pr(merged), ledgers.escalation_comment(
@@ -103,12 +106,14 @@ def _escalate(verdict: ledgers.Verdict, merged: Remediation, *, diagnosis: Diagn
 
 def resolved(*, incident: Incident, forge: Forge, ledger: Ledger, policy: Policy,
              clock: Callable[[], float]) -> Resolved:
-    """An alert resolved: say so on its open PR (once), and close it if the policy asks."""
+    """An alert resolved: say so on its open PR (once), and close it if the policy asks. A merged fix still
+    followed (app/outcomes.py) gets the time its alert resolved: the first resolution after the merge."""
     open_entries = []
     ledgers.sync(ledger, forge, label=LEDGER_LABEL)
     for branch in {e.branch for e in ledger.entries() if e.fingerprint == incident.fingerprint}:
         open_entries += [e for e in ledgers.sync(ledger, forge, label=LEDGER_LABEL, branch=branch)
                          if e.fingerprint == incident.fingerprint and e.state == "open" and not e.resolved_at]
+    _resolved_after_merge(incident, ledger, clock=clock)  # the branches were refreshed just above
     if not open_entries:
         return Resolved(decision="resolved alert: no open PR of ours to update",
                         end=End(kind="skipped", reason="alert resolved"))
@@ -126,6 +131,15 @@ def resolved(*, incident: Incident, forge: Forge, ledger: Ledger, policy: Policy
     return Resolved(decision=f"resolved at {at}: {done} PR {numbers}",
                     end=End(kind="skipped", reason=f"alert resolved at {at} without the change: {done} PR {numbers}",
                             pr_url=open_entries[0].pr_url))
+
+
+def _resolved_after_merge(incident: Incident, ledger: Ledger, *, clock: Callable[[], float]) -> None:
+    ends = incident.ends_at  # a firing alert's endsAt is 0001-01-01 (unset): then the time it reached us
+    at = ends.timestamp() if ends is not None and ends.year > 1 else clock()
+    for entry in ledger.entries():
+        if entry.fingerprint == incident.fingerprint and entry.state == "merged" and entry.final is None \
+                and entry.merged_at is not None and entry.resolved_at is None and at >= entry.merged_at:
+            ledger.record(replace(entry, resolved_at=at))
 
 
 @dataclass(frozen=True, kw_only=True)

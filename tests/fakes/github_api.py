@@ -174,13 +174,13 @@ class FakeGitHub:
         with self._lock:
             self._state.faults.clear()
 
-    def merge(self, number: int, *, sha: str | None = None, at: datetime | None = None) -> None:
-        """Merge PR ``number`` (now, or ``at``), as the commit ``sha`` when the test pushed it to the repo."""
+    def merge(self, number: int, *, sha: str | None = None, at: datetime | None = None, by: str = "octocat") -> None:
+        """Merge PR ``number`` (now, or ``at``) by ``by``, as the commit ``sha`` when the test pushed it to the repo."""
         when = _now() if at is None else at.strftime("%Y-%m-%dT%H:%M:%SZ")
         with self._lock:
             pr = self._state.pulls[number]
             pr.update(state="closed", merged=True, merged_at=when, closed_at=when, updated_at=when,
-                      merge_commit_sha=sha or _sha(f"merge-{number}"))
+                      merge_commit_sha=sha or _sha(f"merge-{number}"), merged_by=self._user_json(by, "User"))
 
     def close(self, number: int, *, at: datetime | None = None) -> None:
         when = _now() if at is None else at.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -256,8 +256,8 @@ class FakeGitHub:
 
     @staticmethod
     def _listed(pr: dict[str, Any]) -> dict[str, Any]:
-        """The list endpoints omit `merged` and the counters (only the single-PR GET has them)."""
-        return {k: v for k, v in pr.items() if k not in ("merged", "mergeable", "comments", "commits")}
+        """The list endpoints omit `merged`, `merged_by` and the counters (only the single-PR GET has them)."""
+        return {k: v for k, v in pr.items() if k not in ("merged", "merged_by", "mergeable", "comments", "commits")}
 
     def _issue_json(self, pr: dict[str, Any]) -> dict[str, Any]:
         return {
