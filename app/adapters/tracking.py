@@ -167,59 +167,6 @@ class MlflowTracker:
                 raise TemporaryError(f"mlflow: cannot create experiment {self._experiment}: {err}") from err
             return str(again.experiment_id)
 
-    def _log_chart(self, run_id: str, curve_json: str) -> None:
-        """The curve's chart as ``metrics/curve.png`` next to its data."""
-        try:
-            from app.adapters import png
-
-            image = png.draw(Curve.model_validate_json(curve_json))
-        except (ImportError, ValueError, OSError) as err:
-            log.warning("curve chart not drawn", extra={"error": type(err).__name__})
-            return
-        if image is None:
-            return
-        folder, _, name = CURVE_PNG.rpartition("/")
-        with tempfile.TemporaryDirectory(prefix="autofix-chart-") as tmp:
-            path = Path(tmp) / name
-            path.write_bytes(image)
-            self._call("log artifact", self._client.log_artifact, run_id, str(path), folder)
-
-    def _find(self, experiment_id: str, key: str) -> str | None:
-        """The run an earlier attempt created for this record, if any."""
-        found = self._call("search runs", self._client.search_runs, [experiment_id],
-                           filter_string=f"tags.{RECORD_TAG} = '{key}'", max_results=1)
-        return str(found[0].info.run_id) if found else None
-
-    def _create(self, experiment_id: str, run: PendingRun) -> str:
-        tags = {sanitize_key(k): redact.text(str(v))[:MAX_PARAM_VALUE] for k, v in run.record.tags.items()}
-        tags[RECORD_TAG] = run.key
-        created = self._call("create run", self._client.create_run, experiment_id,
-                             start_time=int(run.created_at * 1000), run_name=run.name, tags=tags)
-        return str(created.info.run_id)
-
-    # ------------------------------------------------------------ helpers
-
-    def experiment_id(self) -> str:
-        """The experiment's id, created on first use (with our artifact root, not ./mlartifacts)."""
-        with self._lock:
-            if self._experiment_id is None:
-                self._experiment_id = self._ensure_experiment()
-            return self._experiment_id
-
-    def _ensure_experiment(self) -> str:
-        found = self._call("get experiment", self._client.get_experiment_by_name, self._experiment)
-        if found is not None:
-            return str(found.experiment_id)
-        location = self._artifact_root.resolve().as_uri() if self._artifact_root else None
-        try:
-            return str(self._client.create_experiment(self._experiment, artifact_location=location))
-        except self._mlflow.exceptions.MlflowException as err:
-            # another process may have created it between our lookup and create
-            again = self._call("get experiment", self._client.get_experiment_by_name, self._experiment)
-            if again is None:
-                raise TemporaryError(f"mlflow: cannot create experiment {self._experiment}: {err}") from err
-            return str(again.experiment_id)
-
     def _log_batches(self, run_id: str, record: RunRecord, *, timestamp_ms: int) -> None:
         from mlflow.entities import Metric, Param, RunTag
 

@@ -207,12 +207,6 @@ class GitHubForge:
             files = self._repository().get_pull(pr.number).get_files()
             return [PrFile(path=f.filename, patch=f.patch or "") for f in itertools.islice(files, MAX_PR_FILES)]
 
-    def pr_files(self, pr: PullRequest) -> list[PrFile]:
-        """GET .../pulls/N/files (paged; GitHub lists up to 3000): the first MAX_PR_FILES names and patches."""
-        with self._mapped("list pull request files"):
-            files = self._repository().get_pull(pr.number).get_files()
-            return [PrFile(path=f.filename, patch=f.patch or "") for f in itertools.islice(files, MAX_PR_FILES)]
-
     def auth_header(self) -> str:
         """An http.extraHeader for git over https: GitHub accepts basic auth as x-access-token:<token>."""
         pair = base64.b64encode(f"x-access-token:{self.current_token()}".encode()).decode()
