@@ -55,24 +55,25 @@ def remediation(number: int, workload: str, cause: str, state: str, *, opened: f
                        pr_number=number, pr_url=f"{REPO}/{number}", state=state, opened_at=opened, **more)
 
 
-def seeded(tmp: Path) -> tuple[JobStore, Clock, dict[str, int]]:
+def seeded(tmp: Path, *, now: float = NOW,
+           name: str = "jobs.sqlite3") -> tuple[JobStore, Clock, dict[str, int]]:
     """The store of a service that ran for three days; returns it, its clock and the ids of note."""
-    clock = Clock(NOW - 3 * 24 * HOUR)
-    store = JobStore(tmp / "jobs.sqlite3", clock=clock)
+    clock = Clock(now - 3 * 24 * HOUR)
+    store = JobStore(tmp / name, clock=clock)
     rows = [
-        remediation(11, "Deployment/shop/checkout", "oom_killed", "open", opened=NOW - 2 * HOUR, risk=0.42,
+        remediation(11, "Deployment/shop/checkout", "oom_killed", "open", opened=now - 2 * HOUR, risk=0.42,
                     before={"spec.template.spec.containers[name=checkout].resources.limits.memory": "256Mi"},
                     after={"spec.template.spec.containers[name=checkout].resources.limits.memory": "384Mi"}),
-        remediation(7, "Deployment/shop/cart", "oom_killed", "merged", opened=NOW - 30 * HOUR,
-                    merged_at=NOW - 20 * HOUR, escalated_at=NOW - 1 * HOUR, risk=0.2),
-        remediation(8, "StatefulSet/data/redis", "cpu_throttling", "closed", opened=NOW - 12 * HOUR,
-                    closed_at=NOW - 10 * HOUR),
-        remediation(9, "Deployment/web/frontend", "hpa_maxed_out", "closed", opened=NOW - 12 * HOUR,
-                    closed_at=NOW - 11 * HOUR, cooldown_lifted_at=NOW - 5 * HOUR),
-        remediation(5, "Deployment/shop/payments", "oom_killed", "merged", opened=NOW - 60 * HOUR,
-                    merged_at=NOW - 58 * HOUR, final="effective", final_at=NOW - 30 * HOUR),
-        remediation(6, "Deployment/shop/shipping", "probe_misconfigured", "closed", opened=NOW - 50 * HOUR,
-                    closed_at=NOW - 49 * HOUR - 0.5 * HOUR * 0, final="rejected", final_at=NOW - 49 * HOUR),
+        remediation(7, "Deployment/shop/cart", "oom_killed", "merged", opened=now - 30 * HOUR,
+                    merged_at=now - 20 * HOUR, escalated_at=now - 1 * HOUR, risk=0.2),
+        remediation(8, "StatefulSet/data/redis", "cpu_throttling", "closed", opened=now - 12 * HOUR,
+                    closed_at=now - 10 * HOUR),
+        remediation(9, "Deployment/web/frontend", "hpa_maxed_out", "closed", opened=now - 12 * HOUR,
+                    closed_at=now - 11 * HOUR, cooldown_lifted_at=now - 5 * HOUR),
+        remediation(5, "Deployment/shop/payments", "oom_killed", "merged", opened=now - 60 * HOUR,
+                    merged_at=now - 58 * HOUR, final="effective", final_at=now - 30 * HOUR),
+        remediation(6, "Deployment/shop/shipping", "probe_misconfigured", "closed", opened=now - 50 * HOUR,
+                    closed_at=now - 49 * HOUR - 0.5 * HOUR * 0, final="rejected", final_at=now - 49 * HOUR),
     ]
     for row in rows:
         store.record(row)
@@ -82,7 +83,7 @@ def seeded(tmp: Path) -> tuple[JobStore, Clock, dict[str, int]]:
                                                  "container": "cart", "reason": "CrashLoopBackOff"}),
                             {**no_fix("escalated: fix merged at 2027-01-14T12:00:00Z did not resolve (PR #7)",
                                       workload="Deployment/shop/cart", cause="oom_killed",
-                                      diagnosis="oom: oom_killed"), "pr_url": f"{REPO}/7"}, at=NOW - 1 * HOUR),
+                                      diagnosis="oom: oom_killed"), "pr_url": f"{REPO}/7"}, at=now - 1 * HOUR),
         "declined": finish(store, clock, alert("KubePodCrashLooping", "0f1e2d3c4b5a6978",
                                                {"namespace": "batch", "pod": "report-28913760-4kq2z",
                                                 "container": "report", "reason": "CrashLoopBackOff"}),
@@ -90,18 +91,18 @@ def seeded(tmp: Path) -> tuple[JobStore, Clock, dict[str, int]]:
                                   "(1f0e2d3c-0000-4a5b-9c8d-123456789abc) No fix: the container exits 1 with a "
                                   "stack trace in its own code: a bug, not a configuration",
                                   workload="Job/batch/report", cause="app_crash", diagnosis="app_crash: app_crash "
-                                  "(no fix)"), at=NOW - 3 * HOUR),
+                                  "(no fix)"), at=now - 3 * HOUR),
         "cooldown": finish(store, clock, alert("CPUThrottlingHigh", "9a8b7c6d5e4f3021",
                                                {"namespace": "data", "pod": "redis-0", "container": "redis"}),
                            no_fix("PR #8 was closed unmerged at 2027-01-14T22:00:00Z: no new PR for this workload "
                                   "and cause until 2027-01-17T22:00:00Z unless the evidence changes",
                                   workload="StatefulSet/data/redis", cause="cpu_throttling",
-                                  diagnosis="cpu: cpu_throttling"), at=NOW - 2 * HOUR),
+                                  diagnosis="cpu: cpu_throttling"), at=now - 2 * HOUR),
         "opened": finish(store, clock, alert("KubePodCrashLooping", "1234567890abcdef",
                                              {"namespace": "shop", "pod": "checkout-7d9f8b6c5-abcde",
                                               "container": "checkout", "reason": "CrashLoopBackOff"}),
                          {"outcome": "pr_opened", "reason": "", "workload": "Deployment/shop/checkout",
-                          "cause": "oom_killed", "pr_url": f"{REPO}/11", "stages": []}, at=NOW - 2 * HOUR),
+                          "cause": "oom_killed", "pr_url": f"{REPO}/11", "stages": []}, at=now - 2 * HOUR),
     }
-    clock.now = NOW
+    clock.now = now
     return store, clock, ids

@@ -33,9 +33,10 @@ from urllib3.util.timeout import Timeout
 
 from app import deadlines, dependencies
 from app.errors import ConfigError, PermanentError, TemporaryError
-from app.ports import PrFile, PullRequest
+from app.ports import Issue, PrFile, PullRequest
 
 if TYPE_CHECKING:
+    from github.Issue import Issue as GhIssue
     from github.PullRequest import PullRequest as GhPull
     from github.Repository import Repository
 
@@ -206,6 +207,28 @@ class GitHubForge:
         with self._mapped("list pull request files"):
             files = self._repository().get_pull(pr.number).get_files()
             return [PrFile(path=f.filename, patch=f.patch or "") for f in itertools.islice(files, MAX_PR_FILES)]
+
+    # ---- the dashboard issue (app.ports.IssueBoard) ---------------------------------------------------
+
+    def find_issue(self, marker: str) -> Issue | None:
+        """The open issue (not a PR) whose body holds ``marker``, lowest number first: GET .../issues, paged, at
+        most MAX_LISTED issues read."""
+        with self._mapped("list issues"):
+            found = [i for i in itertools.islice(self._repository().get_issues(state="open"), MAX_LISTED)
+                     if i.pull_request is None and marker in (i.body or "")]
+            return _to_issue(min(found, key=lambda i: i.number)) if found else None
+
+    def create_issue(self, *, title: str, body: str) -> Issue:
+        with self._mapped("create issue"):
+            issue = self._repository().create_issue(title=title, body=body)
+            log.info("issue created", extra={"issue": issue.number, "repo": self._repo_name})
+            return _to_issue(issue)
+
+    def update_issue(self, issue: Issue, *, title: str, body: str) -> Issue:
+        with self._mapped("edit issue"):
+            found = self._repository().get_issue(issue.number)
+            found.edit(title=title, body=body)
+            return _to_issue(found)
 
     def auth_header(self) -> str:
         """An http.extraHeader for git over https: GitHub accepts basic auth as x-access-token:<token>."""
@@ -478,6 +501,10 @@ def _to_pr(pull: GhPull, *, labels: tuple[str, ...] | None = None) -> PullReques
         closed_at=_iso(pull.closed_at),
         merge_commit=pull.merge_commit_sha if pull.merged_at is not None else None,  # else GitHub's test merge
     )
+
+
+def _to_issue(issue: GhIssue) -> Issue:
+    return Issue(number=issue.number, url=issue.html_url, title=issue.title or "", body=issue.body or "")
 
 
 def _iso(value: Any) -> str | None:

@@ -76,6 +76,7 @@ class FakeApp:
 class _State:
     pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
     comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    issues: dict[int, dict[str, Any]] = field(default_factory=dict)  # plain issues (numbers shared with pulls)
     faults: deque[_Fault] = field(default_factory=deque)
     next_id: int = 1000
 
@@ -155,6 +156,11 @@ class FakeGitHub:
     def comments(self) -> dict[int, list[dict[str, Any]]]:
         return self._state.comments
 
+    @property
+    def issues(self) -> dict[int, dict[str, Any]]:
+        """Plain issues (not pull requests), by number."""
+        return self._state.issues
+
     def fail_next(self, n: int, status: int, headers: dict[str, str] | None = None, body: Any = None, *,
                   method: str | None = None, path: str | None = None, processed: bool = False) -> None:
         """The next ``n`` requests answer ``status`` with these headers and JSON body.
@@ -232,7 +238,7 @@ class FakeGitHub:
                 "default": False, "description": None}
 
     def _new_pull(self, data: dict[str, Any]) -> dict[str, Any]:
-        number = max([*self._state.pulls, *self._state.comments, 0]) + 1
+        number = max([*self._state.pulls, *self._state.comments, *self._state.issues, 0]) + 1
         branch = str(data["head"]).split(":", 1)[-1]
         api, path, now = self.api_url, self._repo_path(), _now()
         pr = {
@@ -369,6 +375,12 @@ class FakeGitHub:
                 return self._request_reviewers(int(number), body)
             case "GET", ["issues"]:
                 return 200, {}, self._list_issues(query)
+            case "POST", ["issues"]:
+                return self._create_issue(body)
+            case "GET", ["issues", number] if number.isdigit() and int(number) in self._state.issues:
+                return 200, {}, self._state.issues[int(number)]
+            case "PATCH", ["issues", number] if number.isdigit() and int(number) in self._state.issues:
+                return self._edit_issue(int(number), body)
             case "GET", ["issues", number, "labels"] if self._has(number):
                 return 200, {}, self._state.pulls[int(number)]["labels"]
             case "POST", ["issues", number, "labels"] if self._has(number):
@@ -405,11 +417,50 @@ class FakeGitHub:
         wanted = {name for name in query.get("labels", "").split(",") if name}
         since = query.get("since", "")  # ISO 8601 UTC like the stamps: compared as text
         found = []
-        for pr in sorted(self._state.pulls.values(), key=lambda p: -int(p["number"])):
-            names = {label["name"] for label in pr["labels"]}
-            if (state == "all" or pr["state"] == state) and wanted <= names and str(pr["updated_at"]) >= since:
-                found.append(self._issue_json(pr))
+        items = [*self._state.pulls.values(), *self._state.issues.values()]
+        for item in sorted(items, key=lambda p: -int(p["number"])):
+            names = {label["name"] for label in item["labels"]}
+            if (state == "all" or item["state"] == state) and wanted <= names and str(item["updated_at"]) >= since:
+                found.append(item if int(item["number"]) in self._state.issues else self._issue_json(item))
         return found
+
+    def _create_issue(self, body: Any) -> tuple[int, dict[str, str], Any]:
+        """POST /repos/{o}/{r}/issues: a plain issue (GitHub: 201 with the issue; numbers shared with pulls)."""
+        if not isinstance(body, dict) or not body.get("title"):
+            return 422, {}, {"message": "Validation Failed", "documentation_url": DOCS,
+                             "errors": [{"resource": "Issue", "code": "missing_field", "field": "title"}]}
+        if len(str(body.get("body") or "")) > 65536:
+            return 422, {}, {"message": "Validation Failed", "documentation_url": DOCS,
+                             "errors": [{"resource": "Issue", "code": "custom", "field": "body",
+                                         "message": "body is too long (maximum is 65536 characters)"}]}
+        number = max([*self._state.pulls, *self._state.comments, *self._state.issues, 0]) + 1
+        api, path, now = self.api_url, self._repo_path(), _now()
+        issue = {
+            "url": f"{api}{path}/issues/{number}", "id": 7000 + number, "node_id": f"I_{number}", "number": number,
+            "html_url": f"https://github.example/{self.repo}/issues/{number}",
+            "comments_url": f"{api}{path}/issues/{number}/comments", "title": body["title"],
+            "body": body.get("body"), "state": "open", "state_reason": None, "locked": False,
+            "labels": [self._label(str(name)) for name in body.get("labels") or []],
+            "user": self._user_json("gitops-autofix[bot]"), "comments": 0,
+            "created_at": now, "updated_at": now, "closed_at": None,
+        }
+        self._state.issues[number] = issue
+        return 201, {}, issue
+
+    def _edit_issue(self, number: int, body: Any) -> tuple[int, dict[str, str], Any]:
+        """PATCH /repos/{o}/{r}/issues/N: title, body, state (what the bot and a human editing the issue send)."""
+        issue = self._state.issues[number]
+        if isinstance(body, dict) and len(str(body.get("body") or "")) > 65536:
+            return 422, {}, {"message": "Validation Failed", "documentation_url": DOCS,
+                             "errors": [{"resource": "Issue", "code": "custom", "field": "body",
+                                         "message": "body is too long (maximum is 65536 characters)"}]}
+        for key in ("title", "body", "state"):
+            if isinstance(body, dict) and key in body:
+                issue[key] = body[key]
+        issue["updated_at"] = _now()
+        if issue["state"] == "closed" and issue["closed_at"] is None:
+            issue["closed_at"] = issue["updated_at"]
+        return 200, {}, issue
 
     def _files_json(self, number: int) -> list[dict[str, Any]]:
         """GitHub's shape: one entry per file, ``patch`` the unified diff hunks without the file header."""
