@@ -242,3 +242,25 @@ def _act(ticks: Ticks, *, jobs: JobQueue, ledger: Ledger, now: float) -> tuple[t
     if retried or lifted:
         log.info("dashboard ticks acted on", extra={"retried": list(retried), "lifted": lifted})
     return retried, tuple(lifted)
+
+
+class Keeper:
+    """The service's dashboard: synced at most once per ``dashboard.interval_seconds``, and only when a job
+    finished since the last sync or the issue has a ticked box (else one read of the issue, no write)."""
+
+    def __init__(self, *, board: IssueBoard, jobs: JobQueue, ledger: Ledger, policy: Policy,
+                 clock: Callable[[], float]) -> None:
+        self._board, self._jobs, self._ledger, self._policy, self._clock = board, jobs, ledger, policy, clock
+        self._last = clock()  # the first sync waits for a job to finish: a start alone writes nothing
+
+    def tick(self) -> Synced | None:
+        """Sync if due; None when not (or when the policy turns the dashboard off)."""
+        now, last = self._clock(), self._last
+        if not self._policy.dashboard.enabled or now - last < self._policy.dashboard.interval_seconds:
+            return None
+        self._last = now
+        if not self._jobs.finished(since=last, limit=1):
+            issue = self._board.find_issue(MARKER)
+            if issue is None or ticked(issue.body) == Ticks(frozenset(), frozenset()):
+                return None
+        return sync(board=self._board, jobs=self._jobs, ledger=self._ledger, policy=self._policy, clock=self._clock)

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -41,6 +41,7 @@ GRACEFUL_SHUTDOWN_SECONDS = 30
 POOL_STOP_SECONDS = 10.0
 EXPORT_STOP_SECONDS = 5.0  # an export in flight is abandoned after this; its lease expires, the next start resends it
 PURGE_INTERVAL_SECONDS = 3600.0
+DASHBOARD_CHECK_SECONDS = 5.0  # how often the service asks whether the dashboard issue is due (app/dashboard.Keeper)
 WEBHOOK_PATH = "/webhooks/alertmanager"
 
 
@@ -77,10 +78,14 @@ def create_app(settings: Settings, *, pipeline: Handler | None = None) -> FastAP
         export_thread = threading.Thread(target=exporter.run, args=(exporting,), name="autofix-exporter", daemon=True)
         export_thread.start()
         retention = asyncio.create_task(_purge_finished_jobs(store, settings.job_retention_days * 86400))
+        following = asyncio.create_task(_follow_outcomes(settings, store, pipeline))
+        board = asyncio.create_task(_keep_dashboard(store, getattr(pipeline, "forge", None), settings))
         try:
             yield
         finally:
             retention.cancel()
+            following.cancel()
+            board.cancel()
             exporting.set()
             export_thread.join(timeout=EXPORT_STOP_SECONDS)
             stopped = pool.stop(POOL_STOP_SECONDS)
@@ -115,6 +120,42 @@ async def _purge_finished_jobs(store: JobStore, older_than: float) -> None:
         except StoreUnavailable:
             log.warning("job retention skipped: job store unavailable", exc_info=True)
         await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+
+
+async def _keep_dashboard(store: JobStore, forge: Any, settings: Settings) -> None:
+    """The dashboard issue (app/dashboard.py), kept current after jobs finish: checked every few seconds, written
+    at most once per policy ``dashboard.interval_seconds``. A forge without issues (a test's handler) has none."""
+    from app import dashboard, policies
+
+    policy = policies.load(settings.policy_dir)
+    if not policy.dashboard.enabled or not hasattr(forge, "find_issue"):
+        return
+    keeper = dashboard.Keeper(board=forge, jobs=store, ledger=store, policy=policy, clock=time.time)
+    while True:
+        await asyncio.sleep(DASHBOARD_CHECK_SECONDS)
+        try:
+            await run_in_threadpool(keeper.tick)
+        except Exception:  # the forge or the store failing must not stop the service: next time
+            log.warning("dashboard issue not updated", exc_info=True)
+
+
+async def _follow_outcomes(settings: Settings, store: JobStore, pipeline: Handler) -> None:
+    """Each fix followed to its end (app/outcomes.py), every policy ``outcomes.interval_seconds``, from the first
+    interval on; a handler that is not the real pipeline (a test's) has nothing to follow with."""
+    from app.pipeline import Pipeline
+
+    if not isinstance(pipeline, Pipeline):
+        return
+    from app.wiring import build_outcomes
+
+    once = build_outcomes(settings, store, pipeline=pipeline)
+    while True:
+        await asyncio.sleep(pipeline.policy.outcomes.interval_seconds)
+        try:
+            rows = await run_in_threadpool(once)
+            log.info("outcomes followed", extra={"rows": len(rows), "decided": sum(1 for r in rows if r.final)})
+        except Exception:  # noqa: BLE001 - the forge, cluster or store away for a moment: the next pass tries again
+            log.warning("outcomes pass failed", exc_info=True)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

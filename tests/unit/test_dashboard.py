@@ -165,3 +165,28 @@ def test_policy_file_sets_the_dashboard(tmp_path: Path, text: str) -> None:
             policies.load(tmp_path, setting="")
     else:
         assert policies.load(tmp_path, setting="").dashboard.enabled is False
+
+
+def test_keeper_writes_after_a_job_at_most_once_per_interval_and_when_a_box_is_ticked(tmp_path: Path) -> None:
+    store, clock, _ = seeded(tmp_path)
+    forge = LocalForge(tmp_path / "prs")
+    keeper = dashboard.Keeper(board=forge, jobs=store, ledger=store, policy=POLICY, clock=clock)
+    clock.now = NOW + 61
+    assert keeper.tick() is None and forge.find_issue(dashboard.MARKER) is None  # no job finished since the start
+    finish(store, clock, alert("KubePodCrashLooping", "00aa11bb22cc33dd", {"namespace": "shop", "pod": "a-0"}),
+           no_fix("nothing to change", workload="Deployment/shop/a", cause="app_crash", diagnosis="app_crash"),
+           at=NOW + 70)
+    clock.now = NOW + 100
+    assert keeper.tick() is None  # within the interval of the last check
+    clock.now = NOW + 125
+    made = keeper.tick()
+    assert made is not None and made.created
+    clock.now = NOW + 190
+    assert keeper.tick() is None  # nothing finished, nothing ticked: read only
+    body_file = tmp_path / "prs" / "issues" / str(made.issue.number) / "body.md"
+    body_file.write_text(_tick(body_file.read_text(), "lift:8"))
+    clock.now = NOW + 200
+    assert keeper.tick() is None  # within the interval
+    clock.now = NOW + 260
+    acted = keeper.tick()
+    assert acted is not None and acted.lifted == (8,) and not acted.created
