@@ -55,6 +55,9 @@ class _RedactingFormatter(logging.Formatter):
         return redact.text(self._inner.format(record))
 
 
+OUTCOMES_EXPORT_SECONDS = 20.0  # `autofix outcomes sync`: how long the amendments may take to reach MLflow
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autofix", description="Alertmanager alerts -> GitOps pull requests")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
@@ -85,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
     dashboard_sub = dashboard.add_subparsers(dest="dashboard_command", required=True)
     dashboard_sync = dashboard_sub.add_parser("sync", help="act on its ticked boxes, then write it again now")
     dashboard_sync.set_defaults(func=_dashboard_sync)
+
+    outcomes = sub.add_parser("outcomes", help="what became of each fix: merged, synced, rolled out, effective")
+    outcomes_sub = outcomes.add_subparsers(dest="outcomes_command", required=True)
+    outcomes_sync = outcomes_sub.add_parser("sync", help="follow every fix not decided yet once, print the table")
+    outcomes_sync.set_defaults(func=_outcomes_sync)
 
     policy = sub.add_parser("policy", help="policy tools")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)
@@ -229,6 +237,26 @@ def _policy_check(args: argparse.Namespace) -> int:
         print(f"invalid policy: {err}", file=sys.stderr)
         return 1
     print(f"policy OK: {args.directory} (version {policy.digest})")
+    return 0
+
+def _outcomes_sync(args: argparse.Namespace) -> int:
+    """Follow each fix not decided yet once (app/outcomes.py), print every ledger row; decided outcomes wait in
+    the outbox for MLflow and are sent within a short wait (what is left, the next serve or handle sends)."""
+    from app import outcomes
+    from app import settings as settings_mod
+    from app.adapters.store import JobStore
+    from app.wiring import build_exporter, build_outcomes
+
+    settings = settings_mod.load()
+    store = JobStore(settings.store_path)
+    try:
+        followed = {row.pr_number for row in build_outcomes(settings, store)()}
+        rows = [row for row in store.entries() if row.opened_at > 0]
+        print(outcomes.table(rows), end="")
+        print(f"{len(followed)} followed now, {sum(1 for r in rows if r.final)} decided", file=sys.stderr)
+        build_exporter(settings, store, forge=None).drain(seconds=OUTCOMES_EXPORT_SECONDS)
+    finally:
+        store.close()
     return 0
 
 

@@ -78,11 +78,13 @@ def create_app(settings: Settings, *, pipeline: Handler | None = None) -> FastAP
         export_thread = threading.Thread(target=exporter.run, args=(exporting,), name="autofix-exporter", daemon=True)
         export_thread.start()
         retention = asyncio.create_task(_purge_finished_jobs(store, settings.job_retention_days * 86400))
+        following = asyncio.create_task(_follow_outcomes(settings, store, pipeline))
         board = asyncio.create_task(_keep_dashboard(store, getattr(pipeline, "forge", None), settings))
         try:
             yield
         finally:
             retention.cancel()
+            following.cancel()
             board.cancel()
             exporting.set()
             export_thread.join(timeout=EXPORT_STOP_SECONDS)
@@ -135,6 +137,25 @@ async def _keep_dashboard(store: JobStore, forge: Any, settings: Settings) -> No
             await run_in_threadpool(keeper.tick)
         except Exception:  # the forge or the store failing must not stop the service: next time
             log.warning("dashboard issue not updated", exc_info=True)
+
+
+async def _follow_outcomes(settings: Settings, store: JobStore, pipeline: Handler) -> None:
+    """Each fix followed to its end (app/outcomes.py), every policy ``outcomes.interval_seconds``, from the first
+    interval on; a handler that is not the real pipeline (a test's) has nothing to follow with."""
+    from app.pipeline import Pipeline
+
+    if not isinstance(pipeline, Pipeline):
+        return
+    from app.wiring import build_outcomes
+
+    once = build_outcomes(settings, store, pipeline=pipeline)
+    while True:
+        await asyncio.sleep(pipeline.policy.outcomes.interval_seconds)
+        try:
+            rows = await run_in_threadpool(once)
+            log.info("outcomes followed", extra={"rows": len(rows), "decided": sum(1 for r in rows if r.final)})
+        except Exception:  # noqa: BLE001 - the forge, cluster or store away for a moment: the next pass tries again
+            log.warning("outcomes pass failed", exc_info=True)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -6,6 +6,7 @@ import, so `autofix --help` and the webhook's start stay fast.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -13,7 +14,7 @@ from app import policies
 from app.errors import ConfigError
 from app.pipeline import Pipeline
 from app.policies import Policy
-from app.ports import Advisor, ClusterReader, Forge, MetricsReader, RunSink
+from app.ports import Advisor, ClusterReader, Forge, MetricsReader, Remediation, RunSink
 from app.settings import Settings
 
 if TYPE_CHECKING:
@@ -50,6 +51,23 @@ def build_pipeline(settings: Settings, *, cluster: ClusterReader | None = None,
                     base=settings.git_base, ledger=store if store is not None else JobStore(settings.store_path),
                     layouts=Layouts(renderer=SandboxedRenderer()), own_namespace=settings.pod_namespace,
                     metrics=build_metrics(settings))
+
+
+def build_outcomes(settings: Settings, store: JobStore, *, pipeline: Pipeline | None = None,
+                   clock: Callable[[], float] = time.time) -> Callable[[], list[Remediation]]:
+    """One pass of app/outcomes.follow over the ledger, with the pipeline's forge, cluster and workspace (its own
+    if none is given): the workspace synced first, decided outcomes queued in the store's outbox for MLflow."""
+    from app import outcomes
+
+    follower = pipeline if pipeline is not None else build_pipeline(settings, store=store)
+
+    def once() -> list[Remediation]:
+        follower.workspace.sync()
+        return outcomes.follow(ledger=store, forge=follower.forge, cluster=follower.cluster,
+                               workspace=follower.workspace, windows=follower.policy.outcomes, outbox=store.add_run,
+                               clock=clock)
+
+    return once
 
 
 def build_metrics(settings: Settings) -> MetricsReader | None:
