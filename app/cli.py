@@ -84,6 +84,12 @@ def _parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check cluster permissions, git push, forge, MLflow, policy and LLM")
     doctor.set_defaults(func=_doctor)
 
+    report = sub.add_parser("report", help="per cause: PRs opened, merged, effective, reverted, no_fix by reason "
+                            "and median times to merge, sync and resolve, over the last N days")
+    report.add_argument("--days", type=_days, default=30.0, help="the window, in days back from now (default 30)")
+    report.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    report.set_defaults(func=_report)
+
     dashboard = sub.add_parser("dashboard", help="the dashboard issue in the GitOps repository")
     dashboard_sub = dashboard.add_subparsers(dest="dashboard_command", required=True)
     dashboard_sync = dashboard_sub.add_parser("sync", help="act on its ticked boxes, then write it again now")
@@ -191,6 +197,30 @@ def _print_ledger(store: Any, result: dict[str, Any]) -> None:
               + f", opened {ledger.when(e.opened_at)}: "
               + ", ".join(f"{path.rsplit('.', 2)[-2]}.{path.rsplit('.', 1)[-1]} {e.before.get(path)} -> {new}"
                           for path, new in e.after.items()))
+
+
+def _days(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 3660:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"days must be in (0, 3660]: {text}")
+    return value
+
+
+def _report(args: argparse.Namespace) -> int:
+    import time
+
+    from app import reports
+    from app import settings as settings_mod
+    from app.adapters.store import JobStore
+
+    settings = settings_mod.load()
+    store = JobStore(settings.store_path)
+    try:
+        report = reports.read(store, now=time.time(), days=args.days)
+    finally:
+        store.close()
+    print(json.dumps(report.as_json(), indent=2) if args.json else reports.table(report))
+    return 0
 
 
 def _doctor(args: argparse.Namespace) -> int:

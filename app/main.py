@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import dependencies
 from app.adapters.store import JobStore, StoreUnavailable
-from app.api import alerts, health, jobs, metrics
+from app.api import alerts, health, jobs, metrics, report
 from app.api.deps import Services
 from app.api.telemetry import Metrics
 from app.dependencies import DependencyHealth
@@ -97,7 +97,7 @@ def create_app(settings: Settings, *, pipeline: Handler | None = None) -> FastAP
 
     app = FastAPI(title="GitOps Autofix", version="0.1.0", lifespan=lifespan, docs_url="/docs")
     app.state.services = services
-    for module in (alerts, health, jobs, metrics):
+    for module in (alerts, health, jobs, metrics, report):
         app.include_router(module.router)
     _install_error_handlers(app)
     _install_request_log(app, metrics_)

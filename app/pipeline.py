@@ -158,7 +158,8 @@ class Pipeline:
     def _outcome(self, incident: Incident, steps: _Steps, end: End, *, key: str) -> Outcome:
         facts = record.summary(steps.outputs)  # once a model was consulted, every outcome's reason says so
         return Outcome(alertname=incident.alertname, fingerprint=incident.fingerprint, outcome=end.kind,
-                       reason=end.reason + (f" ({facts.note})" if facts.note else ""), pr_url=end.pr_url,
+                       reason=end.reason + (f" ({facts.note})" if facts.note else ""), code=end.code,
+                       pr_url=end.pr_url,
                        branch=end.branch, risk=end.risk, record_id=key, stages=list(steps.records),
                        cause=facts.cause, workload=str(facts.workload) if facts.workload else None)
 

@@ -33,6 +33,7 @@ class Outcome(BaseModel):
     fingerprint: str
     outcome: OutcomeKind
     reason: Quoted = ""
+    code: str = ""  # why, as a code (a no_fix's: cooldown, escalated, opted_out, ...): what reports count by
     pr_url: str | None = None
     branch: str | None = None
     risk: float | None = None

@@ -54,3 +54,11 @@ def test_the_followed_outcome_of_an_earlier_fix_counts(world: World) -> None:
     assert ("Track record: 2 earlier `oom_killed` fix(es): 2 merged, 0 closed unmerged, 1 effective, 1 reverted "
             "(this workload: 1 earlier, 1 merged, 1 effective, 0 reverted).") in body
     assert "| history | 0.40 | 1 | 1 of 2 decided oom\\_killed fix(es) closed, reverted or ineffective" in body
+
+
+def test_a_no_fix_result_carries_its_reason_code(world: World) -> None:
+    """The code reports count no_fix decisions by (app/reports.py) is in the job's result."""
+    assert world.pipeline().handle(world.incident()).outcome == "pr_opened"
+    world.forge.set_state(1, "closed")
+    out = world.pipeline().handle(world.incident())
+    assert (out.outcome, out.code, out.model_dump(mode="json")["code"]) == ("no_fix", "cooldown", "cooldown")
