@@ -218,7 +218,11 @@ def policy_diff(text: str, proposed: Mapping[str, float], *, name: str) -> str:
         elif (section, sub) == ("risk", "thresholds") and (match := _THRESHOLD_LINE.match(line.rstrip("\r\n"))) \
                 and match["key"] in proposed:
             eol = line[len(line.rstrip("\r\n")):]
-            new[i] = f"{match['lead']}{match['key']}:{match['gap']}{proposed[match['key']]:g}{match['rest']}{eol}"
+            value, rest = f"{proposed[match['key']]:g}", match["rest"]
+            if rest.startswith(" ") and rest.lstrip().startswith("#"):  # keep the comment's column when it fits
+                gap = len(rest) - len(rest.lstrip()) - (len(value) - len(match["value"]))
+                rest = " " * max(1, gap) + rest.lstrip()
+            new[i] = f"{match['lead']}{match['key']}:{match['gap']}{value}{rest}{eol}"
             found.add(match["key"])
     block = [f"    {k}: {proposed[k]:g}\n" for k in ("medium", "high") if k in proposed and k not in found]
     if block:

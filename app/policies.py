@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from app.errors import ConfigError
 from app.models.causes import Cause
@@ -243,6 +243,21 @@ class DashboardPolicy(_Strict):
     interval_seconds: float = Field(default=60.0, ge=0)  # serve: at most one update per interval
 
 
+class CalibrationPolicy(_Strict):
+    """`autofix calibrate` (app/calibration.py): the safe rates each risk level must meet, learned from outcomes.
+    A fix is safe when it was merged, not reverted and not ineffective. It only proposes thresholds, as a diff."""
+
+    target_safe_rate: float = Field(default=0.9, gt=0.0, lt=1.0)  # a low-risk fix is safe at least this often
+    medium_safe_rate: float = Field(default=0.5, gt=0.0, lt=1.0)  # a medium-risk one at least this often
+    min_samples: int = Field(default=50, ge=2)  # fewer finished outcomes: calibrate proposes nothing
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CalibrationPolicy:
+        if self.medium_safe_rate >= self.target_safe_rate:
+            raise ValueError("medium_safe_rate must be below target_safe_rate")
+        return self
+
+
 class Policy(_Strict):
     version: int = 1
     namespaces: Namespaces = Field(default_factory=Namespaces)
@@ -255,6 +270,7 @@ class Policy(_Strict):
     startup: StartupBounds = Field(default_factory=StartupBounds)
     rollback: RollbackPolicy = Field(default_factory=RollbackPolicy)
     risk: RiskPolicy = Field(default_factory=RiskPolicy)
+    calibration: CalibrationPolicy = Field(default_factory=CalibrationPolicy)
     labels: list[str] = Field(default_factory=lambda: ["autofix"])
     limits: Limits = Field(default_factory=Limits)
     outcomes: OutcomesPolicy = Field(default_factory=OutcomesPolicy)

@@ -1,6 +1,7 @@
 """The chart of a curve as a PNG, for the MLflow run (``metrics/curve.png``): the same chart the PR draws in
 Mermaid (app/charts.py), drawn with Pillow. Only the exporter's sink (app/adapters/tracking.py) calls it, when a
-run is exported: never on the path from alert to PR.
+run is exported: never on the path from alert to PR. `autofix calibrate` draws its curve here too
+(``draw_calibration``).
 
 Pillow is imported inside ``draw``, so importing this module (and the tracker) stays cheap; its wheels carry
 FreeType and a default font, so the slim image needs no system fonts. The output is deterministic: the same
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from app import charts, redact
+from app.calibration import Calibration
 from app.models.metrics import Curve
 
 WIDTH, HEIGHT = 960, 540
@@ -108,3 +110,49 @@ def _legend(pen: Any, items: Sequence[tuple[str, str, bool]], *, y: float, font:
             pen.line([(x, y), (x + 26, y)], fill=color, width=2)
         pen.text((x + 32, y), label, fill=TEXT, font=font, anchor="lm")
         x += 32 + pen.textlength(label, font=font) + 24
+
+
+def draw_calibration(result: Calibration, *, target: float, medium_rate: float) -> bytes:
+    """`autofix calibrate`'s curve (WIDTH x HEIGHT): the fitted P(safe) against the risk score, each bucket's
+    observed safe rate (a dot), the policy's rates (dashed, horizontal) and the thresholds, current (grey) and
+    proposed (green), as vertical lines."""
+    from PIL import Image, ImageDraw, ImageFont  # heavy: only when the curve is really drawn
+
+    image = Image.new("RGB", (WIDTH, HEIGHT), BACKGROUND)
+    pen = ImageDraw.Draw(image)
+    font, small, big = (ImageFont.load_default(size=s) for s in (14, 12, 20))
+    left, right, top, bottom = MARGIN_LEFT, WIDTH - MARGIN_RIGHT, MARGIN_TOP, HEIGHT - MARGIN_BOTTOM
+
+    def px(x: float, y: float) -> Xy:
+        return left + x * (right - left), bottom - y * (bottom - top)
+
+    pen.text((left, 22), "Calibration: P(safe fix) against the risk score", fill=TEXT, font=big)
+    pen.text((left, 52), f"{result.samples} finished fixes; safe = merged, not reverted, not ineffective",
+             fill=MUTED, font=font)
+    for tick in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0):
+        x, y = px(tick, tick)
+        pen.line([(left, y), (right, y)], fill=GRID, width=1)
+        pen.text((left - 8, y), f"{tick:.0%}", fill=MUTED, font=small, anchor="rm")
+        pen.text((x, bottom + 8), f"{tick:.1f}", fill=MUTED, font=small, anchor="mt")
+    pen.text(((left + right) / 2, bottom + 30), "risk score", fill=MUTED, font=font, anchor="mt")
+    pen.rectangle([(left, top), (right, bottom)], outline=MUTED, width=1)
+    for rate in (target, medium_rate):
+        _dashed(pen, (left, px(0, rate)[1]), (right, px(0, rate)[1]), fill=COLORS[1], width=1)
+    for values, color in ((result.current, MUTED), (result.proposed, COLORS[2])):
+        for value in values.values():
+            x = px(value, 0)[0]
+            for y0 in range(top, bottom, 15):
+                pen.line([(x, y0), (x, min(y0 + 9, bottom))], fill=color, width=2)
+    if result.curve:
+        pen.line([px(x, y) for x, y in result.curve], fill=COLORS[0], width=3)
+    for b in result.buckets:
+        if b.safe_rate is not None:
+            x, y = px((b.low + b.high) / 2, b.safe_rate)
+            r = 3 + min(8, b.count ** 0.5 / 2)
+            pen.ellipse([(x - r, y - r), (x + r, y + r)], outline=TEXT, width=2)
+    _legend(pen, [("fitted (isotonic)", COLORS[0], False), ("observed per bucket (o)", TEXT, False),
+                  ("target rates", COLORS[1], True), ("current", MUTED, True), ("proposed", COLORS[2], True)],
+            y=HEIGHT - 35, font=font)
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=False)
+    return out.getvalue()

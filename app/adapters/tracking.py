@@ -167,6 +167,24 @@ class MlflowTracker:
                 raise TemporaryError(f"mlflow: cannot create experiment {self._experiment}: {err}") from err
             return str(again.experiment_id)
 
+    def scored_runs(self, *, limit: int = 50_000) -> list[tuple[dict[str, float], dict[str, str]]]:
+        """(metrics, tags) of the experiment's runs that carry a risk score, newest first, for `autofix
+        calibrate`. Read-only: an experiment not created yet has no runs (it is not created here)."""
+        found = self._call("get experiment", self._client.get_experiment_by_name, self._experiment)
+        if found is None:
+            return []
+        rows: list[tuple[dict[str, float], dict[str, str]]] = []
+        token = None
+        while len(rows) < limit:
+            page = self._call("search runs", self._client.search_runs, [str(found.experiment_id)],
+                              filter_string="metrics.risk >= 0", max_results=min(1000, limit - len(rows)),
+                              order_by=["attributes.start_time DESC"], page_token=token)
+            rows += [(dict(r.data.metrics), dict(r.data.tags)) for r in page]
+            token = page.token
+            if not token:
+                break
+        return rows
+
     def _log_batches(self, run_id: str, record: RunRecord, *, timestamp_ms: int) -> None:
         from mlflow.entities import Metric, Param, RunTag
 

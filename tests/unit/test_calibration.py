@@ -9,9 +9,12 @@ that ignores the data (the current 0.3 / 0.6, or an increasing curve) lands 0.2 
 
 from __future__ import annotations
 
+import difflib
 import random
+from collections.abc import Callable
 
 import pytest
+import yaml
 
 from app import calibration, policies
 from app.calibration import Sample
@@ -23,12 +26,12 @@ POLICY = CalibrationPolicy()
 UNSAFE_ENDS = ("reverted", "ineffective", "rejected")
 
 
-def generated(n: int, *, seed: int, true_safe: object = lambda s: 1 - s) -> list[Sample]:
+def generated(n: int, *, seed: int, true_safe: Callable[[float], float] = lambda s: 1 - s) -> list[Sample]:
     rng = random.Random(seed)
     data = []
     for _ in range(n):
         score = rng.random()
-        final = "effective" if rng.random() < true_safe(score) else rng.choice(UNSAFE_ENDS)  # type: ignore[operator]
+        final = "effective" if rng.random() < true_safe(score) else rng.choice(UNSAFE_ENDS)
         data.append(Sample(score=score, final=final, merged=final != "rejected"))
     return data
 
@@ -88,24 +91,20 @@ def test_policy_diff_changes_only_the_threshold_values() -> None:
     diff = calibration.policy_diff(text, {"medium": 0.12, "high": 0.48}, name="default.yaml")
     changed = [ln for ln in diff.splitlines() if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
     assert changed == ["-    medium: 0.3   # score >= medium -> medium", "-    high: 0.6     # score >= high -> high",
-                       "+    medium: 0.12   # score >= medium -> medium", "+    high: 0.48     # score >= high -> high"]
+                       "+    medium: 0.12  # score >= medium -> medium", "+    high: 0.48    # score >= high -> high"]
     assert diff.startswith("--- a/default.yaml\n+++ b/default.yaml\n")
     assert calibration.policy_diff(text, {"medium": 0.3, "high": 0.6}, name="default.yaml") == ""
 
 
 @pytest.mark.parametrize("text", ["version: 1\n", "risk:\n  weights: {}\n", "risk:\n  thresholds:\n    high: 0.6\n"])
-def test_policy_diff_adds_what_the_file_does_not_set(text: str, tmp_path: object) -> None:
+def test_policy_diff_adds_what_the_file_does_not_set(text: str) -> None:
     diff = calibration.policy_diff(text, {"medium": 0.2, "high": 0.5}, name="team.yaml")
     applied = _apply(text, diff)
-    import yaml
-
     assert yaml.safe_load(applied)["risk"]["thresholds"] == {"medium": 0.2, "high": 0.5}
 
 
 def _apply(text: str, diff: str) -> str:
-    """The new side of a unified diff of one hunk-less-or-more file, rebuilt from its context and + lines."""
-    import difflib
-
+    """The new side of a unified diff of one file, rebuilt from its hunks (context and + lines)."""
     lines = diff.splitlines(keepends=True)[2:]
     old = text.splitlines(keepends=True)
     new: list[str] = []
