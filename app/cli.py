@@ -1,4 +1,4 @@
-"""The `autofix` command: serve, handle, demo, explain, policy check.
+"""The `autofix` command: serve, handle, demo, explain, calibrate, policy check.
 
 Imports are lazy so `autofix --help` stays fast: a sub-command pays only for what it uses.
 """
@@ -89,6 +89,15 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--days", type=_days, default=30.0, help="the window, in days back from now (default 30)")
     report.add_argument("--json", action="store_true", help="print JSON instead of the table")
     report.set_defaults(func=_report)
+
+    calibrate = sub.add_parser("calibrate", help="learn the risk thresholds from the outcomes in MLflow: "
+                               "a table, a proposed diff of the policy (never applied) and the curve as a PNG")
+    calibrate.add_argument("--png", type=Path, default=None,
+                           help="where to draw the curve (default <data dir>/calibration.png)")
+    calibrate.add_argument("--policy-file", type=Path, default=None,
+                           help="the policy file the diff is against (default: the one that sets risk.thresholds)")
+    calibrate.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    calibrate.set_defaults(func=_calibrate)
 
     dashboard = sub.add_parser("dashboard", help="the dashboard issue in the GitOps repository")
     dashboard_sub = dashboard.add_subparsers(dest="dashboard_command", required=True)
@@ -235,6 +244,56 @@ def _doctor(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _calibrate(args: argparse.Namespace) -> int:
+    from app import calibration, policies
+    from app import settings as settings_mod
+    from app.adapters.tracking import MlflowTracker
+
+    settings = settings_mod.load()
+    policy = policies.load(settings.policy_dir)
+    runs = MlflowTracker(settings.tracking_uri, ui_url=settings.mlflow_ui_url).scored_runs()
+    data = calibration.samples(runs)
+    wanted = policy.calibration.min_samples
+    if len(data) < wanted:
+        line = f"{len(data)} finished fix(es) in MLflow, the policy's calibration.min_samples is {wanted}: " \
+               "nothing proposed"
+        print(json.dumps({"samples": len(data), "min_samples": wanted, "proposed": None}) if args.json else line)
+        return 0
+    result = calibration.calibrate(data, policy.calibration, current=policy.risk.thresholds)
+    path = args.policy_file or _thresholds_file(settings.policy_dir)
+    diff = calibration.policy_diff(path.read_text(encoding="utf-8"), result.proposed, name=path.name)
+    png = args.png or settings.data_dir / "calibration.png"
+    from app.adapters.png import draw_calibration
+
+    png.parent.mkdir(parents=True, exist_ok=True)
+    png.write_bytes(draw_calibration(result, target=policy.calibration.target_safe_rate,
+                                     medium_rate=policy.calibration.medium_safe_rate))
+    if args.json:
+        print(json.dumps(calibration.as_json(result, diff=diff, png=str(png)), indent=2))
+        return 0
+    print(calibration.table(result))
+    print()
+    print(calibration.summary(result, policy.calibration))
+    print(f"curve: {png}")
+    print()
+    print(diff or f"{path.name}: the thresholds already match, no change proposed")
+    return 0
+
+
+def _thresholds_file(directory: Path) -> Path:
+    """The policy file whose risk.thresholds win (the last in name order that sets them), else the first."""
+    import yaml
+
+    from app.errors import ConfigError
+
+    files = sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml"))
+    if not files:
+        raise ConfigError(f"{directory} has no policy file to propose a change to; name one with --policy-file")
+    setting = [p for p in files
+               if "thresholds" in ((yaml.safe_load(p.read_text(encoding="utf-8")) or {}).get("risk") or {})]
+    return setting[-1] if setting else files[0]
+
+
 def _dashboard_sync(args: argparse.Namespace) -> int:
     import time
 
@@ -269,6 +328,7 @@ def _policy_check(args: argparse.Namespace) -> int:
     print(f"policy OK: {args.directory} (version {policy.digest})")
     return 0
 
+
 def _outcomes_sync(args: argparse.Namespace) -> int:
     """Follow each fix not decided yet once (app/outcomes.py), print every ledger row; decided outcomes wait in
     the outbox for MLflow and are sent within a short wait (what is left, the next serve or handle sends)."""
@@ -292,3 +352,4 @@ def _outcomes_sync(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
