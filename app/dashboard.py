@@ -214,8 +214,10 @@ def sync(*, board: IssueBoard, jobs: JobQueue, ledger: Ledger, policy: Policy,
         return None
     issue = board.find_issue(MARKER)
     now = clock()
+    declined = {job.id for job in jobs.finished(since=now - RECENT_SECONDS, limit=500)
+                if job.state == "done" and (job.result or {}).get("outcome") == "no_fix"}
     retried, lifted = _act(ticked(issue.body) if issue else Ticks(frozenset(), frozenset()), jobs=jobs,
-                           ledger=ledger, now=now)
+                           ledger=ledger, now=now, declined=declined)
     entries = ledger.entries()
     recent = jobs.finished(since=now - RECENT_SECONDS, limit=500)
     text = body(entries=entries, jobs=recent, now=now, policy=policy)
@@ -230,8 +232,11 @@ def sync(*, board: IssueBoard, jobs: JobQueue, ledger: Ledger, policy: Policy,
     return Synced(issue=issue, retried=retried, lifted=lifted, created=created)
 
 
-def _act(ticks: Ticks, *, jobs: JobQueue, ledger: Ledger, now: float) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    retried = tuple(sorted(job_id for job_id in ticks.retry if jobs.requeue(job_id)))
+def _act(ticks: Ticks, *, jobs: JobQueue, ledger: Ledger, now: float,
+         declined: set[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Only what the body offered: a recent no_fix job is retried, a closed PR's cooldown lifted (a box typed
+    in by hand for another job or PR does nothing)."""
+    retried = tuple(sorted(job_id for job_id in ticks.retry if job_id in declined and jobs.requeue(job_id)))
     rows: Mapping[int, Remediation] = {e.pr_number: e for e in ledger.entries()} if ticks.lift else {}
     lifted = []
     for number in sorted(ticks.lift):

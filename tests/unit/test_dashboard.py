@@ -138,15 +138,17 @@ def test_sync_through_the_local_forge_creates_once_then_acts_on_ticks(tmp_path: 
     assert third is not None and third.retried == () and third.lifted == ()  # acted on once
 
 
-def test_sync_ignores_ids_it_does_not_know(tmp_path: Path) -> None:
-    store, clock, _ = seeded(tmp_path)
+def test_sync_acts_only_on_what_the_body_offered(tmp_path: Path) -> None:
+    store, clock, ids = seeded(tmp_path)
     forge = LocalForge(tmp_path / "prs")
     made = forge.create_issue(title="GitOps Autofix Dashboard", body=f"{dashboard.MARKER}\n"
-                              "- [x] <!-- autofix-retry:999 -->\n- [x] <!-- autofix-lift:11 -->\n"
-                              "- [x] <!-- autofix-lift:12345 -->\n")
+                              f"- [x] <!-- autofix-retry:999 -->\n- [x] <!-- autofix-retry:{ids['opened']} -->\n"
+                              "- [x] <!-- autofix-lift:11 -->\n- [x] <!-- autofix-lift:12345 -->\n")
     done = dashboard.sync(board=forge, jobs=store, ledger=store, policy=POLICY, clock=clock)
     assert done is not None and done.issue.number == made.number
-    assert done.retried == () and done.lifted == ()  # no such job; PR 11 is open, 12345 unknown
+    assert done.retried == () and done.lifted == ()  # no such job; a PR was opened; PR 11 is open; 12345 unknown
+    job = store.get(ids["opened"])
+    assert job is not None and job.state == "done"
 
 
 def test_policy_turns_the_dashboard_off(tmp_path: Path) -> None:
