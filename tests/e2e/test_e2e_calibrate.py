@@ -1,5 +1,5 @@
 """`autofix calibrate` as a user runs it: runs logged into a real MLflow sqlite store the way the exporter and the
-outcome follow-up leave them (metric ``risk`` and ``risk_<factor>``, tags ``cause`` and ``outcome.final``), then
+outcome follow-up leave them (metric ``risk`` and ``risk_<factor>``, tags ``cause``, ``outcome.final`` and ``outcome.pr_state``), then
 the command in a subprocess. Checked: the table's counts, the proposed diff of the policy file (which stays
 unchanged), the PNG, and the one line below the policy's minimum sample size.
 """
@@ -48,7 +48,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[fl
     for i, (score, final) in enumerate(runs):
         run = client.create_run(experiment, run_name=f"KubePodCrashLooping shop/checkout-{i}",
                                 tags={"cause": "oom_killed", "outcome": "pr_opened", "autofix_record": f"r{i}",
-                                      "outcome.final": final})
+                                      "outcome.final": final,
+                                      "outcome.pr_state": "closed" if final == "rejected" else "merged"})
         metrics = [Metric("risk", score, 0, 0), *(Metric(f"risk_{f}", score, 0, 0) for f in FACTORS)]
         client.log_batch(run.info.run_id, metrics=metrics)
         client.set_terminated(run.info.run_id)

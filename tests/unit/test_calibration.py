@@ -77,7 +77,7 @@ def test_samples_read_from_run_data_keep_only_finished_scored_fixes() -> None:
         ({"risk": 0.42, "risk_blast_radius": 0.3, "seconds_total": 1.0}, {"outcome.final": "effective", "cause": "oom_killed"}),
         ({"risk": 0.2}, {"outcome": "pr_opened"}),  # still followed
         ({"seconds_total": 1.0}, {"outcome.final": "rejected"}),  # no score: not a PR's run
-        ({"risk": 0.7}, {"outcome.final": "stale", "outcome.pr": "merged"}),
+        ({"risk": 0.7}, {"outcome.final": "stale", "outcome.pr_state": "merged"}),
         ({"risk": 0.5}, {"outcome.final": "bogus"}),
     ]
     found = calibration.samples(runs)
