@@ -1,7 +1,7 @@
 """`autofix calibrate` as a user runs it: runs logged into a real MLflow sqlite store the way the exporter and the
 outcome follow-up leave them (metric ``risk`` and ``risk_<factor>``, tags ``cause``, ``outcome.final`` and ``outcome.pr_state``), then
 the command in a subprocess. Checked: the table's counts, the proposed diff of the policy file (which stays
-unchanged), the PNG, and the one line below the policy's minimum sample size.
+unchanged), the PNG, the one line below the policy's minimum sample size, and the one line without scikit-learn.
 """
 
 from __future__ import annotations
@@ -70,9 +70,11 @@ def _policies(tmp_path: Path, *, min_samples: int) -> Path:
     return folder
 
 
-def _calibrate(data: Path, policies: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+def _calibrate(data: Path, policies: Path, *argv: str, pythonpath: str = "") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "AUTOFIX_DATA_DIR": str(data), "AUTOFIX_POLICY_DIR": str(policies),
            "MLFLOW_TRACKING_URI": f"sqlite:///{data / 'mlflow.db'}"}
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (pythonpath, env.get("PYTHONPATH", "")) if p)
     return subprocess.run([sys.executable, "-m", "app.cli", "calibrate", *argv], env=env, capture_output=True,
                           text=True, timeout=150, check=False)
 
@@ -117,3 +119,18 @@ def test_below_the_minimum_sample_size_it_proposes_nothing(
     assert done.stdout.splitlines() == [
         f"{RUNS} finished fix(es) in MLflow, the policy's calibration.min_samples is {RUNS + 1}: nothing proposed"]
     assert not png.exists()
+
+
+def test_without_scikit_learn_it_says_how_to_install_it(
+        store: tuple[Path, list[tuple[float, str]]], tmp_path: Path) -> None:
+    """An install without the `calibrate` extra: a sklearn package that cannot be imported shadows the real one."""
+    shadow = tmp_path / "shadow" / "sklearn"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('No module named sklearn')\n", encoding="utf-8")
+    data, _ = store
+    done = _calibrate(data, _policies(tmp_path, min_samples=100), "--png", str(tmp_path / "x.png"),
+                      pythonpath=str(shadow.parent))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == \
+        "autofix: autofix calibrate needs scikit-learn: pip install 'gitops-autofix[calibrate]'"
+    assert not (tmp_path / "x.png").exists()
