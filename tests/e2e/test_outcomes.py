@@ -8,6 +8,8 @@ CLI, a subprocess) prints the table; the ledger rows and the original MLflow run
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import json
 import os
@@ -19,14 +21,16 @@ from typing import Any
 
 import pytest
 
-from app import fieldpaths, settings
+from app import fieldpaths, main, settings
 from app.adapters.store import JobStore
+from app.policies import OutcomesPolicy
 from app.settings import DEFAULT_POLICY_DIR
 from app.wiring import build_exporter, build_outcomes
 from tests.conftest import ROOT, mlflow_run
 from tests.e2e.test_never_loop import TOKEN, _payload, handle_in_process
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.kube_api import KubeApiFake
+from tests.stages.world import make_world
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -167,3 +171,32 @@ def test_rejected_then_merged_by_alice_applied_by_flux_and_reverted(tmp_path: Pa
     assert (run.data.tags["outcome.final"], run.data.tags["outcome.merged_by"]) == ("reverted", "alice")
     assert run.data.metrics["time_to_sync_s"] == 60.0
     assert run.data.metrics["time_to_merge_s"] == merged_at - reverted.opened_at
+
+
+def test_the_service_follows_outcomes_on_its_schedule(tmp_path: Path) -> None:
+    """`autofix serve`'s task (app/main.py): after one interval, the closed PR is decided without any command."""
+    world = make_world(tmp_path)
+    policy = world.policy.model_copy(update={"outcomes": OutcomesPolicy(interval_seconds=10)})
+    pipeline = world.pipeline(policy=policy)
+    assert pipeline.handle(world.incident()).outcome == "pr_opened"
+    world.forge.set_state(1, "closed")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AUTOFIX_DATA_DIR", str(tmp_path / "data"))
+        loaded = settings.load()
+
+    async def serve_a_while() -> None:
+        task = asyncio.create_task(main._follow_outcomes(loaded, world.ledger, pipeline))
+        for _ in range(300):  # up to 30 s: one interval (10 s) and one pass
+            await asyncio.sleep(0.1)
+            if world.ledger.entries()[0].final is not None:
+                break
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(serve_a_while())
+    [row] = world.ledger.entries()
+    assert (row.state, row.final) == ("closed", "rejected")
+    export = world.ledger.export_of(f"{row.record_id}.outcome")
+    assert export is not None and export.state == "pending", "queued for MLflow by the service's exporter"
+    world.ledger.close()
