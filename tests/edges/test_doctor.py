@@ -92,6 +92,7 @@ def test_failures_are_reported_and_exit_non_zero(world: dict[str, object], monke
     assert found["cluster"] == "OK" and found["mlflow"] == "OK"
 
 
+@pytest.mark.e2e  # runs the service or servers for real: the slow part
 def test_missing_read_permission_is_named(world: dict[str, object], capsys: pytest.CaptureFixture[str]) -> None:
     kube = world["kube"]
     assert isinstance(kube, KubeApiFake)
@@ -102,6 +103,7 @@ def test_missing_read_permission_is_named(world: dict[str, object], capsys: pyte
     assert "missing 2: get applications.argoproj.io" in capsys.readouterr().out  # get, list
 
 
+@pytest.mark.e2e  # runs the service or servers for real: the slow part
 def test_llm_check_lists_the_models_of_a_compatible_server(monkeypatch: pytest.MonkeyPatch) -> None:
     import http.server
     import threading

@@ -27,6 +27,9 @@ def pending(record: RunRecord | None = None, *, name: str = "r", status: str = "
                       created_at=1_764_590_400.0)
 
 
+pytestmark = pytest.mark.e2e  # a real MLflow store (importing MLflow and migrating its schema): the slow part
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     root = tmp_path_factory.mktemp("mlflow")
