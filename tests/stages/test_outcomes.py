@@ -7,10 +7,13 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from app import fieldpaths, outcomes
 from app.adapters.snapshot import SnapshotCluster
@@ -21,6 +24,13 @@ from tests.stages.world import DEMO, World
 BRANCH = "autofix/shop/checkout/oom-killed"
 HOUR = 3600.0
 DEPLOYED = float(int(time.time()) + 120)  # when Argo CD says it synced the merge commit: after the merge
+
+
+@pytest.fixture(autouse=True)
+def _deployed_after_this_tests_merge(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two minutes after each test starts, not after the module was imported: a long run (the whole suite)
+    would otherwise put the sync before the merge."""
+    monkeypatch.setattr(sys.modules[__name__], "DEPLOYED", float(int(time.time()) + 120))
 
 
 def _iso(seconds: float) -> str:
