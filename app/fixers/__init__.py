@@ -63,3 +63,19 @@ def require_proven_revision(policy: Policy, *, revision: object, replicaset: obj
         raise NoFix(f"{in_git}: {minimum}", code="unproven_revision")
     raise NoFix(f"revision {revision} (replicaset {replicaset}) ran {ran} for only "
                 f"{format_duration(seconds or 0)} before it was scaled down, {minimum}", code="unproven_revision")
+
+
+def image_to_roll_back(document: dict[str, Any], *, container: str, init: bool, good: str, bad: str,
+                       bad_is: str) -> str:
+    """The container's image path in git, when git still has the ``bad`` image (``bad_is`` names it: "the failing",
+    "the release"); NoFix when git has no image there, already has ``good`` (the rollback waits for a sync), or
+    holds a third value (someone changed it since: never overridden)."""
+    path = container_path(str(document.get("kind")), container, init=init, field="image")
+    in_git = required_in_git(document, path, code="no_image_in_git",
+                             missing=f"the manifest in git has no image for container {container}")
+    if in_git == good:
+        raise NoFix(f"git already has image {good}: the rollback is waiting to be synced", code="already_in_git")
+    if in_git != bad:
+        raise NoFix(f"git has image {in_git}, neither {bad_is} {bad} nor the working {good}: someone changed "
+                    "it since; not overriding", code="git_moved")
+    return path

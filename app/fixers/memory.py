@@ -136,21 +136,15 @@ def _release(reading: curves.MemoryReading) -> str:
 def _image_plan(facts: OomFacts, earlier: EarlierImage, document: dict[str, Any], *, why: str,
                 curve: m.Curve) -> Plan:
     container = facts.container
-    path = fixers.container_path(str(document.get("kind")), container, init=facts.init, field="image")
-    in_git = fixers.required_in_git(document, path, code="no_image_in_git",
-                                    missing=f"the manifest in git has no image for container {container}")
     good, bad = earlier.image, earlier.failing_image
-    if in_git == good:
-        raise NoFix(f"git already has image {good}: the rollback is waiting to be synced", code="already_in_git")
-    if in_git != bad:
-        raise NoFix(f"git has image {in_git}, neither the release {bad} nor the working {good}: someone changed "
-                    "it since; not overriding", code="git_moved")
+    path = fixers.image_to_roll_back(document, container=container, init=facts.init, good=good, bad=bad,
+                                     bad_is="the release")
     ran = ("whose pods serve now" if earlier.ran_seconds is None
            else f"which ran {quantities.format_duration(earlier.ran_seconds)} until the release replaced it")
     # An image rollback: held to the image rollback's paths (policy causes.image_pull_after_rollout), not memory's.
     return Plan(cause=Cause.IMAGE_PULL_AFTER_ROLLOUT, curve=curve,
                 summary=f"Roll back image of container {container} to {good} (memory regression in {bad})",
-                changes=[FieldChange(path=path, old=in_git, new=good,
+                changes=[FieldChange(path=path, old=bad, new=good,
                                      reason=(f"memory regression in {bad}: back to {good} of revision "
                                              f"{earlier.revision} (replicaset {earlier.replicaset}), {ran}; a higher "
                                              f"limit would hide the regression; {why}"))])
