@@ -20,23 +20,13 @@ from app.adapters.workspace import GitWorkspace
 from app.advice import AdvisorError, Prompt
 from app.errors import TemporaryError
 from app.forges.github import GitHubForge
+from tests.fakes.health import HealthRecorder
 from tests.fakes.silent import SilentServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]  # each waits out real (short) timeouts
 
 TOKEN = "ghp_bounded_0123456789abcdefghijklmnop"
 AUTHOR = "gitops-autofix[bot] <gitops-autofix@users.noreply.github.com>"
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, ...]] = []
-
-    def ok(self, dependency: str) -> None:
-        self.calls.append(("ok", dependency))
-
-    def error(self, dependency: str, kind: str, message: str) -> None:
-        self.calls.append(("error", dependency, kind))
 
 
 def kubeconfig(path: Path, server: str) -> str:
@@ -50,7 +40,7 @@ def kubeconfig(path: Path, server: str) -> str:
 
 
 def test_cluster_api_that_never_answers_is_cut_at_the_read_timeout_naming_the_call(tmp_path: Path) -> None:
-    observer = Recorder()
+    observer = HealthRecorder()
     with SilentServer() as silent:
         cluster = KubeCluster.from_config(kubeconfig(tmp_path / "kc", silent.url), timeout=(1.0, 1.0))
         with deadlines.running(deadlines.Deadline(60, observer=observer)), pytest.raises(TemporaryError) as caught:
@@ -59,7 +49,7 @@ def test_cluster_api_that_never_answers_is_cut_at_the_read_timeout_naming_the_ca
     assert str(caught.value) == ("cluster: the Kubernetes API did not answer within 1 s "
                                  "(GET pods/checkout-7d9f8b6c5-abcde in namespace shop)")
     assert (caught.value.dependency, caught.value.kind) == ("cluster", "timeout")
-    assert observer.calls == [("error", "cluster", "timeout")]
+    assert observer.kinds == [("error", "cluster", "timeout")]
     assert silent.accepted == 1, "a read timeout is not re-sent"
 
 
@@ -75,7 +65,7 @@ def test_cluster_read_timeout_never_outlasts_the_job_budget(tmp_path: Path) -> N
 
 
 def test_forge_retries_stop_when_the_jobs_retry_budget_for_it_is_spent() -> None:
-    observer = Recorder()
+    observer = HealthRecorder()
     with SilentServer() as silent:
         forge = GitHubForge("acme/gitops", api_url=silent.url, token=TOKEN, write_spacing=0, request_spacing=0,
                             retries=10, backoff=0.01, timeout=1)
@@ -87,7 +77,7 @@ def test_forge_retries_stop_when_the_jobs_retry_budget_for_it_is_spent() -> None
     assert str(caught.value) == "forge: GitHub did not answer within 1 s (GET /repos/acme/gitops)"
     assert silent.accepted == 2, "two attempts (the job's budget for the forge), not PyGithub's eleven"
     assert str(again.value) == "forge: gave up after 2 failed attempts in this job (2 timeout; budget 2 per job)"
-    assert observer.calls == [("error", "forge", "timeout")]
+    assert observer.kinds == [("error", "forge", "timeout")]
 
 
 def test_forge_read_timeout_never_outlasts_the_job_budget() -> None:
@@ -102,7 +92,7 @@ def test_forge_read_timeout_never_outlasts_the_job_budget() -> None:
 
 
 def test_git_remote_that_never_answers_is_cut_by_git_low_speed_limit(tmp_path: Path) -> None:
-    observer = Recorder()
+    observer = HealthRecorder()
     with SilentServer() as silent:
         workspace = GitWorkspace(f"{silent.url}/acme/gitops.git", base="main", checkout=tmp_path / "repo",
                                  author=AUTHOR, stall_seconds=1)  # the subprocess timeout stays at 180 s
@@ -111,7 +101,7 @@ def test_git_remote_that_never_answers_is_cut_by_git_low_speed_limit(tmp_path: P
     assert (caught.value.dependency, caught.value.kind) == ("git", "timeout")
     assert str(caught.value).startswith("git: fetch failed (128): "), caught.value
     assert "Operation too slow" in str(caught.value)
-    assert observer.calls == [("error", "git", "timeout")]
+    assert observer.kinds == [("error", "git", "timeout")]
 
 
 def test_git_call_never_outlasts_the_job_budget(tmp_path: Path) -> None:

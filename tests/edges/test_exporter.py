@@ -22,6 +22,7 @@ from app.models.alertmanager import WebhookPayload
 from app.models.runs import PendingRun, RunRecord, record_ref
 from app.ports import RunHandle
 from tests.conftest import EXAMPLES
+from tests.fakes.health import HealthRecorder
 
 BRANCH = "autofix/shop/checkout/oom-killed"
 
@@ -51,17 +52,6 @@ class Sink:
         return RunHandle(run_id=run_id, url=f"https://mlflow.example/#/experiments/1/runs/{run_id}")
 
 
-@dataclass
-class Health:
-    said: list[tuple[str, str]] = field(default_factory=list)
-
-    def ok(self, dependency: str) -> None:
-        self.said.append((dependency, "ok"))
-
-    def error(self, dependency: str, kind: str, message: str) -> None:
-        self.said.append((dependency, kind))
-
-
 class Clock:
     def __init__(self) -> None:
         self.now = 1_764_590_400.0
@@ -75,7 +65,7 @@ def run_record(*, branch: str | None = None) -> PendingRun:
                       record=RunRecord(params={"detector": "oom"}, tags={"outcome": "pr_opened"}), branch=branch)
 
 
-def exporter(store: JobStore, sink: Sink, forge: LocalForge | None = None, health: Health | None = None,
+def exporter(store: JobStore, sink: Sink, forge: LocalForge | None = None, health: HealthRecorder | None = None,
              owner: str = "exporter-a") -> Exporter:
     return Exporter(store, sink=lambda: sink, forge=forge, health=health, owner=owner)
 
@@ -108,17 +98,17 @@ def test_records_wait_while_mlflow_is_down_then_land_once_with_the_pr_linked(tmp
     body = f"## Record\n\n{render.record_line(record_ref(run.key))}\n\nmore text\n"
     pr = forge.open_pr(branch=BRANCH, base="main", title="Raise memory", body=body, labels=["gitops-autofix"])
     store.add_run(run)
-    sink, health = Sink(down=True), Health()
+    sink, health = Sink(down=True), HealthRecorder()
     first = exporter(store, sink, forge, health)
 
     assert first.once().failed == 1
-    assert store.backlog()["pending"] == 1 and health.said == [("mlflow", "refused")]
+    assert store.backlog()["pending"] == 1 and health.kinds == [("error", "mlflow", "refused")]
     assert first.once().failed == 0, "not due again before its backoff"
     clock.now += backoff(1)
     sink.down = False
     done = first.once()
     assert (done.exported, done.linked, done.failed) == (1, 1, 0)
-    assert sink.sent == [run.key] and health.said[-1] == ("mlflow", "ok")
+    assert sink.sent == [run.key] and health.kinds[-1] == ("ok", "mlflow")
     exported = store.export_of(run.key)
     assert exported is not None and exported.state == "done" and exported.run_id == sink.runs[run.key]
     new_body = (next((tmp_path / "prs").glob(f"{pr.number}-*/")) / "body.md").read_text()

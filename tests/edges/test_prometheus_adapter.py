@@ -21,6 +21,7 @@ import pytest
 from app import deadlines
 from app.adapters.prometheus import PrometheusReader
 from app.errors import TemporaryError
+from tests.fakes.health import HealthRecorder
 from tests.fakes.prometheus import DAY, HOUR, Container, MiB, PrometheusServer, Scenario, free_port
 from tests.fakes.silent import SilentServer
 
@@ -28,17 +29,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]  # a real prometheus, r
 
 POD_NEW = "checkout-7d9f8b6c5-x2lqz"
 POD_OLD = "checkout-5c4b9f7d8-mw4rt"
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, ...]] = []
-
-    def ok(self, dependency: str) -> None:
-        self.calls.append(("ok", dependency))
-
-    def error(self, dependency: str, kind: str, message: str) -> None:
-        self.calls.append(("error", dependency, kind))
 
 
 def scenario() -> Scenario:
@@ -62,14 +52,14 @@ def test_query_range_answers_one_series_per_pod_with_its_labels_and_samples_at_e
         shop: tuple[Scenario, PrometheusServer]) -> None:
     s, server = shop
     reader = PrometheusReader(server.url)
-    observer = Recorder()
+    observer = HealthRecorder()
     with deadlines.running(deadlines.Deadline(60, observer=observer)):
         found = reader.query_range('max by (pod, image) (container_memory_working_set_bytes{namespace="shop", '
                                    'container="checkout"})', start=s.at(-6 * HOUR), end=s.alert_at, step=600)
     assert [(f.labels, len(f.points)) for f in found] == [
         ({"pod": POD_NEW, "image": "ghcr.io/acme/checkout:1.4.2"}, 37)]
     assert found[0].points[0] == (s.at(-6 * HOUR), 300 * MiB) and found[0].points[-1] == (s.alert_at, 300 * MiB)
-    assert observer.calls == [("ok", "prometheus")]
+    assert observer.kinds == [("ok", "prometheus")]
     reader.close()
 
 
@@ -93,14 +83,14 @@ def test_instant_query_at_a_past_time_sees_the_pods_that_ran_then(shop: tuple[Sc
 def test_prometheus_error_bodies_become_the_message_naming_prometheus_and_the_call(
         shop: tuple[Scenario, PrometheusServer], promql: str, status: int, error: str) -> None:
     s, server = shop
-    observer = Recorder()
+    observer = HealthRecorder()
     with deadlines.running(deadlines.Deadline(60, observer=observer)), pytest.raises(TemporaryError) as caught:
         PrometheusReader(server.url).query_range(promql, start=s.at(-HOUR), end=s.alert_at, step=60)
     message = str(caught.value)
     assert message.startswith(f"prometheus: HTTP {status} {error}"), message
     assert message.endswith("(GET /api/v1/query_range)")
     assert (caught.value.dependency, caught.value.kind) == ("prometheus", "http_4xx")
-    assert observer.calls == [("error", "prometheus", "http_4xx")]
+    assert observer.kinds == [("error", "prometheus", "http_4xx")]
 
 
 def test_too_many_points_is_prometheus_own_refusal(shop: tuple[Scenario, PrometheusServer]) -> None:
@@ -111,17 +101,17 @@ def test_too_many_points_is_prometheus_own_refusal(shop: tuple[Scenario, Prometh
 
 
 def test_a_server_that_is_down_is_refused_and_reported() -> None:
-    observer = Recorder()
+    observer = HealthRecorder()
     reader = PrometheusReader(f"http://127.0.0.1:{free_port()}")
     with deadlines.running(deadlines.Deadline(60, observer=observer)), pytest.raises(TemporaryError) as caught:
         reader.query_range("up", start=0, end=600, step=60)
     assert str(caught.value) == "prometheus: connection refused (GET /api/v1/query_range)"
     assert (caught.value.dependency, caught.value.kind) == ("prometheus", "refused")
-    assert observer.calls == [("error", "prometheus", "refused")]
+    assert observer.kinds == [("error", "prometheus", "refused")]
 
 
 def test_a_silent_server_is_cut_at_the_jobs_budget_not_the_read_timeout() -> None:
-    observer = Recorder()
+    observer = HealthRecorder()
     with SilentServer() as silent:
         reader = PrometheusReader(silent.url, timeout=(3.0, 30.0))
         with deadlines.running(deadlines.Deadline(1.0, observer=observer)), pytest.raises(TemporaryError) as caught:
@@ -130,7 +120,7 @@ def test_a_silent_server_is_cut_at_the_jobs_budget_not_the_read_timeout() -> Non
     assert str(caught.value) == "prometheus: no answer within 1 s (GET /api/v1/query_range)", \
         "bounded by the 1 s job budget, not the 30 s read timeout"
     assert (caught.value.dependency, caught.value.kind) == ("prometheus", "timeout")
-    assert observer.calls == [("error", "prometheus", "timeout")]
+    assert observer.kinds == [("error", "prometheus", "timeout")]
     assert silent.accepted == 1
 
 
@@ -209,11 +199,11 @@ def test_answers_that_are_not_a_result_are_unavailable_with_their_kind(
         recording: tuple[str, type[Recorded]], answer: tuple[int, bytes, float], message: str, kind: str) -> None:
     url, handler = recording
     handler.answer = answer
-    observer = Recorder()
+    observer = HealthRecorder()
     with deadlines.running(deadlines.Deadline(60, observer=observer)), pytest.raises(TemporaryError) as caught:
         PrometheusReader(url).query("up", at=1700000000)
     assert (str(caught.value), caught.value.kind) == (message, kind)
-    assert observer.calls == [("error", "prometheus", kind)]
+    assert observer.kinds == [("error", "prometheus", kind)]
 
 
 def test_a_body_that_trickles_is_cut_at_connect_plus_read_seconds(recording: tuple[str, type[Recorded]]) -> None:

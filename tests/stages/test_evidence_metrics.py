@@ -21,6 +21,7 @@ from app.models.incident import WorkloadRef
 from app.policies import MetricsPolicy, Policy
 from app.stages import evidence
 from app.stages import metrics as reading
+from tests.fakes.health import HealthRecorder
 from tests.fakes.prometheus import (
     DAY,
     HOUR,
@@ -41,17 +42,6 @@ CHECKOUT = WorkloadRef(kind="Deployment", namespace="shop", name="checkout")
 OLD, NEW = "5b6c8d9f47", "7d9f8b6c5"
 LIMITS = {"memory": "512Mi", "cpu": "500m"}
 REQUESTS = {"memory": "256Mi", "cpu": "100m"}
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, ...]] = []
-
-    def ok(self, dependency: str) -> None:
-        self.calls.append(("ok", dependency))
-
-    def error(self, dependency: str, kind: str, message: str) -> None:
-        self.calls.append(("error", dependency, kind, message))
 
 
 def demo_scenario(alert_at: float) -> Scenario:
@@ -179,7 +169,7 @@ def test_labels_named_otherwise_by_the_install_are_asked_by_the_policys_names(
 
 
 def test_prometheus_down_is_unavailable_reported_and_the_stage_goes_on(world: World) -> None:
-    observer = Recorder()
+    observer = HealthRecorder()
     with deadlines.running(deadlines.Deadline(60, observer=observer)):
         out = collect(world, f"http://127.0.0.1:{free_port()}")
     met = out.evidence.metrics
@@ -193,7 +183,7 @@ def test_prometheus_down_is_unavailable_reported_and_the_stage_goes_on(world: Wo
 
 
 def test_a_silent_prometheus_costs_the_metrics_budget_once(world: World) -> None:
-    observer = Recorder()
+    observer = HealthRecorder()
     policy = world.policy.model_copy(update={"metrics": MetricsPolicy(budget_seconds=1)})
     with SilentServer() as silent, deadlines.running(deadlines.Deadline(60, observer=observer)) as job:
         out = collect(world, silent.url, policy=policy)

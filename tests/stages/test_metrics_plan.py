@@ -16,6 +16,7 @@ from app.policies import MetricsPolicy
 from app.ports import RawSeries
 from app.stages import evidence
 from app.stages import metrics as reading
+from tests.fakes.health import HealthRecorder
 from tests.stages.world import World
 
 CHECKOUT = WorkloadRef(kind="Deployment", namespace="shop", name="checkout")
@@ -96,19 +97,8 @@ class SlowReader:
         raise AssertionError("the evidence stage reads ranges only")
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, ...]] = []
-
-    def ok(self, dependency: str) -> None:
-        self.calls.append(("ok", dependency))
-
-    def error(self, dependency: str, kind: str, message: str) -> None:
-        self.calls.append(("error", dependency, kind, message))
-
-
 def test_queries_past_the_metrics_budget_are_not_sent_and_the_slowness_is_reported() -> None:
-    reader, observer = SlowReader(0.3), Recorder()
+    reader, observer = SlowReader(0.3), HealthRecorder()
     workload = reading.Workload(kind="Deployment", namespace="shop", name="checkout")
     with deadlines.running(deadlines.Deadline(60, observer=observer)) as job:
         met = reading.read(reader, workload, end=1_800_000_000, policy=MetricsPolicy(budget_seconds=0.5))

@@ -13,6 +13,7 @@ import pytest
 from app import deadlines, dependencies
 from app.dependencies import DependencyHealth
 from app.errors import PermanentError, TemporaryError
+from tests.fakes.health import HealthRecorder
 
 
 class Clock:
@@ -147,23 +148,12 @@ def test_an_error_with_a_dependency_starts_with_its_name_once() -> None:
 # ---------------------------------------------------------------- the retry budget per job
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, ...]] = []
-
-    def ok(self, dependency: str) -> None:
-        self.calls.append(("ok", dependency))
-
-    def error(self, dependency: str, kind: str, message: str) -> None:
-        self.calls.append(("error", dependency, kind, message))
-
-
 def _timeout(dependency: str = "forge") -> TemporaryError:
     return TemporaryError("did not answer within 15 s (GET /x)", dependency=dependency, kind="timeout")
 
 
 def test_repeated_timeouts_of_one_dependency_stop_the_job_early_naming_it() -> None:
-    observer = Recorder()
+    observer = HealthRecorder()
     deadline = deadlines.Deadline(3600, attempts=3, observer=observer)
     with deadlines.running(deadline):
         for _ in range(3):
@@ -204,7 +194,7 @@ def test_call_timeouts_never_exceed_what_is_left_of_the_budget() -> None:
 
 def test_budget_running_out_while_waiting_for_a_dependency_names_it_and_is_temporary() -> None:
     clock = Clock()
-    observer = Recorder()
+    observer = HealthRecorder()
     deadline = deadlines.Deadline(3, clock=clock, observer=observer)
     with deadlines.running(deadline):
         deadlines.enter("publish")
