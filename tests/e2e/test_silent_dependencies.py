@@ -31,7 +31,7 @@ from app.worker import run_next
 from tests.conftest import EXAMPLES, ROOT
 from tests.edges.test_api import serve
 from tests.fakes.kube_api import KubeApiFake
-from tests.fakes.silent import SilentServer
+from tests.fakes.silent import SilentServer, kubeconfig
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -70,16 +70,6 @@ def bare(tmp_path: Path) -> Path:
     path = tmp_path / "gitops.git"
     seed_bare_repo(DEMO / "repo", path)
     return path
-
-
-def kubeconfig(path: Path, server: str) -> str:
-    path.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "silent",
-        "clusters": [{"name": "silent", "cluster": {"server": server}}],
-        "users": [{"name": "autofix", "user": {"token": "sa-token"}}],
-        "contexts": [{"name": "silent", "context": {"cluster": "silent", "user": "autofix"}}],
-    }))
-    return str(path)
 
 
 def env_for(settings: Settings) -> dict[str, str]:

@@ -8,7 +8,6 @@ server accepted (a retry budget that stops early is fewer connections, not a fas
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -21,22 +20,12 @@ from app.advice import AdvisorError, Prompt
 from app.errors import TemporaryError
 from app.forges.github import GitHubForge
 from tests.fakes.health import HealthRecorder
-from tests.fakes.silent import SilentServer
+from tests.fakes.silent import SilentServer, kubeconfig
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]  # each waits out real (short) timeouts
 
 TOKEN = "ghp_bounded_0123456789abcdefghijklmnop"
 AUTHOR = "gitops-autofix[bot] <gitops-autofix@users.noreply.github.com>"
-
-
-def kubeconfig(path: Path, server: str) -> str:
-    path.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "silent",
-        "clusters": [{"name": "silent", "cluster": {"server": server}}],
-        "users": [{"name": "autofix", "user": {"token": "sa-token"}}],
-        "contexts": [{"name": "silent", "context": {"cluster": "silent", "user": "autofix"}}],
-    }))
-    return str(path)
 
 
 def test_cluster_api_that_never_answers_is_cut_at_the_read_timeout_naming_the_call(tmp_path: Path) -> None:
