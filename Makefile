@@ -5,10 +5,13 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test lint setup setup-test bench
 
+# The runtime only (what `make demo` needs): the test tools come with `make test` (setup-test below).
 $(BIN)/autofix: pyproject.toml
+	@echo "==> creating the virtualenv in $(VENV)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	@echo "==> installing the runtime (about 400 MB, 1-2 minutes the first time)..."
+	$(BIN)/pip install -q -e .
 	touch $(BIN)/autofix
 
 setup: $(BIN)/autofix
@@ -16,7 +19,7 @@ setup: $(BIN)/autofix
 demo: setup
 	$(BIN)/autofix demo
 
-lint: setup
+lint: setup-test  # ruff, mypy and import-linter are test tools
 	$(BIN)/ruff check app tests benchmarks
 	$(BIN)/lint-imports
 	$(BIN)/mypy app
@@ -25,6 +28,7 @@ lint: setup
 # package for `mlflow server` (extra `e2e`, ~820 MB): only `make test` pays for them.
 $(VENV)/.test-deps: $(BIN)/autofix
 	./scripts/system-deps.sh
+	@echo "==> installing the test tools and the full mlflow (about 600 MB more, a few minutes the first time)..."
 	$(BIN)/pip install -q -e '.[test,e2e]'
 	touch $(VENV)/.test-deps
 

@@ -1,4 +1,4 @@
-"""The `autofix` command: serve, handle, demo, explain, calibrate, policy check.
+"""The `autofix` command: serve, handle, demo, explain, runs show, calibrate, policy check; `autofix --version`.
 
 Imports are lazy so `autofix --help` stays fast: a sub-command pays only for what it uses.
 """
@@ -58,27 +58,59 @@ class _RedactingFormatter(logging.Formatter):
 OUTCOMES_EXPORT_SECONDS = 20.0  # `autofix outcomes sync`: how long the amendments may take to reach MLflow
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default; one that names it in words already (a path under the data
+    dir, the kubeconfig) keeps its own wording instead of "(default: None)"."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.help and "(default" in action.help:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser with our help formatter, for the sub-commands too (add_subparsers reuses the class)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def _version() -> str:
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ours = version("gitops-autofix")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        ours = "unknown (not installed)"
+    return f"autofix {ours} (gitops-autofix, Python {platform.python_version()})"
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="autofix", description="Alertmanager alerts -> GitOps pull requests")
+    parser = _Parser(prog="autofix", description="Alertmanager alerts -> GitOps pull requests")
+    parser.add_argument("--version", action="version", version=_version(),
+                        help="print the version and Python's, then exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the webhook service")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    serve.add_argument("--port", type=int, default=8080, help="TCP port to listen on")
     serve.set_defaults(func=_serve)
 
     handle = sub.add_parser("handle", help="run one webhook payload through the pipeline, print JSON results")
-    handle.add_argument("payload", type=Path)
-    handle.add_argument("--snapshot", type=Path, help="read the cluster from a `kubectl get -o json` List dump")
+    handle.add_argument("payload", type=Path, help="an Alertmanager webhook payload (JSON file)")
+    handle.add_argument("--snapshot", type=Path, help="read the cluster from a `kubectl get -o json` List dump "
+                        "(default: the live cluster, from the in-cluster config or the kubeconfig)")
     handle.set_defaults(func=_handle)
 
     demo = sub.add_parser("demo", help="run the shipped example: no cluster, no GitHub, no LLM")
-    demo.add_argument("--example", type=Path, default=None, help="example directory (default examples/demo)")
+    demo.add_argument("--example", type=Path, default=None, help="example directory: alert.json, cluster.json and repo/ (default: examples/demo)")
     demo.set_defaults(func=_demo)
 
     explain = sub.add_parser("explain", help="show each stage's decision for the jobs of an alert fingerprint")
-    explain.add_argument("fingerprint")
+    explain.add_argument("fingerprint", help="the alert's fingerprint, as the demo and the PR body print it")
     explain.set_defaults(func=_explain)
 
     doctor = sub.add_parser("doctor", help="check cluster permissions, git push, forge, MLflow, policy and LLM")
@@ -86,16 +118,16 @@ def _parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="per cause: PRs opened, merged, effective, reverted, no_fix by reason "
                             "and median times to merge, sync and resolve, over the last N days")
-    report.add_argument("--days", type=_days, default=30.0, help="the window, in days back from now (default 30)")
+    report.add_argument("--days", type=_days, default=30.0, help="the window, in days back from now (default: 30)")
     report.add_argument("--json", action="store_true", help="print JSON instead of the table")
     report.set_defaults(func=_report)
 
     calibrate = sub.add_parser("calibrate", help="learn the risk thresholds from the outcomes in MLflow: "
                                "a table, a proposed diff of the policy (never applied) and the curve as a PNG")
     calibrate.add_argument("--png", type=Path, default=None,
-                           help="where to draw the curve (default <data dir>/calibration.png)")
+                           help="where to draw the curve (default: <data dir>/calibration.png)")
     calibrate.add_argument("--policy-file", type=Path, default=None,
-                           help="the policy file the diff is against (default: the one that sets risk.thresholds)")
+                           help="the policy file the diff is against (default: the last policy file that sets risk.thresholds)")
     calibrate.add_argument("--json", action="store_true", help="print JSON instead of the table")
     calibrate.set_defaults(func=_calibrate)
 
@@ -112,8 +144,17 @@ def _parser() -> argparse.ArgumentParser:
     policy = sub.add_parser("policy", help="policy tools")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)
     check = policy_sub.add_parser("check", help="validate a policy directory")
-    check.add_argument("directory", type=Path)
+    check.add_argument("directory", type=Path, help="the policy directory (its *.yaml files, merged in name order)")
     check.set_defaults(func=_policy_check)
+
+    runs = sub.add_parser("runs", help="the run records (MLflow, or the outbox before export), without a web UI")
+    runs_sub = runs.add_subparsers(dest="runs_command", required=True)
+    runs_show = runs_sub.add_parser("show", help="one run's params, metrics, tags and artifact names, read from "
+                                    "MLFLOW_TRACKING_URI (default: <data dir>/mlflow.db) or the job store's outbox")
+    runs_show.add_argument("run_id", metavar="RUN_ID", help="an MLflow run id, or the record key a PR body or "
+                           "`autofix explain` names")
+    runs_show.add_argument("--json", action="store_true", help="print JSON, values uncut")
+    runs_show.set_defaults(func=_runs_show)
     return parser
 
 
@@ -151,6 +192,13 @@ def _demo(args: argparse.Namespace) -> int:
     from app import demo
 
     return demo.run(args.example)
+
+
+def _runs_show(args: argparse.Namespace) -> int:
+    from app import runs
+    from app import settings as settings_mod
+
+    return runs.show(settings_mod.load(), args.run_id, out=sys.stdout, err=sys.stderr, as_json=args.json)
 
 
 def _explain(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ import os
 import re
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -44,6 +45,24 @@ _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_\-. /]")
 HTTP_TIMEOUT_SECONDS = 10  # one MLflow REST call (its default is 120 s)
 HTTP_MAX_RETRIES = 0  # its default is 7, with backoff: minutes against a dead server; the outbox retries
 RECORD_TAG = "autofix_record"
+
+
+_IDENT = re.compile(r"[A-Za-z0-9_-]{1,64}")  # a run id or record key: also safe inside a filter string
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """One run as `autofix runs show` prints it (from MLflow, or from the outbox before its export)."""
+
+    run_id: str | None
+    record: str | None
+    name: str
+    status: str
+    started: float  # Unix seconds
+    params: dict[str, str]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    artifacts: list[str]
 
 
 def sanitize_key(name: str) -> str:
@@ -184,6 +203,41 @@ class MlflowTracker:
             if not token:
                 break
         return rows
+
+    def stored_run(self, ident: str) -> StoredRun | None:
+        """The run ``ident`` names, read-only (`autofix runs show`): an MLflow run id, else our record key (the
+        run's ``autofix_record`` tag). None when neither names a run in this store."""
+        if not _IDENT.fullmatch(ident):
+            return None
+        run = self._run_or_none(ident)
+        if run is None:
+            found = self._call("get experiment", self._client.get_experiment_by_name, self._experiment)
+            hits = [] if found is None else self._call(
+                "search runs", self._client.search_runs, [str(found.experiment_id)],
+                filter_string=f"tags.{RECORD_TAG} = '{ident}'", max_results=1)
+            run = hits[0] if hits else None
+        if run is None:
+            return None
+        info, data = run.info, run.data
+        return StoredRun(run_id=str(info.run_id), record=data.tags.get(RECORD_TAG), name=str(info.run_name or ""),
+                         status=str(info.status), started=(info.start_time or 0) / 1000,
+                         params=dict(data.params), metrics=dict(data.metrics),
+                         tags={k: v for k, v in data.tags.items() if not k.startswith("mlflow.")},
+                         artifacts=self._artifact_paths(str(info.run_id), ""))
+
+    def _run_or_none(self, run_id: str) -> Any:
+        try:
+            return self._call("get run", self._client.get_run, run_id)
+        except PermanentError as err:  # 404: no run with that id (it may be a record key)
+            if int(getattr(err.__cause__, "get_http_status_code", lambda: 0)()) == 404:
+                return None
+            raise
+
+    def _artifact_paths(self, run_id: str, path: str) -> list[str]:
+        found: list[str] = []
+        for item in self._call("list artifacts", self._client.list_artifacts, run_id, path or None):
+            found += self._artifact_paths(run_id, item.path) if item.is_dir else [str(item.path)]
+        return found
 
     def _log_batches(self, run_id: str, record: RunRecord, *, timestamp_ms: int) -> None:
         from mlflow.entities import Metric, Param, RunTag
