@@ -139,7 +139,7 @@ class Pipeline:
         # With the track record of this cause's earlier fixes (a warm or cold decision): the ledger's rows as they are.
         changeset = steps.run("risk", lambda: change.assess(
             planned=planned, edited=edited, evidence=at, policy=self.policy,
-            namespace_labels=targeted.namespace_labels,
+            namespace_labels=targeted.namespace_labels, namespace_annotations=targeted.namespace_annotations,
             track=risk.track_record(self.ledger.entries(), cause=diagnosed.cause, workload=str(ev.workload)))).changeset
         steps.run("gates", lambda: gating.check(evidence=at, diagnosis=diagnosed, changeset=changeset,
                                                 policy=self.policy, baseline=baseline))
@@ -149,7 +149,8 @@ class Pipeline:
                                                                      advisor=advisor)).narrative
         proposal = steps.keep(publish.compose(
             incident=incident, evidence=ev, diagnosis=diagnosed, changeset=changeset, explanation=narrative,
-            model=advisor.model if advisor is not None else None, policy=self.policy, run_url=run_url))
+            model=advisor.model if advisor is not None else None, policy=self.policy, run_url=run_url,
+            now=self.clock()))
         return steps.run("publish", lambda: publish.publish(
             proposal=proposal, workload=ev.workload, cause=diagnosed.cause, changeset=changeset,
             workspace=self.workspace, forge=self.forge, ledger=self.ledger, policy=self.policy, base=self.base,

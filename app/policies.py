@@ -220,10 +220,29 @@ class LlmPolicy(_Strict):
     paths: dict[str, list[str]] = Field(default_factory=dict)
 
 
+class EnvironmentPatterns(_Strict):
+    """Globs (lower case) of the values that name an environment: a label's or annotation's value, an Argo CD
+    project, a segment of a Flux Kustomization's path (app/risk.py ``_namespace``)."""
+
+    production: list[str] = Field(default_factory=lambda: ["prod", "production", "prd", "live", "prod-*", "*-prod",
+                                                           "production-*", "*-production"])
+    staging: list[str] = Field(default_factory=lambda: ["staging", "stage", "stg", "preprod", "pre-prod", "uat",
+                                                        "qa", "staging-*", "*-staging"])
+    development: list[str] = Field(default_factory=lambda: ["dev", "development", "test", "testing", "sandbox",
+                                                            "preview", "dev-*", "*-dev"])
+
+
 class RiskPolicy(_Strict):
     weights: dict[str, float] = Field(default_factory=dict)
     thresholds: dict[str, float] = Field(default_factory=lambda: {"medium": 0.3, "high": 0.6})
     production_namespaces: list[str] = Field(default_factory=lambda: ["prod*"])
+    # Namespace labels, then annotations, whose value names the environment, most specific first.
+    environment_keys: list[str] = Field(default_factory=lambda: [
+        "environment", "env", "app.kubernetes.io/environment", "tier", "app.kubernetes.io/part-of"])
+    environments: EnvironmentPatterns = Field(default_factory=EnvironmentPatterns)
+    # No signal names the environment: a workload with at least this many replicas that a Service selects is
+    # treated as production-like (it serves users, whatever its namespace is called).
+    serving_replicas: int = Field(default=2, ge=1)
 
     @field_validator("weights")
     @classmethod

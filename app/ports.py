@@ -205,7 +205,12 @@ class Forge(Protocol):
         """The files ``pr`` changes (at most the first 100), with their patches; [] when the forge cannot say."""
         ...
 
-    def request_reviewers(self, pr: PullRequest, *, reviewers: Sequence[str], teams: Sequence[str]) -> None: ...
+    def request_reviewers(self, pr: PullRequest, *, reviewers: Sequence[str],
+                          teams: Sequence[str]) -> list[tuple[str, str]]:
+        """Ask ``reviewers`` (logins) and ``teams`` (slugs) for a review, never the PR's own author; the ones the
+        forge refused (not a collaborator...) as (name, why), teams named ``team <slug>``: a refusal never
+        fails the PR."""
+        ...
 
     def close_pr(self, pr: PullRequest, *, comment: str) -> None: ...
 

@@ -26,12 +26,14 @@ import html
 import json
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
 from app import charts, redact
 from app.models.causes import Cause, CommandRollbackFacts
 from app.models.changes import ChangeSet, TrackRecord
 from app.models.diagnosis import Diagnosis
-from app.models.incident import WorkloadRef
+from app.models.incident import WorkloadRef, utc
 from app.models.metrics import MAX_CURVE_POINTS, Curve
 from app.models.runs import RECORD_REF, record_ref
 
@@ -294,9 +296,44 @@ def track_line(track: TrackRecord) -> str:
             f"unmerged, {every.effective} effective, {every.reverted} reverted ({own}).")
 
 
+@dataclass(frozen=True, kw_only=True)
+class Delivery:
+    """The GitOps object that applies a merged change (from the evidence's Argo CD / Flux objects)."""
+
+    tool: str  # "Argo CD" or "Flux"
+    kind: str  # Application, Kustomization, HelmRelease
+    name: str
+    namespace: str = ""
+    automated: bool = True  # Argo CD: spec.syncPolicy.automated (enabled); Flux: not spec.suspend
+    interval: str = ""  # Flux: spec.interval; Argo CD: its reconciliation period
+    interval_default: bool = False  # the interval is the controller's default, not read from the object
+
+
+@dataclass(frozen=True, kw_only=True)
+class NextSteps:
+    """What merging or closing the PR does, and how a team opts the workload out."""
+
+    delivery: Delivery | None
+    cause: str
+    cooldown_hours: float
+    cooldown_until: datetime  # no new PR for this workload and cause before this, if the PR is closed now
+    opt_out: str  # the annotation that opts a workload out (app/stages/change.py)
+    opt_out_causes: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogTail:
+    """The last lines a container logged before it failed (redacted and bounded by the evidence)."""
+
+    source: str  # "pod/container"
+    lines: tuple[str, ...]
+    previous: bool = True  # the previous (failed) container's log, not the running one's
+
+
 def pr_body(*, workload: WorkloadRef, diagnosis: Diagnosis, changeset: ChangeSet, run_url: str, alert: str,
             model_note: str | None = None, explanation: str | None = None,
-            context: Sequence[tuple[str, str]] = ()) -> str:
+            context: Sequence[tuple[str, str]] = (), logs: LogTail | None = None,
+            next_steps: NextSteps | None = None) -> str:
     f = diagnosis.finding
     out = ["## Root cause", "", _text(f.root_cause, limit=2 * MAX_LINE), ""]
     out += alert_section(alert, context)
@@ -310,6 +347,7 @@ def pr_body(*, workload: WorkloadRef, diagnosis: Diagnosis, changeset: ChangeSet
             "", _fence(f.evidence[:MAX_EVIDENCE_LINES]), ""]
     if diagnosis.others:
         out += ["Also seen (not fixed here): " + "; ".join(_text(o.root_cause) for o in diagnosis.others), ""]
+    out += logs_section(logs)
     head, out = out, []
     out += ["## Change", "", *_change_table(changeset), ""]
     if changeset.plan.sizing_note:
@@ -326,7 +364,9 @@ def pr_body(*, workload: WorkloadRef, diagnosis: Diagnosis, changeset: ChangeSet
             for x in r.factors]
     if r.track is not None:
         out += ["", track_line(r.track)]
-    out += ["", "## Record", "", record_line(run_url), ""]
+    out += [""]
+    out += next_section(next_steps)
+    out += ["## Record", "", record_line(run_url), ""]
     if diagnosis.proposed_by != "rule":
         out += [f"This change was proposed by a model ({_text(diagnosis.proposed_by)}) and passed the same "
                 "validation and policy gates as a rule's.", ""]
@@ -445,17 +485,24 @@ def _promql_lines(promql: str) -> list[str]:
 
 
 def alert_section(alert: str, context: Sequence[tuple[str, str]]) -> list[str]:
-    """The alert as it fired (app.models.incident.Incident.context): name, since when, severity, cluster, its
-    summary and description (untrusted text, escaped), the runbook and the Prometheus graph as links when they
-    are plain http(s) URLs (else as code, never a link)."""
+    """The alert as it fired (app.models.incident.Incident.context): name, since when and for how long, severity,
+    cluster and the Prometheus that fired it (external labels), its summary and description (untrusted text,
+    escaped), the runbook and the Prometheus graph as links when they are plain http(s) URLs (else as code,
+    never a link: a ``javascript:`` URL stays inert text)."""
     if not context:
         return []
     said = dict(context)
     head = f"{_code(alert)} firing"
     if "since" in said:
         head += f" since {_code(said['since'])}"
+        if "for" in said:
+            head += f" (for {_text(said['for'], limit=40)} when this was decided)"
     head += "".join(f", {name} {_code(said[name])}" for name in ("severity", "cluster") if name in said) + "."
     out = ["## Alert", "", head]
+    source = [f"{label} {_code(said[name], limit=120)}" for name, label in
+              (("prometheus", "Prometheus"), ("replica", "replica")) if name in said]
+    if source:
+        out += ["", "Fired by " + ", ".join(source) + "."]
     if "summary" in said:
         out += ["", _text(said["summary"], limit=2 * MAX_LINE)]
     if "description" in said and said["description"] != said.get("summary"):
@@ -465,6 +512,51 @@ def alert_section(alert: str, context: Sequence[tuple[str, str]]) -> list[str]:
     if links:
         out += ["", " · ".join(links)]
     return [*out, ""]
+
+
+def logs_section(logs: LogTail | None) -> list[str]:
+    """The container's last log lines before the failure, folded away: a fence (nothing in it renders) inside a
+    <details> whose summary is ours (the pod and container names HTML-escaped)."""
+    if logs is None or not logs.lines:
+        return []
+    which = "previous container" if logs.previous else "running container"
+    summary = (f"Last {len(logs.lines[-MAX_EVIDENCE_LINES:])} log lines before the failure "
+               f"({html.escape(_flat(logs.source, 200))}, {which})")
+    return [f"<details><summary>{summary}</summary>", "", _fence(logs.lines[-MAX_EVIDENCE_LINES:]), "",
+            "</details>", ""]
+
+
+def next_section(steps: NextSteps | None) -> list[str]:
+    """What merging does (who applies it, how soon), what closing does (the cooldown and its end), how to opt out."""
+    if steps is None:
+        return []
+    out = ["## What happens next", "", f"- **Merge:** {_delivery_line(steps.delivery)}"]
+    hours = f"{steps.cooldown_hours:g} h"
+    out.append(f"- **Close without merging:** GitOps Autofix takes it as a no and opens no new pull request for "
+               f"this workload and cause ({_code(steps.cause)}) for {hours} after the close: closed now, not before "
+               f"{_code(utc(steps.cooldown_until))}.")
+    every, this = _code(steps.opt_out + ': "true"'), _code(f"{steps.opt_out_causes}: {steps.cause}")
+    out.append(f"- **Opt out:** annotate the workload's manifest in git with {every} (no fix at all), or {this} "
+               "(this cause only).")
+    return [*out, ""]
+
+
+def _delivery_line(d: Delivery | None) -> str:
+    if d is None:
+        return ("the GitOps controller applies it (no Argo CD Application or Flux object that manages this workload "
+                "was found in the cluster).")
+    what = f"{d.tool} {d.kind} {_code(d.name)}" + (f" in namespace {_code(d.namespace)}" if d.namespace else "")
+    if d.tool == "Argo CD":
+        if not d.automated:
+            return (f"{what} has no automated sync (`spec.syncPolicy.automated` unset): it shows OutOfSync until "
+                    "someone syncs it.")
+        period = _code(d.interval) + (" (Argo CD's default `timeout.reconciliation`)" if d.interval_default else "")
+        return f"{what} syncs it automatically; Argo CD looks at git every {period}, or at once on a webhook."
+    if not d.automated:
+        return f"{what} is suspended (`spec.suspend: true`): nothing is applied until it is resumed."
+    if d.interval:
+        return f"{what} applies it at its next reconciliation: every {_code(d.interval)} (`spec.interval`)."
+    return f"{what} applies it at its next reconciliation."
 
 
 def _link(title: str, url: str) -> str:

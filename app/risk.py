@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from app import kube, quantities
@@ -23,8 +24,10 @@ DEFAULT_WEIGHTS = {"blast_radius": 1.0, "resource_sensitivity": 1.0, "rollback_c
 # How sensitive a change to this field is, by the last meaningful part of its path.
 FIELD_SENSITIVITY = {"memory": 0.3, "cpu": 0.3, "image": 0.5, "maxReplicas": 0.3, "livenessProbe": 0.4,
                      "readinessProbe": 0.4, "startupProbe": 0.3, "storageClassName": 0.6, "name": 0.4}
-# Namespace labels that name the environment, most specific first.
-ENV_LABELS = ("environment", "env", "app.kubernetes.io/environment", "tier")
+# What each environment scores on the namespace factor.
+ENV_VALUES = {"production": 0.9, "staging": 0.5, "development": 0.15}
+SERVING = 0.7  # no signal names the environment, but the workload serves traffic with several replicas
+UNKNOWN = 0.3
 KIND_SENSITIVITY = {"StatefulSet": 0.3, "DaemonSet": 0.2, "CronJob": -0.1, "Job": -0.1}
 
 
@@ -51,15 +54,18 @@ def level(value: float, policy: Policy) -> str:
 
 def assess(*, workload: dict[str, Any], namespace: str, plan: Plan, policy: Policy,
            namespace_labels: dict[str, str] | None = None, related: list[dict[str, Any]] | None = None,
-           track: TrackRecord | None = None) -> Risk:
+           track: TrackRecord | None = None, namespace_annotations: dict[str, str] | None = None,
+           gitops: list[dict[str, Any]] | None = None) -> Risk:
     """``related``: the evidence's related objects (HPAs, Services and PDBs selecting the workload); ``track``:
-    the ledger's record of earlier fixes of this cause (the ``history`` factor; None leaves the factor out)."""
+    the ledger's record of earlier fixes of this cause (the ``history`` factor; None leaves the factor out);
+    ``gitops``: the Argo CD Application / Flux objects that deploy it (their project and path name environments)."""
     weights = {**DEFAULT_WEIGHTS, **policy.risk.weights}
+    signals = Signals(labels=namespace_labels or {}, annotations=namespace_annotations or {}, gitops=gitops or [])
     raw = [
         ("blast_radius", *_blast_radius(workload, related or [])),
         ("resource_sensitivity", *_sensitivity(workload, plan)),
         ("rollback_complexity", *_rollback(workload)),
-        ("namespace_scope", *_namespace(namespace, namespace_labels or {}, policy)),
+        ("namespace_scope", *_namespace(namespace, signals, policy, workload=workload, related=related or [])),
         ("change_magnitude", *_magnitude(plan)),
     ]
     factors = [RiskFactor(name=n, value=round(clip(v), 4), weight=weights.get(n, 1.0), explanation=why)
@@ -173,17 +179,60 @@ def _rollback(workload: dict[str, Any]) -> tuple[float, str]:
     return 0.15, "stateless: revert the commit to roll back"
 
 
-def _namespace(namespace: str, labels: dict[str, str], policy: Policy) -> tuple[float, str]:
-    env = next((str(labels[k]).lower() for k in ENV_LABELS if labels.get(k)), "")
-    production = env in ("prod", "production") or any(
-        fnmatch.fnmatchcase(namespace, p) for p in policy.risk.production_namespaces)
-    if production:
-        return 0.9, f"namespace {namespace} is production" + (f" (label {env})" if env else "")
-    if env in ("staging", "stage", "preprod", "uat"):
-        return 0.5, f"namespace {namespace} is labelled {env}"
-    if env in ("dev", "development", "test", "sandbox", "preview"):
-        return 0.15, f"namespace {namespace} is labelled {env}"
-    return 0.3, f"namespace {namespace} is not marked production"
+@dataclass(frozen=True)
+class Signals:
+    """What may name the workload's environment besides its namespace's name."""
+
+    labels: dict[str, str] = field(default_factory=dict)  # the Namespace's
+    annotations: dict[str, str] = field(default_factory=dict)  # the Namespace's
+    gitops: list[dict[str, Any]] = field(default_factory=list)  # Argo CD Application, Flux Kustomization
+
+
+def environment(value: str, policy: Policy) -> str | None:
+    """"production", "staging" or "development" when ``value`` matches the policy's globs, else None."""
+    text = value.strip().lower()
+    patterns = policy.risk.environments
+    for name, globs in (("production", patterns.production), ("staging", patterns.staging),
+                        ("development", patterns.development)):
+        if text and any(fnmatch.fnmatchcase(text, g.lower()) for g in globs):
+            return name
+    return None
+
+
+def _candidates(signals: Signals, policy: Policy) -> Iterable[tuple[str, str]]:
+    """(value, where it was read) in the order they decide: labels, annotations, Argo CD project, Flux path."""
+    for source, values in (("label", signals.labels), ("annotation", signals.annotations)):
+        for key in policy.risk.environment_keys:
+            if values.get(key):
+                yield str(values[key]), f"namespace {source} {key}={values[key]}"
+    for obj in signals.gitops:
+        spec, name = obj.get("spec") or {}, kube.name(obj)
+        if obj.get("kind") == "Application" and spec.get("project"):
+            yield str(spec["project"]), f"Argo CD Application {name} in project {spec['project']}"
+        if obj.get("kind") == "Kustomization" and isinstance(spec.get("path"), str):
+            for segment in spec["path"].split("/"):
+                if segment not in ("", "."):
+                    yield segment, f"Flux Kustomization {name} path {spec['path']}"
+
+
+def _namespace(namespace: str, signals: Signals, policy: Policy, *, workload: dict[str, Any],
+               related: list[dict[str, Any]]) -> tuple[float, str]:
+    """The first signal that names an environment decides, and the explanation names it; the namespace's name
+    comes after labels, annotations and the GitOps object; with no signal at all, a workload that serves traffic
+    with several replicas counts as production-like (a checkout service is not low risk for lack of a label)."""
+    for value, where in _candidates(signals, policy):
+        env = environment(value, policy)
+        if env is not None:
+            return ENV_VALUES[env], f"{env}: {where}"
+    if any(fnmatch.fnmatchcase(namespace, p) for p in policy.risk.production_namespaces):
+        return ENV_VALUES["production"], f"production: namespace name {namespace} matches production_namespaces"
+    replicas = _int((workload.get("spec") or {}).get("replicas") or 1)
+    services = sorted(kube.name(o) for o in related if o.get("kind") == "Service")
+    if services and replicas >= policy.risk.serving_replicas:
+        return SERVING, (f"production-like: no label, annotation, Argo CD project or Flux path names the "
+                         f"environment of namespace {namespace}, and {replicas} replicas serve traffic through "
+                         f"Service(s) {', '.join(services[:3])}")
+    return UNKNOWN, f"namespace {namespace}: nothing names its environment, and it serves no traffic with several replicas"
 
 
 def _magnitude(plan: Plan) -> tuple[float, str]:

@@ -125,13 +125,38 @@ class GitHubForge:
         with self._mapped("comment on pull request"):
             self._repository().get_pull(pr.number).create_issue_comment(body)
 
-    def request_reviewers(self, pr: PullRequest, *, reviewers: Sequence[str], teams: Sequence[str]) -> None:
-        """Ask the policy's reviewers and teams for a review (POST .../pulls/N/requested_reviewers)."""
-        if not reviewers and not teams:
-            return
+    def request_reviewers(self, pr: PullRequest, *, reviewers: Sequence[str],
+                          teams: Sequence[str]) -> list[tuple[str, str]]:
+        """Ask the owners for a review (POST .../pulls/N/requested_reviewers), never the PR's author (the bot: GitHub
+        refuses that request). GitHub refuses the whole request with 422 when one name is not a collaborator:
+        then each name is asked alone, so the others are still requested, and the refused ones are returned."""
         with self._mapped("request reviewers"):
-            self._repository().get_pull(pr.number).create_review_request(reviewers=list(reviewers),
-                                                                         team_reviewers=list(teams))
+            pull = self._repository().get_pull(pr.number)
+        author = (pull.user.login if pull.user is not None else "").lower()
+        users = [r for r in dict.fromkeys(reviewers) if r.lower() != author]
+        slugs = list(dict.fromkeys(teams))
+        if not users and not slugs:
+            return []
+        try:
+            with self._mapped("request reviewers"):
+                pull.create_review_request(reviewers=users, team_reviewers=slugs)
+            return []
+        except PermanentError as err:
+            if len(users) + len(slugs) == 1:  # the one name asked is the one refused
+                return [(users[0] if users else f"team {slugs[0]}", err.message)]
+        return self._request_each(pull, slugs, users)
+
+    def _request_each(self, pull: GhPull, slugs: Sequence[str], users: Sequence[str]) -> list[tuple[str, str]]:
+        refused: list[tuple[str, str]] = []
+        for name, ask in [*((u, {"reviewers": [u]}) for u in users),
+                          *((f"team {t}", {"team_reviewers": [t]}) for t in slugs)]:
+            try:
+                with self._mapped("request reviewers"):
+                    pull.create_review_request(**ask)
+            except PermanentError as err:
+                log.warning("review request refused", extra={"pr": pull.number, "reviewer": name})
+                refused.append((name, err.message))
+        return refused
 
     def close_pr(self, pr: PullRequest, *, comment: str) -> None:
         with self._mapped("close pull request"):

@@ -111,12 +111,15 @@ class LocalForge:
         _, meta = self._get(pr.number)
         return [PrFile(path=str(f.get("path", "")), patch=str(f.get("patch", ""))) for f in meta.get("files", [])]
 
-    def request_reviewers(self, pr: PullRequest, *, reviewers: Sequence[str], teams: Sequence[str]) -> None:
+    def request_reviewers(self, pr: PullRequest, *, reviewers: Sequence[str],
+                          teams: Sequence[str]) -> list[tuple[str, str]]:
+        """Recorded in pr.json (``reviewers``, ``teams``); a dry run refuses no one."""
         with self._locked():
             folder, meta = self._get(pr.number)
             meta["reviewers"] = list(dict.fromkeys([*meta.get("reviewers", []), *reviewers]))
             meta["teams"] = list(dict.fromkeys([*meta.get("teams", []), *teams]))
             _write_atomic(folder / "pr.json", json.dumps(meta, indent=2) + "\n")
+        return []
 
     def set_body(self, pr: PullRequest, body: str) -> None:
         with self._locked():

@@ -62,11 +62,15 @@ class Incident(BaseModel):
             generator_url=alert.generatorURL,
         )
 
-    def context(self) -> list[tuple[str, str]]:
-        """What the alert itself says, in the order an on-call reads it: where, how bad, since when, what, the
-        runbook and the graph. Only what the alert carries (kubernetes-mixin labels and annotations)."""
+    def context(self, *, now: datetime | None = None) -> list[tuple[str, str]]:
+        """What the alert itself says, in the order an on-call reads it: where, how bad, since when (and, given
+        the decision time ``now``, for how long), what, the runbook and the graph. Only what the alert carries
+        (kubernetes-mixin labels and annotations, Prometheus' external labels ``prometheus`` and
+        ``prometheus_replica``/``replica`` when Alertmanager kept them)."""
         items = [("cluster", self.labels.get("cluster", "")), ("severity", self.labels.get("severity", "")),
-                 ("since", _utc(self.starts_at)),
+                 ("prometheus", self.labels.get("prometheus", "")),
+                 ("replica", self.labels.get("prometheus_replica") or self.labels.get("replica", "")),
+                 ("since", utc(self.starts_at)), ("for", firing_for(self.starts_at, now) if now else ""),
                  ("summary", self.annotations.get("summary", "")),
                  ("description", self.annotations.get("description") or self.annotations.get("message", "")),
                  ("runbook", self.annotations.get("runbook_url", "")), ("graph", self.generator_url)]
@@ -96,7 +100,24 @@ class Incident(BaseModel):
         return None
 
 
-def _utc(moment: datetime) -> str:
+def utc(moment: datetime) -> str:
     """ISO 8601 in UTC to the second, as Alertmanager's UI shows it."""
     aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
     return aware.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def firing_for(start: datetime, now: datetime) -> str:
+    """How long an alert has fired, as an on-call says it: "2 h 5 min", "3 d 4 h", "40 s"; "" before it started."""
+    start = start if start.tzinfo is not None else start.replace(tzinfo=UTC)
+    now = now if now.tzinfo is not None else now.replace(tzinfo=UTC)
+    seconds = int((now - start).total_seconds())
+    if seconds < 0:
+        return ""
+    days, rest = divmod(seconds, 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{minutes} min" if minutes else f"{secs} s"

@@ -94,11 +94,14 @@ def edit(*, located: Located, planned: Planned, evidence: Evidence, workspace: W
 
 
 def assess(*, planned: Planned, edited: Edited, evidence: Evidence, policy: Policy,
-           namespace_labels: Mapping[str, str], track: TrackRecord | None = None) -> Change:
-    """``track``: the ledger's record of earlier fixes of this cause (risk.track_record), for the history factor."""
+           namespace_labels: Mapping[str, str], track: TrackRecord | None = None,
+           namespace_annotations: Mapping[str, str] | None = None) -> Change:
+    """``track``: the ledger's record of earlier fixes of this cause (risk.track_record), for the history factor.
+    The namespace factor reads the Namespace's labels and annotations and the evidence's Argo CD / Flux objects."""
     assessed = risk.assess(workload=planned.document, namespace=evidence.workload.namespace, plan=planned.plan,
                            policy=policy, namespace_labels=dict(namespace_labels), related=evidence.related,
-                           track=track)
+                           track=track, namespace_annotations=dict(namespace_annotations or {}),
+                           gitops=list(evidence.gitops))
     # For a patch, values file or kustomization the gates judge the effective workload before and after.
     layered = edited.layered
     changeset = ChangeSet(location=edited.location, plan=planned.plan, files=list(edited.files), risk=assessed,

@@ -9,13 +9,17 @@ lock, so workers cannot overshoot it.
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from app import duplicates, render
 from app import ledger as ledgers
-from app.errors import PermanentError, TemporaryError
+from app.errors import AutofixError, PermanentError, TemporaryError
 from app.models.changes import ChangeSet
 from app.models.diagnosis import Diagnosis
 from app.models.evidence import Evidence
@@ -23,8 +27,13 @@ from app.models.incident import Incident, WorkloadRef
 from app.models.runs import RECORD_REF
 from app.policies import Policy
 from app.ports import Forge, Ledger, PullRequest, Remediation, Workspace
+from app.sources import codeowners
 from app.stages import End, Output
+from app.stages.change import OPT_OUT, OPT_OUT_CAUSES
 from app.stages.history import LEDGER_LABEL, images
+
+log = logging.getLogger(__name__)
+ARGOCD_RECONCILIATION = "3m"  # Argo CD's default timeout.reconciliation (argocd-cm): how often it polls git
 
 _branch_locks: dict[str, threading.Lock] = {}
 _branch_locks_guard = threading.Lock()
@@ -53,8 +62,11 @@ class Published(Output):
 
 
 def compose(*, incident: Incident, evidence: Evidence, diagnosis: Diagnosis, changeset: ChangeSet,
-            explanation: str | None, model: str | None, policy: Policy, run_url: str) -> Proposal:
+            explanation: str | None, model: str | None, policy: Policy, run_url: str,
+            now: float | None = None) -> Proposal:
+    """``now``: the decision time (Unix seconds; default the wall clock), for "firing for" and the cooldown's end."""
     workload = evidence.workload
+    decided = datetime.fromtimestamp(time.time() if now is None else now, tz=UTC)
     branch = render.branch(workload, diagnosis.cause)
     team_labels, reviewers, teams = policy.owners_for(workload.namespace)
     changes = changeset.plan.changes
@@ -64,12 +76,15 @@ def compose(*, incident: Incident, evidence: Evidence, diagnosis: Diagnosis, cha
                         record_id=run_url.removeprefix(RECORD_REF) if run_url.startswith(RECORD_REF) else "",
                         risk=changeset.risk.score)
     body = render.pr_body(workload=workload, diagnosis=diagnosis, changeset=changeset, run_url=run_url,
-                          alert=incident.alertname, explanation=explanation, context=incident.context(),
-                          model_note=f"model {model}" if model else None)
+                          alert=incident.alertname, explanation=explanation, context=incident.context(now=decided),
+                          model_note=f"model {model}" if model else None, logs=last_logs(evidence),
+                          next_steps=next_steps(evidence, changeset, cause=diagnosis.cause, policy=policy,
+                                                now=decided))
     return Proposal(
         branch=branch, owner=render.owner(workload, diagnosis.cause), title=render.title(workload, diagnosis, changeset),
         body=body + "\n" + ledgers.marker(entry) + "\n",
-        labels=tuple(dict.fromkeys([LEDGER_LABEL, *policy.labels, *team_labels, f"risk:{changeset.risk.level}"])),
+        labels=tuple(dict.fromkeys([LEDGER_LABEL, *policy.labels, *team_labels, f"risk:{changeset.risk.level}",
+                                    cause_label(diagnosis.cause)])),
         reviewers=tuple(reviewers), teams=tuple(teams), message=render.commit_message(workload, diagnosis, changeset),
         files={f.path: f.new_text for f in changeset.files}, entry=entry)
 
@@ -108,10 +123,100 @@ def publish(*, proposal: Proposal, workload: WorkloadRef, cause: str, changeset:
             pr = forge.open_pr(branch=branch, base=base, title=proposal.title, body=proposal.body,
                                labels=proposal.labels)
             _record(ledger, entry, pr, existing=False)
-        if proposal.reviewers or proposal.teams:
-            forge.request_reviewers(pr, reviewers=proposal.reviewers, teams=proposal.teams)
+        _request_reviews(forge, pr, workspace=workspace, proposal=proposal)
         return Published(decision=f"PR #{pr.number} opened",
                          end=End(kind="pr_opened", reason=proposal.title, pr_url=pr.url, branch=branch, risk=risk))
+
+
+def cause_label(cause: str) -> str:
+    """``cause:oom-killed``: the label beside ``risk:<level>`` (GitHub labels are at most 50 characters)."""
+    return f"cause:{cause.replace('_', '-')}"[:50]
+
+
+def reviewers_for(proposal: Proposal, owners: codeowners.Owners) -> tuple[list[str], list[str]]:
+    """CODEOWNERS' owners of the changed files first, then the policy's: (logins, team slugs), no repeats."""
+    users = list(dict.fromkeys([*owners.users, *proposal.reviewers]))
+    teams = list(dict.fromkeys([*owners.teams, *proposal.teams]))
+    return users, teams
+
+
+def _request_reviews(forge: Forge, pr: PullRequest, *, workspace: Workspace, proposal: Proposal) -> None:
+    """Ask the owners for a review. A refusal (GitHub's 422: not a collaborator) never fails the PR: it is
+    logged and said in a comment on the PR."""
+    try:
+        owners = codeowners.lookup(workspace.read_text, sorted(proposal.files))
+    except AutofixError as err:  # an unreadable CODEOWNERS: the policy's reviewers still count
+        log.warning("codeowners unreadable", extra={"pr": pr.number, "error": err.message})
+        owners = codeowners.Owners()
+    users, teams = reviewers_for(proposal, owners)
+    if not users and not teams:
+        return
+    try:
+        refused = forge.request_reviewers(pr, reviewers=users, teams=teams)
+    except AutofixError as err:  # GitHub down or refusing after the PR is open: the PR stands, without them
+        refused = [(name, err.message) for name in [*users, *(f"team {t}" for t in teams)]]
+    if refused:
+        log.warning("review request refused", extra={"pr": pr.number, "refused": [n for n, _ in refused]})
+        _say_refused(forge, pr, refused)
+
+
+def _say_refused(forge: Forge, pr: PullRequest, refused: Sequence[tuple[str, str]]) -> None:
+    names = ", ".join(render.code(name) for name, _ in refused)
+    why = "; ".join(dict.fromkeys(render.prose(reason) for _, reason in refused))
+    try:
+        forge.comment(pr, f"GitOps Autofix could not request a review from {names}: {why}\n")
+    except AutofixError as err:
+        log.warning("review refusal comment failed", extra={"pr": pr.number, "error": err.message})
+
+
+def last_logs(evidence: Evidence) -> render.LogTail | None:
+    """The last lines the alert's container (else the first container with a log) wrote before failing."""
+    if not evidence.logs:
+        return None
+    incident = evidence.incident
+    wanted = f"{incident.pod}/{incident.container}" if incident.pod and incident.container else None
+    key = wanted if wanted in evidence.logs else next(
+        (k for k in sorted(evidence.logs) if incident.pod and k.startswith(f"{incident.pod}/")), sorted(evidence.logs)[0])
+    lines = [line for line in evidence.logs[key].splitlines() if line.strip()]
+    if not lines:
+        return None
+    return render.LogTail(source=key, lines=tuple(lines[-render.MAX_EVIDENCE_LINES:]),
+                          previous=_restarted(evidence, key))
+
+
+def _restarted(evidence: Evidence, key: str) -> bool:
+    """Whether the container has a previous instance (the evidence keeps its log then, app/models/evidence.py)."""
+    pod_name, _, container = key.partition("/")
+    pod = evidence.pod_named(pod_name) or {}
+    statuses = [*((pod.get("status") or {}).get("containerStatuses") or []),
+                *((pod.get("status") or {}).get("initContainerStatuses") or [])]
+    return any(s.get("name") == container and (s.get("restartCount") or 0) > 0 for s in statuses)
+
+
+def next_steps(evidence: Evidence, changeset: ChangeSet, *, cause: str, policy: Policy,
+               now: datetime) -> render.NextSteps:
+    hours = policy.limits.cooldown_hours_after_closed
+    return render.NextSteps(delivery=delivery(evidence.gitops, app=changeset.location.app), cause=cause,
+                            cooldown_hours=hours, cooldown_until=now + timedelta(hours=hours),
+                            opt_out=OPT_OUT, opt_out_causes=OPT_OUT_CAUSES)
+
+
+def delivery(gitops: Sequence[Mapping[str, Any]], *, app: str | None) -> render.Delivery | None:
+    """The Argo CD Application or Flux Kustomization/HelmRelease that applies the change: the one the deployer
+    located the manifest through (``app``) when it is among the evidence's GitOps objects, else the first."""
+    known = [o for o in gitops if o.get("kind") in ("Application", "Kustomization", "HelmRelease")]
+    chosen = next((o for o in known if (o.get("metadata") or {}).get("name") == app), known[0] if known else None)
+    if chosen is None:
+        return None
+    meta, spec = chosen.get("metadata") or {}, chosen.get("spec") or {}
+    name, namespace = str(meta.get("name", "")), str(meta.get("namespace", ""))
+    if chosen.get("kind") == "Application":
+        automated = (spec.get("syncPolicy") or {}).get("automated")
+        on = isinstance(automated, dict) and automated.get("enabled", True) is not False
+        return render.Delivery(tool="Argo CD", kind="Application", name=name, namespace=namespace, automated=on,
+                               interval=ARGOCD_RECONCILIATION, interval_default=True)
+    return render.Delivery(tool="Flux", kind=str(chosen.get("kind")), name=name, namespace=namespace,
+                           automated=spec.get("suspend") is not True, interval=str(spec.get("interval") or ""))
 
 
 def _lock_for(branch: str) -> threading.Lock:

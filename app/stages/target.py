@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from app import targets
 from app.errors import PermanentError
@@ -17,6 +17,7 @@ from app.stages import End, Output
 class Target(Output):
     workload: WorkloadRef
     namespace_labels: Mapping[str, str]  # protected? which environment? (gates and risk read them)
+    namespace_annotations: Mapping[str, str] = field(default_factory=dict)  # which environment? (risk)
 
 
 def resolve(*, cluster: ClusterReader, incident: Incident, policy: Policy, own_namespace: str | None) -> Target:
@@ -31,7 +32,10 @@ def resolve(*, cluster: ClusterReader, incident: Incident, policy: Policy, own_n
         reason = f"cannot read Namespace {workload.namespace} to check whether it is protected ({err.message})"
         return Target(workload=workload, namespace_labels={}, decision=decision,
                       stop=End(kind="no_fix", reason=reason, code="namespace_unreadable"))
-    labels = {str(k): str(v) for k, v in ((obj or {}).get("metadata") or {}).get("labels", {}).items()}
+    meta = (obj or {}).get("metadata") or {}
+    labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
+    annotations = {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()}
     denied = policy.namespace_denial(workload.namespace, labels=labels, own=own_namespace)
     stop = End(kind="skipped", reason=denied) if denied else None
-    return Target(workload=workload, namespace_labels=labels, decision=decision, stop=stop)
+    return Target(workload=workload, namespace_labels=labels, namespace_annotations=annotations, decision=decision,
+                  stop=stop)

@@ -49,7 +49,7 @@ def _publish(world: World, proposal: publish.Proposal, changeset: ChangeSet, *,
 
 def test_compose_renders_the_pr_from_the_change_record(world: World) -> None:
     proposal, changeset = _proposal(world)
-    assert proposal.branch == BRANCH and proposal.labels == ("autofix", "risk:low")
+    assert proposal.branch == BRANCH and proposal.labels == ("autofix", "risk:medium", "cause:oom-killed")
     assert proposal.title == "Raise memory limit of shop/checkout to 768Mi after OOMKilled"
     assert proposal.body.startswith("## Root cause") and changeset.files[0].diff.splitlines()[3] in proposal.body
     marker = ledgers.from_pr(PullRequest(number=1, url="", branch=BRANCH, body=proposal.body))
@@ -64,7 +64,7 @@ def test_a_new_change_opens_one_pr_pushes_one_branch_and_records_it(world: World
     assert (out.end.kind, out.end.reason, out.decision) == ("pr_opened", proposal.title, "PR #1 opened")
     assert (out.end.branch, out.end.risk) == (BRANCH, changeset.risk.score)
     [pr] = world.opened()
-    assert (pr["branch"], pr["title"], pr["labels"]) == (BRANCH, proposal.title, ["autofix", "risk:low"])
+    assert (pr["branch"], pr["title"], pr["labels"]) == (BRANCH, proposal.title, ["autofix", "risk:medium", "cause:oom-killed"])
     assert world.remote_branches() == sorted(["main", BRANCH])
     [row] = world.ledger.entries(branch=BRANCH)
     assert (row.pr_number, row.state, row.after) == (1, "open", {LIMIT: "768Mi"})
@@ -86,7 +86,7 @@ def test_reviewers_are_asked_as_the_owners_policy_says(world: World) -> None:
     owners = Policy.model_validate({**world.policy.model_dump(), "owners": [
         {"namespaces": ["shop"], "labels": ["team-shop"], "reviewers": ["alice"], "teams": ["shop-sre"]}]})
     proposal, changeset = _proposal(world, policy=owners)
-    assert proposal.labels == ("autofix", "team-shop", "risk:low")
+    assert proposal.labels == ("autofix", "team-shop", "risk:medium", "cause:oom-killed")
     _publish(world, proposal, changeset, policy=owners)
     [pr] = world.opened()
     assert (pr["reviewers"], pr["teams"]) == (["alice"], ["shop-sre"])
