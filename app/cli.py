@@ -27,13 +27,10 @@ EXIT_FAILED = 3
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.setFormatter(_RedactingFormatter(handler.formatter))
     from app.errors import ConfigError, StartupError
 
     try:
+        _configure_logging(args)
         result: int = args.func(args)
         return result
     except (ConfigError, StartupError) as err:
@@ -41,18 +38,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
 
 
-class _RedactingFormatter(logging.Formatter):
-    """The last net under stderr: a message or traceback quoting evidence (an exception from a parser that
-    echoes its input) is redacted like everything else that leaves the process."""
+def _configure_logging(args: argparse.Namespace) -> None:
+    """LOG_FORMAT (json|text) and LOG_LEVEL, the service at INFO and one-shot commands at WARNING by default, one
+    step more per -v; redacted either way (app/logs.py). A wrong value is a configuration error (exit 1)."""
+    import os
 
-    def __init__(self, inner: logging.Formatter | None) -> None:
-        super().__init__()
-        self._inner = inner or logging.Formatter()
+    from app import logs
 
-    def format(self, record: logging.LogRecord) -> str:
-        from app import redact
-
-        return redact.text(self._inner.format(record))
+    logs.from_env(os.environ, service=args.command == "serve", verbose=getattr(args, "verbose", 0) or 0)
 
 
 OUTCOMES_EXPORT_SECONDS = 20.0  # `autofix outcomes sync`: how long the amendments may take to reach MLflow
@@ -91,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="autofix", description="Alertmanager alerts -> GitOps pull requests")
     parser.add_argument("--version", action="version", version=_version(),
                         help="print the version and Python's, then exit")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the webhook service")
@@ -155,7 +148,22 @@ def _parser() -> argparse.ArgumentParser:
                            "`autofix explain` names")
     runs_show.add_argument("--json", action="store_true", help="print JSON, values uncut")
     runs_show.set_defaults(func=_runs_show)
+    _verbose_everywhere(parser)
     return parser
+
+
+VERBOSE_HELP = ("log more to stderr: INFO for one-shot commands (WARNING without), DEBUG for serve (INFO without); "
+                "LOG_LEVEL sets the base level, LOG_FORMAT=json|text the format")
+
+
+def _verbose_everywhere(parser: argparse.ArgumentParser) -> None:
+    """-v after the sub-command too (`autofix serve -v`). A sub-parser's count starts afresh and replaces the
+    top-level one only when given (SUPPRESS otherwise), so `autofix -v serve` keeps the top-level one."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                sub.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help=VERBOSE_HELP)
+                _verbose_everywhere(sub)
 
 
 def _serve(args: argparse.Namespace) -> int:

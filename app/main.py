@@ -61,7 +61,8 @@ def create_app(settings: Settings, *, pipeline: Handler | None = None) -> FastAP
         log.warning("AUTOFIX_WEBHOOK_TOKEN is not set: the webhook accepts posts without authentication")
     # What each dependency last did: jobs report through their deadlines, the exporter directly (/readyz, /metrics).
     dependency_health = DependencyHealth(known=_known_dependencies(settings))
-    metrics_ = Metrics(health=dependency_health)
+    metrics_ = Metrics(health=dependency_health, build=_renderer_versions())
+    _observe_stages(pipeline, metrics_)
     pool = WorkerPool(store, pipeline, workers=settings.workers, lease_seconds=settings.lease_seconds,
                       budget_seconds=settings.job_budget_seconds, on_outcome=metrics_.job_finished,
                       health=dependency_health)
@@ -102,6 +103,29 @@ def create_app(settings: Settings, *, pipeline: Handler | None = None) -> FastAP
     _install_error_handlers(app)
     _install_request_log(app, metrics_)
     return app
+
+
+def _renderer_versions() -> dict[str, str]:
+    """The renderers' versions for autofix_build_info (app/adapters/renderers.py; cached there after the first
+    call); "unknown" when that module cannot say."""
+    from app.adapters import renderers
+
+    found = getattr(renderers, "renderer_versions", None)
+    try:
+        versions = found() if callable(found) else {}
+    except Exception:  # noqa: BLE001 - a label is not worth a failed start
+        log.warning("renderer versions unknown", exc_info=True)
+        versions = {}
+    return {name: str(versions.get(name) or "unknown") for name in ("kustomize", "helm")}
+
+
+def _observe_stages(pipeline: Handler, metrics_: Metrics) -> None:
+    """Each stage's duration into the histogram: the real pipeline takes an observer (a test's handler has no
+    stages to time)."""
+    from app.pipeline import Pipeline
+
+    if isinstance(pipeline, Pipeline):
+        pipeline.on_stage = metrics_.stage_observer()
 
 
 def _known_dependencies(settings: Settings) -> list[str]:
@@ -214,8 +238,36 @@ class _RequestLog:
         if path == WEBHOOK_PATH:
             self.metrics.webhook_latency.observe(elapsed)
             self.metrics.webhook_requests.labels(code=str(status)).inc()
+            if 400 <= status < 500:
+                self._rejected(scope, status)
         log.debug("http request", extra={"method": scope.get("method"), "path": path, "status": status,
                                         "ms": round(elapsed * 1000, 1)})
+
+
+    def _rejected(self, scope: Scope, status: int) -> None:
+        """One WARNING line and one count per webhook refused (4xx): why, and who sent what size. Never a
+        header's value: whether an Authorization header came at all is all the line says about the token."""
+        reason = REJECTION_REASONS.get(status, "other")
+        self.metrics.webhook_rejected.labels(reason=reason).inc()
+        headers = {name: value for name, value in scope.get("headers", [])}
+        declared = headers.get(b"content-length", b"").decode("latin-1")
+        client = scope.get("client")
+        extra: dict[str, Any] = {
+            "reason": reason, "status": status, "remote_addr": f"{client[0]}:{client[1]}" if client else None,
+            "content_length": int(declared) if declared.isdigit() else None,
+            "user_agent": headers.get(b"user-agent", b"").decode("latin-1")[:120] or None}
+        detail = scope.get("state", {}).get(alerts.REJECTION_DETAIL)
+        if reason == "auth":  # (a field named after the header would be masked whole by the redaction)
+            detail = "wrong bearer token" if b"authorization" in headers else "no Authorization header"
+        if detail:
+            extra["detail"] = detail
+        log.warning("webhook rejected", extra=extra)
+
+
+# Why a webhook was refused, by status (autofix_webhook_rejected_total{reason}): 503 is not a refusal but the
+# store failing, logged as an error where it happens.
+REJECTION_REASONS = {401: "auth", 403: "auth", 400: "incomplete", 408: "timeout", 413: "size", 415: "payload",
+                     422: "payload", 405: "method", 429: "rate"}
 
 
 class DropQueryString(logging.Filter):
@@ -254,6 +306,8 @@ def server_config(app: FastAPI, *, host: str, port: int) -> uvicorn.Config:
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         proxy_headers=False,
+        # No handlers of uvicorn's own: its lines reach the root handler app.logs installed, in the same format.
+        log_config=None,
     )
 
 

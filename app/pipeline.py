@@ -46,6 +46,9 @@ from app.stages import (
 
 log = logging.getLogger(__name__)
 StageOut = TypeVar("StageOut", bound=Output)
+# Told each stage's name and seconds as it ends (failed or not): the service's stage-duration histogram
+# (app/api/telemetry.py), so this module stays free of Prometheus. Set ``Pipeline.on_stage`` to one.
+StageObserver = Callable[[str, float], None]
 
 
 class Pipeline:
@@ -66,11 +69,12 @@ class Pipeline:
         self.own_namespace = own_namespace
         self.metrics = metrics  # None: AUTOFIX_PROMETHEUS_URL unset, sized without metrics (and the PR says so)
         self.clock = clock
+        self.on_stage: StageObserver | None = None
 
     def handle(self, incident: Incident) -> Outcome:
         key = self.new_key()
         started = self.clock()
-        steps = _Steps()
+        steps = _Steps(self.on_stage)
         try:
             end = self._flow(incident, steps, run_url=record_ref(key))
         except _Stopped as stop:
@@ -188,9 +192,10 @@ class _Steps:
     """The pipeline's own log of one handling: each stage's record (name, seconds, decision) and every
     output, in order. Stages never see it; the Outcome's stages and the run record are built from it."""
 
-    def __init__(self) -> None:
+    def __init__(self, observer: StageObserver | None = None) -> None:
         self.records: list[StageRecord] = []
         self.outputs: list[record.Recorded] = []
+        self._observer = observer
 
     def run(self, name: str, stage: Callable[[], StageOut]) -> StageOut:
         deadlines.enter(name)  # the worker and /readyz name the stage a job ran out of time in
@@ -212,4 +217,7 @@ class _Steps:
         return proposal
 
     def _log(self, name: str, start: float, decision: str) -> None:
-        self.records.append(StageRecord(stage=name, seconds=round(time.perf_counter() - start, 6), decision=decision))
+        seconds = time.perf_counter() - start
+        self.records.append(StageRecord(stage=name, seconds=round(seconds, 6), decision=decision))
+        if self._observer is not None:
+            self._observer(name, seconds)

@@ -37,8 +37,21 @@ log = logging.getLogger(__name__)
 BACKOFF_CAP_SECONDS = 900.0
 HEARTBEATS_PER_LEASE = 3  # extend well before expiry so one slow write does not lose the lease
 
-OutcomeObserver = Callable[[str], None]
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Finished:
+    """How one attempt at a job ended, for the metrics (app/api/telemetry.py): the job's state after it (done,
+    retry, failed, lease_lost), the outcome when done (empty otherwise), the cause and the handling time."""
+
+    state: str
+    outcome: str = ""
+    cause: str | None = None
+    seconds: float = 0.0
+
+
+OutcomeObserver = Callable[[Finished], None]
 
 
 def worker_name(index: int) -> str:
@@ -230,35 +243,55 @@ def run_job(
     log.info("job started", extra=extra)
     incident = job.incident()
     deadline = Deadline(budget_seconds, observer=health)
+    started = time.monotonic()
+    result: dict[str, Any] = {}
+    error = ""  # why it failed, as the job record says
     try:
         with _Heartbeat(store, job.id, worker, lease_seconds):
             outcome = call_within(lambda: handler.handle(incident), deadline, name=f"autofix-job-{job.id}",
                                   running=running, job_id=job.id)
-        result: dict[str, Any] = outcome.model_dump(mode="json")
+        result = outcome.model_dump(mode="json")
     except BudgetExceeded as err:
         log.error("job exceeded its budget", extra={**extra, "stage": deadline.stage, "budget": budget_seconds})
-        label = "budget" if store.fail(job.id, worker, error=f"{err.code}: {err}") else "lease_lost"
+        error = f"{err.code}: {err}"
+        label = "budget" if store.fail(job.id, worker, error=error) else "lease_lost"
     except TemporaryError as err:
         delay = backoff_delay(err.delay, job.attempts)
         last = job.attempts >= store.max_attempts  # the store fails it instead of queueing it again
-        reason = retry_reason(err, attempts=job.attempts, last=last)
+        reason = error = retry_reason(err, attempts=job.attempts, last=last)
         log.warning("job will be retried" if not last else "job failed: out of attempts",
                     extra={**extra, "delay": delay, "error": reason, "dependency": err.dependency})
         label = (("failed" if last else "retry")
                  if store.retry(job.id, worker, delay=delay, error=reason, run=run_of(err)) else "lease_lost")
     except Exception as err:
         log.exception("job failed", extra=extra)
-        code = getattr(err, "code", type(err).__name__)
-        label = "failed" if store.fail(job.id, worker, error=f"{code}: {err}", run=run_of(err)) else "lease_lost"
+        error = f"{getattr(err, 'code', type(err).__name__)}: {err}"
+        label = "failed" if store.fail(job.id, worker, error=error, run=run_of(err)) else "lease_lost"
     else:
         ok = store.complete(job.id, worker, result, run=getattr(outcome, "run", None))
         label = f"done:{result.get('outcome', 'unknown')}" if ok else "lease_lost"
-        log.info("job finished", extra={**extra, "outcome": result.get("outcome"), "recorded": ok})
+    seconds = round(time.monotonic() - started, 3)
     if label == "lease_lost":
         log.warning("job result dropped: lease no longer ours", extra=extra)
+    elif label != "retry":
+        _log_decision(job, result, extra=extra, seconds=seconds, error=error)
     if on_outcome is not None:
-        on_outcome(label)
+        state, _, done_as = label.partition(":")
+        on_outcome(Finished(state="failed" if state == "budget" else state, outcome=done_as,
+                            cause=result.get("cause"), seconds=seconds))
     return label
+
+
+def _log_decision(job: Job, result: dict[str, Any], *, extra: dict[str, Any], seconds: float, error: str) -> None:
+    """The one line per decided job (done, or failed for good) an operator greps for: which alert, which
+    workload, what was done, how long it took. A failed job has no result: its error is the reason."""
+    workload = result.get("workload")  # kind/namespace/name once the target stage found it
+    namespace = str(workload).split("/")[1] if workload and str(workload).count("/") == 2 else None
+    labels = job.alert.get("alert", {}).get("labels", {})
+    log.info("job decided", extra={
+        **extra, "namespace": namespace or labels.get("namespace"), "workload": workload,
+        "cause": result.get("cause"), "outcome": result.get("outcome", "failed"),
+        "reason": result.get("reason") or error, "pr_url": result.get("pr_url"), "duration_seconds": seconds})
 
 
 def run_next(

@@ -504,6 +504,17 @@ class JobStore:
             counts[row["state"]] = int(row["n"])
         return counts
 
+    def ages(self) -> dict[str, float]:
+        """Seconds the oldest job ready to run has waited for a worker since it became ready (``queued``; a job
+        in its retry backoff is not ready yet), and since the oldest job not decided yet (queued or running)
+        arrived (``undecided``); 0 when there is none."""
+        now = self._clock()
+        [row] = self._read(
+            "SELECT MIN(CASE WHEN state = 'queued' AND available_at <= ? THEN available_at END) AS ready,"
+            " MIN(created_at) AS undecided FROM jobs WHERE state IN ('queued', 'running')", (now,))
+        return {name: max(0.0, now - float(row[column])) if row[column] is not None else 0.0
+                for name, column in (("queued", "ready"), ("undecided", "undecided"))}
+
     # --- ledger: every remediation proposed (see app/ledger.py) -------------------------------------
 
     def record(self, entry: Remediation) -> None:

@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])
 
 MAX_BODY_BYTES = 1024 * 1024  # real payloads are a few KiB; MAX_ALERTS alerts fit well within this
+# Why this request was refused, for the "webhook rejected" line the request log writes (app/main.py), kept on
+# request.state: what a 4xx detail says, never the body or a header.
+REJECTION_DETAIL = "rejection_detail"
+MAX_DETAIL_PROBLEMS = 5
 
 
 class Accepted(BaseModel):
@@ -85,11 +89,12 @@ async def receive_alerts(
     try:
         body = await read_bounded(request)
     except PayloadTooLarge as err:
-        raise HTTPException(status_code=413, detail=f"body larger than {MAX_BODY_BYTES} bytes") from err
+        raise _refused(request, HTTPException(status_code=413, detail=f"body larger than {MAX_BODY_BYTES} bytes")) \
+            from err
     except ClientDisconnect:
         # The sender went away (or was cut off by the read deadline, app/api/protocol.py): nobody to answer.
         log.debug("webhook sender disconnected before its body was read")
-        raise HTTPException(status_code=400, detail="request body incomplete") from None
+        raise _refused(request, HTTPException(status_code=400, detail="request body incomplete")) from None
     try:
         # A repeat (most deliveries) is answered from its dedupe keys and a short read: no validation and
         # redaction of its labels, no thread-pool hand-off.
@@ -99,11 +104,20 @@ async def receive_alerts(
             return _accepted(known, [a.status for a in keys.alerts], pool, metrics, receiver="")
         payload = parse_payload(body)
         results = await run_in_threadpool(store.enqueue, payload)
+    except HTTPException as err:
+        _refused(request, err)
+        raise
     except StoreUnavailable as err:
         log.error("webhook not stored: job store unavailable", extra={"error": str(err)})
         raise HTTPException(status_code=503, detail="job store unavailable, retry later",
                             headers={"Retry-After": "5"}) from err
     return _accepted(results, [a.status for a in payload.alerts], pool, metrics, receiver=payload.receiver)
+
+
+def _refused(request: Request, err: HTTPException) -> HTTPException:
+    detail = err.detail[:MAX_DETAIL_PROBLEMS] if isinstance(err.detail, list) else err.detail
+    setattr(request.state, REJECTION_DETAIL, detail)
+    return err
 
 
 def _keys(body: bytes) -> DeliveryKeys | None:

@@ -18,6 +18,7 @@ router = APIRouter(tags=["operations"])
 async def metrics(metrics: MetricsDep, store: StoreDep) -> Response:
     # Still expose the counters when the store is busy: a scrape must not fail because of it.
     with contextlib.suppress(StoreUnavailable):
-        metrics.observe_store(await run_in_threadpool(store.counts))
+        counts, ages = await run_in_threadpool(lambda: (store.counts(), store.ages()))
+        metrics.observe_store(counts, ages)
         metrics.observe_backlog(await run_in_threadpool(store.backlog))
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -233,7 +233,7 @@ def test_health_ready_metrics_docs(client: httpx.Client) -> None:
     assert 'autofix_alerts_received_total{status="firing"} 2.0' in text
     assert 'autofix_webhook_requests_total{code="202"} 1.0' in text
     assert "autofix_webhook_duration_seconds_bucket" in text and "autofix_queue_depth" in text
-    wait_until(lambda: 'autofix_jobs_finished_total{outcome="done:no_fix"} 2.0' in client.get("/metrics").text,
+    wait_until(lambda: 'autofix_jobs_finished_total{outcome="no_fix",state="done"} 2.0' in client.get("/metrics").text,
                "jobs metrics")
     assert client.get("/docs").status_code == 200
     assert "/webhooks/alertmanager" in client.get("/openapi.json").json()["paths"]
