@@ -26,7 +26,7 @@ CHART = DEPLOY / "helm" / "gitops-autofix"
 K8S_VERSION = "1.30"
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection", "escalate", "bind", "impersonate", "*"}
 CRDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("argoproj.io/v1alpha1", "Application"),
-        ("monitoring.coreos.com/v1alpha1", "AlertmanagerConfig")}
+        ("monitoring.coreos.com/v1alpha1", "AlertmanagerConfig"), ("monitoring.coreos.com/v1", "PrometheusRule")}
 
 
 def kustomize() -> list[dict[str, Any]]:
@@ -57,6 +57,20 @@ RENDERINGS = {
     "helm-defaults": lambda: helm(),
     "helm-no-pvc-with-servicemonitor": lambda: helm({"persistence": {"enabled": False},
                                                      "serviceMonitor": {"enabled": True}}),
+    # Every optional object and pod option at once (tests/edges/test_chart.py checks what each one does).
+    "helm-every-option": lambda: helm({
+        "policies": {"files": {"zz-team.yaml": "version: 1\nlimits:\n  prs_per_hour: 3\n"}},
+        "prometheusRule": {"enabled": True}, "dashboard": {"enabled": True}, "serviceMonitor": {"enabled": True},
+        "config": {"extraEnv": [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+                   "extraEnvFrom": [{"secretRef": {"name": "more-settings", "optional": True}}]},
+        "extraVolumes": [{"name": "ca", "configMap": {"name": "corporate-ca"}}],
+        "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/ssl/corporate", "readOnly": True}],
+        "podLabels": {"team": "platform"}, "priorityClassName": "platform-critical",
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                                       "whenUnsatisfiable": "ScheduleAnyway",
+                                       "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "gitops-autofix"}}}],
+        "service": {"annotations": {"prometheus.io/scrape": "true"}},
+    }),
 }
 
 

@@ -27,6 +27,18 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
+{{/*
+The name of the ConfigMap of policy files mounted at AUTOFIX_POLICY_DIR, or "" when the image's built-in
+policies/ are used.
+*/}}
+{{- define "gitops-autofix.policiesConfigMap" -}}
+{{- if .Values.policies.existingConfigMap }}
+{{- .Values.policies.existingConfigMap }}
+{{- else if .Values.policies.files }}
+{{- printf "%s-policies" (include "gitops-autofix.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
 {{- define "gitops-autofix.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "gitops-autofix.fullname" .) .Values.serviceAccount.name }}
@@ -78,4 +90,11 @@ lets the bot get its own Namespace object.
 - apiGroups: [helm.toolkit.fluxcd.io]
   resources: [helmreleases]
   verbs: [get, list]
+{{- end }}
+
+{{/* Labels of the `helm test` pod: not the selector labels, so the Service never routes to it. */}}
+{{- define "gitops-autofix.testLabels" -}}
+app.kubernetes.io/name: {{ include "gitops-autofix.name" . }}-test
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: helm-test
 {{- end }}
