@@ -10,7 +10,7 @@ $(BIN)/autofix: pyproject.toml
 	@echo "==> creating the virtualenv in $(VENV)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	@echo "==> installing the runtime (about 400 MB, 1-2 minutes the first time)..."
+	@echo "==> installing the runtime (about 530 MB, 30-70 s the first time)..."
 	$(BIN)/pip install -q -e .
 	touch $(BIN)/autofix
 
@@ -28,7 +28,7 @@ lint: setup-test  # ruff, mypy and import-linter are test tools
 # package for `mlflow server` (extra `e2e`, ~820 MB): only `make test` pays for them.
 $(VENV)/.test-deps: $(BIN)/autofix
 	./scripts/system-deps.sh
-	@echo "==> installing the test tools and the full mlflow (about 600 MB more, a few minutes the first time)..."
+	@echo "==> installing the test tools and the full mlflow (about 1 GB more, a minute or more the first time)..."
 	$(BIN)/pip install -q -e '.[test,e2e]'
 	touch $(VENV)/.test-deps
 
