@@ -80,6 +80,7 @@ def run(settings: Settings) -> list[Check]:
     rows.append(_guard("mlflow", lambda: _mlflow(settings)))
     rows.append(_guard("llm", lambda: _llm(settings)))
     rows.append(check_prometheus(settings))
+    rows += renderer_rows()
     return rows
 
 
@@ -251,6 +252,30 @@ def _prometheus(settings: Settings) -> tuple[Status, str]:
         problems.append(f"scraped without labels {labels.namespace}, {labels.pod}, {labels.container}: "
                         f"{', '.join(relabelled)} (set metrics.labels in the policy to this install's names)")
     return "fail", f"{reader.source}: reachable; " + "; ".join(problems) + ": those fixes are sized without metrics"
+
+
+def renderer_rows(search_path: str | None = None) -> list[Check]:
+    """One row per renderer: the program, its path and version. A missing kustomize, or one older than v4
+    (kubectl 1.20 embeds v2), fails: modern overlays would not render, so their fixes would go out not
+    verified. ``search_path`` replaces PATH (tests)."""
+    from app.adapters import renderers
+
+    found = renderers.renderer_versions(search_path)
+    version, via = found["kustomize"], found["kustomize_via"]
+    if version == renderers.ABSENT:
+        kustomize = Check("kustomize", "fail", "neither kustomize nor kubectl on PATH: kustomize fixes are planned "
+                                               "on the live object and not verified; install kustomize v5")
+    elif renderers.too_old(version):
+        kustomize = Check("kustomize", "fail", f"{via}: kustomize {version}, older than v4: modern overlays "
+                                               "(patches:, components) do not render, their fixes are not "
+                                               "verified; install kustomize v5 (first on PATH)")
+    else:
+        kustomize = Check("kustomize", "ok", f"{via}: kustomize {version}")
+    if found["helm"] == renderers.ABSENT:
+        helm = Check("helm", "fail", "neither helm nor helm-python-sdk: Helm fixes are not verified; install helm 3")
+    else:
+        helm = Check("helm", "ok", f"{found['helm_via']}: helm {found['helm']}")
+    return [kustomize, helm]
 
 
 def _names(found: Iterable[Any]) -> set[str]:

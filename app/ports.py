@@ -133,9 +133,10 @@ class Workspace(Protocol):
 class Renderer(Protocol):
     """Renders a GitOps tree the way Argo CD and Flux would, offline, from file texts (path -> text).
 
-    The real one (app/adapters/renderers.py) runs `kubectl kustomize` and Helm sandboxed; layouts reach it
-    only through this port, injected at wiring time. A tool that is not installed is not an error: the
-    layout asks first (``*_installed``) and computes the workload itself or says "not verified" in the PR.
+    The real one (app/adapters/renderers.py) runs `kustomize build` (or `kubectl kustomize`) and `helm template`
+    (or the Helm SDK) sandboxed; layouts reach it only through this port, injected at wiring time. A tool that
+    is not installed is not an error: the layout asks first (``*_installed``), plans on the live object (never on
+    a computation of its own) and says "not verified" in the PR.
     A render that fails raises PermanentError (``render_failed``; ``renderer_missing`` if asked anyway).
     """
 
@@ -144,7 +145,7 @@ class Renderer(Protocol):
     def helm_installed(self) -> bool: ...
 
     def kustomize(self, files: Mapping[str, str], directory: str) -> list[K8sObject]:
-        """Objects `kubectl kustomize DIRECTORY` renders from ``files``."""
+        """Objects `kustomize build DIRECTORY` renders from ``files``."""
         ...
 
     def helm(self, files: Mapping[str, str], chart_dir: str, *, values: Mapping[str, Any], release: str,

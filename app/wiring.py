@@ -35,6 +35,7 @@ def build_pipeline(settings: Settings, *, cluster: ClusterReader | None = None,
     from app.sources.layouts import Layouts
 
     policy = policies.load(settings.policy_dir)  # first: an invalid policy stops everything, with its line
+    check_renderers()
     if not settings.git_url:
         raise ConfigError("AUTOFIX_GIT_URL: required (clone URL of the GitOps repo)")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -51,6 +52,14 @@ def build_pipeline(settings: Settings, *, cluster: ClusterReader | None = None,
                     base=settings.git_base, ledger=store if store is not None else JobStore(settings.store_path),
                     layouts=Layouts(renderer=SandboxedRenderer()), own_namespace=settings.pod_namespace,
                     metrics=build_metrics(settings))
+
+
+def check_renderers() -> None:
+    """The renderers' versions, logged at start (`autofix serve`, `autofix handle`): a WARNING names a missing
+    or too old kustomize and what it means for the PRs. Cached, so one check per process and program."""
+    from app.adapters import renderers
+
+    renderers.check_at_start()
 
 
 def build_outcomes(settings: Settings, store: JobStore, *, pipeline: Pipeline | None = None,

@@ -56,7 +56,8 @@ def test_all_checks_pass_with_the_shipped_rbac(world: dict[str, object],
     out = capsys.readouterr().out
 
     assert rows(out) == {"policy": "OK", "cluster": "OK", "cluster permissions": "OK", "forge": "OK",
-                         "git clone and push": "OK", "mlflow": "OK", "llm": "SKIP", "prometheus": "SKIP"}, out
+                         "git clone and push": "OK", "mlflow": "OK", "llm": "SKIP", "prometheus": "SKIP",
+                         "kustomize": "OK", "helm": "OK"}, out  # this machine's kubectl embeds kustomize v5
     assert code == 0
     assert "no write verb, no Secrets" in out
     kube = world["kube"]

@@ -4,12 +4,23 @@ A planned change to the effective (rendered) workload lands where its value come
 transformer for an image, `replicas:` for the replica count, the top-most strategic-merge or JSON6902 patch
 that sets the field, and only when none does, the base document. Two setters at the same level: no guess.
 
-The spec is the kustomization directory Argo CD or Flux renders; the renderer (a port) runs `kubectl kustomize`.
+The spec is the kustomization directory Argo CD or Flux renders; the renderer (a port) runs `kustomize build`
+(or `kubectl kustomize`).
+
+The effective workload, what a fix is planned on, is a real render or nothing computed here. Kustomize's
+semantics (namePrefix/nameSuffix, namespace, `$patch: delete`/`replace`, JSON 6902 remove/move/copy, components,
+replacements) are too many to imitate: an earlier approximation here ignored most of them and planned on values
+no render produces. When the tree cannot be rendered (no renderer, or one too old for the overlay), the plan uses
+the live object instead, the render Argo CD or Flux applied, as the Helm layout does; and the PR says "not
+verified: why". That is the safer of the two choices left: refusing every fix without a renderer would also refuse
+the ones a reviewer can check by reading the diff, while the live object's values are the ones the workload fails
+with (a manifest edited since, but not synced, is the reviewer's to see in the diff). The walk below decides only
+*where* a value is written (which patch, transformer or base sets it); the render check decides whether the edit
+produced the planned workload, and no fix claims "verified" without both renders.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import posixpath
 import re
@@ -426,61 +437,6 @@ def top_levels(repo: RepoView, target: str) -> list[str]:
     return sorted(users - nested)
 
 
-# ---------------------------------------------------------------- effective object without a renderer
-
-
-def compute(tree: Tree, repo: RepoView, base: dict[str, Any], kind: str, name: str) -> dict[str, Any]:
-    """An approximation of the rendered workload when kubectl is missing: patches, images, replicas."""
-    obj = copy.deepcopy(base)
-    for layer in tree.layers:
-        for target, path, inline in _patch_entries(layer):
-            if not _targets(target, kind, name):
-                continue
-            for doc in yaml_rt.documents(inline if inline is not None else repo.read_text(path or "")):
-                if isinstance(doc, dict) and doc.get("kind") == kind:
-                    obj = _merge(obj, doc)
-        for entry in layer.doc.get("images") or []:
-            _retag(obj, entry)
-        for entry in layer.doc.get("replicas") or []:
-            if isinstance(entry, dict) and entry.get("name") == name:
-                obj.setdefault("spec", {})["replicas"] = entry.get("count")
-    return obj
-
-
-def _merge(base: Any, patch: Any) -> Any:
-    if isinstance(base, dict) and isinstance(patch, dict):
-        out = dict(base)
-        for key, value in patch.items():
-            out[key] = _merge(base.get(key), value) if key in base else value
-        return out
-    if isinstance(base, list) and isinstance(patch, list) and all(isinstance(i, dict) and "name" in i for i in base + patch):
-        out_list = list(base)
-        names = [i["name"] for i in base]
-        for item in patch:
-            if item["name"] in names:
-                out_list[names.index(item["name"])] = _merge(out_list[names.index(item["name"])], item)
-            else:
-                out_list.append(item)
-        return out_list
-    return patch
-
-
-def _retag(obj: Any, entry: Any) -> None:
-    if isinstance(obj, dict):
-        image = obj.get("image")
-        if isinstance(image, str) and isinstance(entry, dict) and split_image(image)[0] == entry.get("name"):
-            name, tag, digest = split_image(image)
-            name = str(entry.get("newName") or name)
-            tag = str(entry["newTag"]) if entry.get("newTag") is not None else tag
-            digest = str(entry.get("digest") or "") or digest
-            obj["image"] = name + (f":{tag}" if tag else "") + (f"@{digest}" if digest else "")
-        for value in obj.values():
-            _retag(value, entry)
-    elif isinstance(obj, list):
-        for item in obj:
-            _retag(item, entry)
-
-
 # ---------------------------------------------------------------- the layout
 
 
@@ -491,18 +447,21 @@ class Kustomize:
         self.renderer = renderer
 
     def effective(self, location: Location, evidence: Evidence, *, repo: RepoView) -> dict[str, Any]:
-        """The rendered workload; computed here when kubectl is missing or cannot render the unedited tree."""
+        """The rendered workload; the live object (what the GitOps controller rendered and applied) when there
+        is no renderer or it cannot render the unedited tree (see the module docstring)."""
         tree = walk(repo, spec_of(location, KustomizeSpec).directory)
-        if self.renderer.kustomize_installed():
+        if not self.renderer.kustomize_installed():
+            why = "no kustomize renderer installed"
+        else:
             try:
                 objects = self.renderer.kustomize({f: repo.read_text(f) for f in tree.files}, tree.top)
             except PermanentError as err:
-                # The unedited tree does not render here (an older kustomize, a remote base): compute it ourselves.
-                log.warning("kustomize render of the unedited tree failed", extra={"dir": tree.top, "error": str(err)})
+                why = f"render failed: {err.message}"
             else:
-                return renders.pick(objects, evidence.workload, what=f"kubectl kustomize {tree.top or '.'}")
-        base = yaml_rt.documents(repo.read_text(location.path), source=location.path)[location.document_index]
-        return compute(tree, repo, base, evidence.workload.kind, base_name(tree, evidence.workload.name))
+                return renders.pick(objects, evidence.workload, what=f"kustomize build {tree.top or '.'}")
+        log.warning("kustomize tree not rendered: planning on the live object, the fix will say not verified",
+                    extra={"dir": tree.top, "reason": why[:500]})
+        return {k: v for k, v in evidence.object.items() if k != "status"}
 
     def edits(self, location: Location, plan: Plan, *, evidence: Evidence, repo: RepoView,
               workload: dict[str, Any]) -> list[FileEdit]:
@@ -516,7 +475,8 @@ class Kustomize:
                new_texts: Mapping[str, str]) -> tuple[str, list[str]]:
         top = spec_of(location, KustomizeSpec).directory
         if not self.renderer.kustomize_installed():
-            return "not verified: kubectl (kustomize) is not installed", []
+            return ("not verified: no kustomize renderer installed (kustomize or kubectl); the fix was planned on "
+                    "the live object"), []
         tree = walk(repo, top)
         outside = sorted(set(new_texts) - tree.files)
         if outside:

@@ -89,26 +89,27 @@ def test_a_layout_refuses_another_layouts_location() -> None:
 CASE = {c.name: c for c in CASES}
 
 
-def test_kustomize_without_kubectl_computes_the_workload_and_says_not_verified() -> None:
+def test_kustomize_without_a_renderer_plans_on_the_live_object_and_says_not_verified() -> None:
+    """No approximation of kustomize here: without a render the plan reads the live object (what Argo CD
+    rendered and applied), the edit still lands where git sets the value, and the PR says "not verified"."""
     case = CASE["kustomize-patch"]
-    rendered = run(case, case.fake())
     missing = FakeRenderer(kustomize=False)
     result = run(case, missing)
-    # The computed overlay equals the render on what the fix plans on: the container's resources and image.
-    assert result.workload["spec"]["template"]["spec"]["containers"] == \
-        rendered.workload["spec"]["template"]["spec"]["containers"]
+    assert result.workload == {k: v for k, v in case.evidence.object.items() if k != "status"}
     assert result.texts == case.expected
-    assert (result.rendered, result.checks) == ("not verified: kubectl (kustomize) is not installed", [])
+    assert (result.rendered, result.checks) == ("not verified: no kustomize renderer installed (kustomize or "
+                                                "kubectl); the fix was planned on the live object", [])
     assert missing.calls == []
 
 
 def test_kustomize_that_cannot_render_the_unedited_tree_is_not_verified_with_its_reason() -> None:
     """An older kustomize (Debian bookworm's kubectl 1.20 embeds v2) may reject a modern overlay: that is
-    "render not verified" in the PR, the workload computed here, the edit still where the value is set."""
+    "render not verified" in the PR, the plan on the live object, the edit still where the value is set."""
     case = CASE["kustomize-patch"]
     failing = FakeRenderer(error='json: unknown field "patches"')
     result = run(case, failing)
     assert result.texts == case.expected
+    assert result.workload == {k: v for k, v in case.evidence.object.items() if k != "status"}
     assert result.rendered.startswith("not verified: kubectl kustomize cannot render apps/checkout/overlays/prod")
     assert 'unknown field "patches"' in result.rendered and result.checks == []
     assert [c.tool for c in failing.calls] == ["kustomize", "kustomize"]  # effective, then verify's before
