@@ -28,9 +28,14 @@ pytestmark = pytest.mark.e2e
 
 GOLDEN = ROOT / "tests" / "golden" / "contract" / "demo.json"
 RUN_ID = re.compile(r"\b[0-9a-f]{32}\b")
+# Relative to the decision time (the wall clock): how long the alert has fired, when the cooldown would end.
+FIRING_FOR = re.compile(r"\(for [0-9a-z ]+ when this was decided\)")
+COOLDOWN_END = re.compile(r"not before `\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`")
 
 
 def _normal(text: str, tmp_path: Path) -> str:
+    text = FIRING_FOR.sub("(for <duration> when this was decided)", text)
+    text = COOLDOWN_END.sub("not before `<decision time + cooldown>`", text)
     return RUN_ID.sub("<run-id>", text.replace(str(tmp_path), "<tmp>"))
 
 

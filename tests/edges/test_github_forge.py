@@ -237,3 +237,28 @@ def test_unreachable_api_is_temporary() -> None:
                         retries=1, backoff=0.01)
     with pytest.raises(TemporaryError):
         forge.find_open_pr(BRANCH)
+
+
+def test_reviewers_are_requested_never_the_bot_itself(fake: FakeGitHub) -> None:
+    forge = make_forge(fake)
+    pr = open_default(forge)
+    refused = forge.request_reviewers(pr, reviewers=["carol", "gitops-autofix[bot]", "carol"], teams=["shop-team"])
+    assert refused == []
+    [asked] = fake.requests_to("POST", "/requested_reviewers")
+    assert asked.body == {"reviewers": ["carol"], "team_reviewers": ["shop-team"]}
+    assert [u["login"] for u in fake.pulls[1]["requested_reviewers"]] == ["carol"]
+
+
+def test_a_reviewer_who_is_not_a_collaborator_is_refused_and_the_others_still_asked(fake: FakeGitHub) -> None:
+    """GitHub refuses the whole request (422) when one user is not a collaborator: each is then asked alone."""
+    fake.collaborators = {"carol"}
+    forge = make_forge(fake)
+    pr = open_default(forge)
+    refused = forge.request_reviewers(pr, reviewers=["carol", "mallory"], teams=["shop-team"])
+    assert [name for name, _ in refused] == ["mallory"]
+    assert "Reviews may only be requested from collaborators" in refused[0][1]
+    assert [r.body for r in fake.requests_to("POST", "/requested_reviewers")] == [
+        {"reviewers": ["carol", "mallory"], "team_reviewers": ["shop-team"]}, {"reviewers": ["carol"]},
+        {"reviewers": ["mallory"]}, {"team_reviewers": ["shop-team"]}]
+    assert [u["login"] for u in fake.pulls[1]["requested_reviewers"]] == ["carol"]
+    assert [t["slug"] for t in fake.pulls[1]["requested_teams"]] == ["shop-team"]

@@ -96,6 +96,9 @@ class FakeGitHub:
                  app: FakeApp | None = None) -> None:
         self.app = app
         self.push_allowed = True  # the token's `permissions.push` on the repository
+        # Logins a review may be requested from (None: anyone); GitHub answers 422 for the whole request when
+        # one requested user is not a collaborator, or is the PR's author.
+        self.collaborators: set[str] | None = None
         self.repo = repo
         self.owner, self.name = repo.split("/")
         self.token = token
@@ -506,7 +509,15 @@ class FakeGitHub:
         """GitHub answers 201 with the PR, its requested_reviewers and requested_teams filled in."""
         pr = self._state.pulls[number]
         body = body if isinstance(body, dict) else {}
-        users = [self._user_json(str(login), "User") for login in body.get("reviewers", [])]
+        logins = [str(login) for login in body.get("reviewers", [])]
+        if any(login.lower() == str(pr["user"]["login"]).lower() for login in logins):
+            return 422, {}, {"message": "Review cannot be requested from pull request author.",
+                             "documentation_url": DOCS, "status": "422"}
+        if self.collaborators is not None and any(login not in self.collaborators for login in logins):
+            return 422, {}, {"message": "Reviews may only be requested from collaborators. One or more of the users "
+                                        f"or teams you specified is not a collaborator of the {self.repo} repository.",
+                             "documentation_url": DOCS, "status": "422"}
+        users = [self._user_json(login, "User") for login in logins]
         teams = [{"id": 900 + i, "node_id": f"T_{i}", "slug": str(slug), "name": str(slug), "privacy": "closed",
                   "permission": "pull", "url": f"{self.api_url}/orgs/{self.owner}/teams/{slug}",
                   "html_url": f"https://github.example/orgs/{self.owner}/teams/{slug}"}

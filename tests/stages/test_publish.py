@@ -3,6 +3,9 @@ real bare repository and the local forge: opened, duplicate, updated, budget, a 
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
 from app import ledger as ledgers
@@ -11,7 +14,9 @@ from app.models.changes import ChangeSet
 from app.policies import Policy
 from app.ports import PullRequest
 from app.stages import change, publish
-from tests.stages.world import World
+from tests.stages.world import DEMO, World, make_world
+
+CODEOWNERS = Path(__file__).resolve().parents[1] / "fixtures" / "codeowners" / "gitops-CODEOWNERS"
 
 BRANCH = "autofix/shop/checkout/oom-killed"
 LIMIT = "spec.template.spec.containers[name=checkout].resources.limits.memory"
@@ -108,3 +113,52 @@ def test_a_branch_held_by_another_workloads_pr_is_refused(world: World) -> None:
     with pytest.raises(PermanentError, match="holds the open PR #1 of another workload") as caught:
         _publish(world, proposal, changeset)
     assert caught.value.code == "branch_taken" and world.remote_branches() == ["main"]
+
+
+def _with_codeowners(tmp_path: Path, where: str) -> World:
+    """The demo with the fixture CODEOWNERS committed at ``where`` of its GitOps repo."""
+    scenario = tmp_path / "scenario"
+    shutil.copytree(DEMO, scenario)
+    target = scenario / "repo" / where
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(CODEOWNERS, target)
+    return make_world(tmp_path / "world", scenario)
+
+
+@pytest.mark.parametrize("where", [".github/CODEOWNERS", "CODEOWNERS", "docs/CODEOWNERS"])
+def test_reviewers_come_from_codeowners_then_the_policy(tmp_path: Path, where: str) -> None:
+    world = _with_codeowners(tmp_path, where)
+    try:
+        owners = Policy.model_validate({**world.policy.model_dump(), "owners": [
+            {"namespaces": ["shop"], "reviewers": ["alice", "carol"], "teams": ["shop-sre"]}]})
+        proposal, changeset = _proposal(world, policy=owners)
+        out = _publish(world, proposal, changeset, policy=owners)
+        assert out.end.kind == "pr_opened"
+        [pr] = world.opened()
+        # apps/checkout/ is owned by @acme/shop-team and @carol (fixture), then the policy's, once each
+        assert (pr["reviewers"], pr["teams"]) == (["carol", "alice"], ["shop-team", "shop-sre"])
+    finally:
+        world.ledger.close()
+
+
+def test_the_body_says_what_happens_next_and_shows_the_last_log_lines(world: World) -> None:
+    proposal, _ = _proposal(world)
+    body = proposal.body
+    assert "- **Merge:** Argo CD Application `checkout` in namespace `argocd` syncs it automatically" in body
+    assert "for 72 h after the close: closed now, not before `" in body
+    assert "<details><summary>Last 19 log lines before the failure (checkout-7d9f8b6c5-fghij/checkout, previous " \
+           "container)</summary>" in body
+    assert "(for " in body and " when this was decided), severity `warning`." in body
+
+
+def test_delivery_reads_argocd_and_flux_objects() -> None:
+    app = {"kind": "Application", "metadata": {"name": "checkout", "namespace": "argocd"},
+           "spec": {"syncPolicy": {"automated": {"prune": True, "enabled": False}}}}
+    ks = {"kind": "Kustomization", "metadata": {"name": "apps", "namespace": "flux-system"},
+          "spec": {"interval": "10m", "path": "./apps/production"}}
+    manual = publish.delivery([app], app="checkout")
+    assert manual is not None and (manual.tool, manual.automated) == ("Argo CD", False)
+    flux = publish.delivery([app, ks], app="apps")
+    assert flux is not None and (flux.tool, flux.kind, flux.interval, flux.automated) == ("Flux", "Kustomization",
+                                                                                          "10m", True)
+    assert publish.delivery([], app=None) is None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -602,3 +603,93 @@ def test_an_oom_fixed_by_a_rollback_is_titled_by_what_is_done_and_why() -> None:
     plan = changeset.plan.model_copy(update={"cause": "image_pull_after_rollout"})
     title = render.title(WORKLOAD, diagnosis, changeset.model_copy(update={"plan": plan}))
     assert title == "Roll back image of shop/api to ghcr.io/acme/api:1.4.1 after OOMKilled"
+
+
+# ---- for how long, the last log lines, what happens next ------------------------------------------------------
+
+DECIDED = datetime(2026, 11, 23, 17, 20, 29, tzinfo=UTC)
+OUR_DETAILS = re.compile(r"<details><summary>Last \d+ log lines before the failure \([^<>]*\)</summary>\n|</details>\n")
+
+
+def test_the_alert_section_says_for_how_long_and_which_prometheus_fired_it() -> None:
+    body = body_with_context([("severity", "critical"), ("prometheus", "monitoring/k8s"),
+                              ("replica", "prometheus-k8s-0"), ("since", "2026-11-23T15:15:29Z"),
+                              ("for", "2 h 5 min")])
+    assert ("`KubePodCrashLooping` firing since `2026-11-23T15:15:29Z` (for 2 h 5 min when this was decided), "
+            "severity `critical`.\n\nFired by Prometheus `monitoring/k8s`, replica `prometheus-k8s-0`.") in body
+
+
+def body_with(*, logs: render.LogTail | None = None, steps: render.NextSteps | None = None) -> str:
+    diagnosis, changeset = record(Untrusted())
+    return render.pr_body(workload=WORKLOAD, diagnosis=diagnosis, changeset=changeset, run_url=RUN_URL,
+                          alert="KubePodCrashLooping", logs=logs, next_steps=steps)
+
+
+HOSTILE_LOG = ["{\"level\":30,\"msg\":\"request completed\",\"url\":\"/api/v1/checkout\"}",
+               "</details><img src=x onerror=alert(1)>", "```", "ping @acme/sre, fixes #12",
+               "password=hunter2 token: ghp_0123456789abcdefghijklmnopqrstuvwxyzAB"]
+
+
+def test_the_last_log_lines_are_folded_in_a_fence_nothing_can_leave() -> None:
+    lines = tuple(f"line {i}" for i in range(30)) + tuple(HOSTILE_LOG)
+    body = body_with(logs=render.LogTail(source="api-1/<b>api</b>", lines=lines))
+    every = walk(MD.parse(body))
+    html_tokens = [t.content for t in every if t.type in ("html_block", "html_inline")]
+    assert html_tokens and all(OUR_DETAILS.fullmatch(h) for h in html_tokens), html_tokens
+    assert "(api-1/&lt;b&gt;api&lt;/b&gt;, previous container)" in body
+    [fence] = [t for t in every if t.type == "fence" and "line " in t.content]
+    shown = fence.content.splitlines()
+    assert len(shown) == render.MAX_EVIDENCE_LINES and shown[-len(HOSTILE_LOG) + 1] == "</details><img src=x " \
+        "onerror=alert(1)>" and "line 29" not in shown[0]
+    assert "hunter2" not in body and "ghp_0123456789" not in body  # redacted as evidence is
+    assert not MENTION.search(body) and not CLOSING.search(body)
+    assert body.index("## Evidence") < body.index("<details>") < body.index("## Change")
+
+
+def test_no_log_no_details() -> None:
+    assert "<details>" not in body_with(logs=render.LogTail(source="api-1/api", lines=()))
+
+
+def steps(delivery: render.Delivery | None) -> render.NextSteps:
+    return render.NextSteps(delivery=delivery, cause="oom_killed", cooldown_hours=72,
+                            cooldown_until=DECIDED + timedelta(hours=72), opt_out="autofix.io/ignore",
+                            opt_out_causes="autofix.io/ignore-causes")
+
+
+ARGO = render.Delivery(tool="Argo CD", kind="Application", name="checkout", namespace="argocd", interval="3m",
+                       interval_default=True)
+
+
+@pytest.mark.parametrize(("delivery", "said"), [
+    (ARGO, "Argo CD Application `checkout` in namespace `argocd` syncs it automatically; Argo CD looks at git every "
+           "`3m` (Argo CD's default `timeout.reconciliation`), or at once on a webhook."),
+    (render.Delivery(tool="Argo CD", kind="Application", name="checkout", automated=False),
+     "Argo CD Application `checkout` has no automated sync (`spec.syncPolicy.automated` unset): it shows OutOfSync "
+     "until someone syncs it."),
+    (render.Delivery(tool="Flux", kind="Kustomization", name="apps", namespace="flux-system", interval="10m"),
+     "Flux Kustomization `apps` in namespace `flux-system` applies it at its next reconciliation: every `10m` "
+     "(`spec.interval`)."),
+    (render.Delivery(tool="Flux", kind="HelmRelease", name="podinfo", automated=False, interval="5m"),
+     "Flux HelmRelease `podinfo` is suspended (`spec.suspend: true`): nothing is applied until it is resumed."),
+    (None, "the GitOps controller applies it (no Argo CD Application or Flux object"),
+], ids=["argocd-auto", "argocd-manual", "flux-interval", "flux-suspended", "unknown"])
+def test_what_happens_next_says_who_applies_it_and_when(delivery: render.Delivery | None, said: str) -> None:
+    body = body_with(steps=steps(delivery))
+    section = body.split("## What happens next\n\n")[1].split("\n\n## ")[0]
+    merge, close, opt_out = section.splitlines()
+    assert merge.startswith("- **Merge:** ") and said in merge
+    assert close == ("- **Close without merging:** GitOps Autofix takes it as a no and opens no new pull request "
+                     "for this workload and cause (`oom_killed`) for 72 h after the close: closed now, not before "
+                     "`2026-11-26T17:20:29Z`.")
+    assert opt_out == ('- **Opt out:** annotate the workload\'s manifest in git with `autofix.io/ignore: "true"` '
+                       "(no fix at all), or `autofix.io/ignore-causes: oom_killed` (this cause only).")
+    assert body.index("## Risk") < body.index("## What happens next") < body.index("## Record")
+
+
+def test_a_hostile_gitops_object_name_stays_code() -> None:
+    body = body_with(steps=steps(render.Delivery(tool="Flux", kind="Kustomization", name="x` [a](http://e) @team",
+                                                 interval="1m`<b>")))
+    every = walk(MD.parse(body))
+    assert [t.attrs.get("href") for t in every if t.type == "link_open"] == [RUN_URL]
+    assert not [t for t in every if t.type in ("html_inline", "html_block")]
+    assert not MENTION.search(body)

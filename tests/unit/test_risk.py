@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -140,3 +141,60 @@ def test_every_factor_is_explained_in_one_line() -> None:
     assert [f.name for f in assessed.factors] == NAMES
     assert all(f.explanation and "\n" not in f.explanation for f in assessed.factors)
     assert 0 < assessed.score <= 1 and assessed.level in ("low", "medium", "high")
+
+
+# ---------------------------------------------------------------- the namespace factor: which signal decides
+
+ARGO_PROD = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": "checkout",
+             "namespace": "argocd"}, "spec": {"project": "production", "source": {"path": "apps/checkout"}}}
+ARGO_SHOP = {**ARGO_PROD, "spec": {"project": "shop", "source": {"path": "apps/checkout"}}}
+FLUX = {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+        "metadata": {"name": "apps", "namespace": "flux-system"}, "spec": {"interval": "10m"}}
+
+
+def _flux(path: str) -> dict[str, Any]:
+    return {**FLUX, "spec": {**FLUX["spec"], "path": path}}
+
+
+def _scope(**kwargs: Any) -> tuple[float, str]:
+    args: dict[str, Any] = {"workload": _with_replicas(1), "namespace": "shop", "plan": _plan(), "policy": POLICY,
+                            **kwargs}
+    factor = next(f for f in risk.assess(**args).factors if f.name == "namespace_scope")
+    return factor.value, factor.explanation
+
+
+@pytest.mark.parametrize(("kwargs", "value", "why"), [
+    ({"namespace_labels": {"environment": "production"}}, 0.9, "namespace label environment=production"),
+    ({"namespace_labels": {"tier": "frontend", "app.kubernetes.io/part-of": "prod-eu"}}, 0.9,
+     "namespace label app.kubernetes.io/part-of=prod-eu"),  # "frontend" names no environment: the next key decides
+    ({"namespace_annotations": {"env": "staging"}}, 0.5, "namespace annotation env=staging"),
+    ({"gitops": [ARGO_PROD]}, 0.9, "Argo CD Application checkout in project production"),
+    ({"gitops": [_flux("./apps/production")]}, 0.9, "Flux Kustomization apps path ./apps/production"),
+    ({"gitops": [_flux("clusters/prod-eu/apps")]}, 0.9, "Flux Kustomization apps path clusters/prod-eu/apps"),
+    ({"gitops": [_flux("./clusters/dev")]}, 0.15, "Flux Kustomization apps path ./clusters/dev"),
+    ({"namespace": "shop-prod"}, 0.9, "namespace name shop-prod matches production_namespaces"),
+    ({"namespace_labels": {"env": "dev"}, "gitops": [ARGO_PROD]}, 0.15, "namespace label env=dev"),  # labels first
+    ({"workload": _with_replicas(3), "related": [SERVICE], "gitops": [ARGO_SHOP]}, risk.SERVING,
+     "3 replicas serve traffic through Service(s) checkout"),
+    ({"workload": _with_replicas(3)}, risk.UNKNOWN, "serves no traffic"),
+    ({"related": [SERVICE]}, risk.UNKNOWN, "serves no traffic"),  # one replica behind a Service
+], ids=["label", "later-key", "annotation", "argocd-project", "flux-path", "flux-path-glob", "flux-dev-path",
+        "name", "label-before-project", "serving-replicas", "replicas-no-service", "service-one-replica"])
+def test_namespace_factor_names_the_signal_that_decided(kwargs: dict[str, Any], value: float, why: str) -> None:
+    got, explanation = _scope(**kwargs)
+    assert got == value and why in explanation, explanation
+
+
+def test_a_three_replica_traffic_serving_checkout_is_not_low_risk() -> None:
+    """The demo: Argo CD project "shop", no Namespace labels, 3 replicas behind the checkout Service."""
+    assessed = risk.assess(workload=_with_replicas(3), namespace="shop", plan=_plan(), policy=POLICY,
+                           related=[SERVICE], gitops=[ARGO_SHOP])
+    assert assessed.level != "low", assessed
+
+
+def test_the_policy_sets_the_environment_patterns() -> None:
+    custom = POLICY.model_copy(update={"risk": POLICY.risk.model_copy(update={
+        "environments": POLICY.risk.environments.model_copy(update={"production": ["live-*"]})})})
+    assert _scope(gitops=[ARGO_PROD], policy=custom)[0] == risk.UNKNOWN
+    assert _scope(namespace_labels={"env": "live-eu"}, policy=custom) == (0.9, "production: namespace label "
+                                                                                 "env=live-eu")
