@@ -589,7 +589,8 @@ def record_line(run_url: str) -> str:
     store, _, run_id = run_url.partition("/#/")
     run_id = run_id.rsplit("/", 1)[-1]
     return (f"Every step of this decision is recorded in MLflow run {_code(run_id)} "
-            f"(open it with {_code(f'mlflow ui --backend-store-uri {store}')}).")
+            f"(read it with {_code(f'autofix runs show {run_id}')}, or browse it with "
+            f"{_code(f'mlflow ui --backend-store-uri {store}')} after installing the `ui` extra).")
 
 
 def link_record(body: str, *, key: str, run_url: str) -> str | None:

@@ -338,7 +338,7 @@ def test_local_mlflow_store_is_shown_as_code_not_linked() -> None:
     diagnosis, changeset = record(Untrusted())
     body = render.pr_body(workload=WORKLOAD, diagnosis=diagnosis, changeset=changeset, alert="KubePodCrashLooping",
                           run_url="sqlite:////data/mlflow.db/#/experiments/1/runs/abc123")
-    assert "MLflow run `abc123` (open it with `mlflow ui --backend-store-uri sqlite:////data/mlflow.db`)" in body
+    assert "MLflow run `abc123` (read it with `autofix runs show abc123`, or browse it with `mlflow ui --backend-store-uri sqlite:////data/mlflow.db` after installing the `ui` extra)" in body
     assert not [t for t in walk(MD.parse(body)) if t.type == "link_open"]
 
 
