@@ -35,7 +35,6 @@ def build_pipeline(settings: Settings, *, cluster: ClusterReader | None = None,
     from app.sources.layouts import Layouts
 
     policy = policies.load(settings.policy_dir)  # first: an invalid policy stops everything, with its line
-    check_renderers()
     if not settings.git_url:
         raise ConfigError("AUTOFIX_GIT_URL: required (clone URL of the GitOps repo)")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -44,6 +43,7 @@ def build_pipeline(settings: Settings, *, cluster: ClusterReader | None = None,
         from app.adapters.cluster import KubeCluster
 
         cluster = KubeCluster.from_config(settings.kubeconfig)
+    check_renderers()  # after the settings are known good: a wrong setting is the one line on stderr
     workspace = GitWorkspace(settings.git_url, base=settings.git_base, checkout=settings.data_dir / "repo",
                              author=settings.git_author, auth_header=auth_header)
     return Pipeline(policy=policy, cluster=cluster, workspace=workspace, forge=forge,
