@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     git_author: str = Field(default="gitops-autofix[bot] <gitops-autofix@users.noreply.github.com>",
                             validation_alias="AUTOFIX_GIT_AUTHOR")
     # forge
-    forge: Literal["github", "local"] = Field(default="github", validation_alias="AUTOFIX_FORGE")
+    forge: Literal["github", "gitlab", "local"] = Field(default="github", validation_alias="AUTOFIX_FORGE")
     github_repo: str = Field(default="", validation_alias="AUTOFIX_GITHUB_REPO")
     github_token: SecretStr | None = Field(default=None, validation_alias="GITHUB_TOKEN")
     github_api_url: str = Field(default="https://api.github.com", validation_alias="AUTOFIX_GITHUB_API_URL")
@@ -55,6 +55,19 @@ class Settings(BaseSettings):
     github_app_private_key: SecretStr | None = Field(default=None, validation_alias="AUTOFIX_GITHUB_APP_PRIVATE_KEY")
     github_app_private_key_file: Path | None = Field(default=None,
                                                      validation_alias="AUTOFIX_GITHUB_APP_PRIVATE_KEY_FILE")
+    # GitLab (AUTOFIX_FORGE=gitlab): gitlab.com or a self-managed instance; a project or group access token with the
+    # api scope and the Developer role; the project's path (group/subgroup/name), else the one in AUTOFIX_GIT_URL
+    gitlab_url: str = Field(default="https://gitlab.com", validation_alias="AUTOFIX_GITLAB_URL")
+    gitlab_token: SecretStr | None = Field(default=None, validation_alias="GITLAB_TOKEN")
+    gitlab_project: str = Field(default="", validation_alias="AUTOFIX_GITLAB_PROJECT")
+    gitlab_write_spacing: float = Field(default=0.0, ge=0, le=60, validation_alias="AUTOFIX_GITLAB_WRITE_SPACING")
+    # How the fix's commit reaches the repository. git: `git push` (any git server; signed only if you sign it).
+    # api (github forge only): GitHub creates the commit through its Git Data API (blobs, tree, commit, ref) and
+    # signs it. GitHub marks it verified, so it passes "require signed commits", only when the request is
+    # authenticated as the GitHub App (AUTOFIX_GITHUB_APP_ID: an installation token) and carries no custom author,
+    # committer or signature (docs.github.com, About commit signature verification, "Signature verification for
+    # bots"): the author is then the App's bot account, the committer GitHub, and AUTOFIX_GIT_AUTHOR is not used.
+    commit_via: Literal["git", "api"] = Field(default="git", validation_alias="AUTOFIX_COMMIT_VIA")
     # cluster
     kubeconfig: str | None = Field(default=None, validation_alias="KUBECONFIG")
     # The bot's own namespace, from the downward API (deploy/*: fieldRef metadata.namespace): never touched
@@ -76,6 +89,9 @@ class Settings(BaseSettings):
     llm_model: str = Field(default="gpt-4o-mini", validation_alias="AUTOFIX_LLM_MODEL")
     # service and store
     data_dir: Path = Field(default=Path(".autofix"), validation_alias="AUTOFIX_DATA_DIR")
+    # The job store, ledger and outbox: empty = SQLite in the data dir (one replica); postgresql://user:pw@host/db
+    # = PostgreSQL, shared by several replicas (its password is never shown: store_display)
+    database_url: SecretStr | None = Field(default=None, validation_alias="AUTOFIX_DATABASE_URL")
     webhook_token: SecretStr | None = Field(default=None, validation_alias="AUTOFIX_WEBHOOK_TOKEN")
     policy_dir: Path = Field(default=DEFAULT_POLICY_DIR, validation_alias="AUTOFIX_POLICY_DIR")
     workers: int = Field(default=2, ge=1, le=64, validation_alias="AUTOFIX_WORKERS")
@@ -99,7 +115,16 @@ class Settings(BaseSettings):
             raise ValueError("must look like owner/name")
         return value
 
-    @field_validator("github_token", "github_app_private_key", "prometheus_token", "prometheus_headers")
+    @field_validator("gitlab_project")
+    @classmethod
+    def _project_shape(cls, value: str) -> str:
+        value = value.strip().strip("/")
+        if value and (value.count("/") < 1 or not all(value.split("/"))):
+            raise ValueError("must be the project's path, group/name or group/subgroup/name")
+        return value
+
+    @field_validator("github_token", "gitlab_token", "github_app_private_key", "prometheus_token",
+                     "prometheus_headers")
     @classmethod
     def _empty_secret_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
         """GITHUB_TOKEN= (an empty Secret key, a blank line in an env file) is unset, so start says what is needed."""
@@ -156,7 +181,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name} is not a kubeconfig (expected YAML with clusters, users and contexts)")
         return value
 
-    @field_validator("github_api_url", "openai_base_url", "mlflow_ui_url", "prometheus_url")
+    @field_validator("github_api_url", "gitlab_url", "openai_base_url", "mlflow_ui_url", "prometheus_url")
     @classmethod
     def _url_shape(cls, value: str | None) -> str | None:
         if value and not value.startswith(("http://", "https://")):
@@ -203,6 +228,39 @@ class Settings(BaseSettings):
         if value is not None:
             _parse_headers(value.get_secret_value())  # raises ValueError naming the entry
         return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        from urllib.parse import urlsplit
+
+        from app.adapters.sql import POSTGRES_SCHEMES
+
+        url = value.get_secret_value().strip() if value is not None else ""
+        if not url:
+            return None  # empty: SQLite under AUTOFIX_DATA_DIR
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            raise ValueError("must be a URL like postgresql://user:password@host:5432/database") from None
+        host = parts.hostname or "host=" in parts.query  # host=/run/postgresql: a unix socket
+        if parts.scheme not in POSTGRES_SCHEMES or not host or not parts.path.strip("/"):
+            raise ValueError("must be a URL like postgresql://user:password@host:5432/database (empty: SQLite "
+                             "in AUTOFIX_DATA_DIR)")
+        return SecretStr(url)
+
+    @property
+    def store_location(self) -> Path | str:
+        """What JobStore opens: the PostgreSQL URL, else the SQLite file in the data dir."""
+        return self.database_url.get_secret_value() if self.database_url is not None else self.store_path
+
+    @property
+    def store_display(self) -> str:
+        """The store as shown and logged: the URL without its password, or the file."""
+        from app.adapters.sql import redact_url
+
+        return redact_url(self.database_url.get_secret_value()) if self.database_url else str(self.store_path)
 
     @property
     def tracking_uri(self) -> str:

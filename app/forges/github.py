@@ -1,4 +1,4 @@
-"""GitHub pull requests through PyGithub: the only module that imports ``github``.
+"""GitHub pull requests through PyGithub: the only module that imports ``github`` (with github_commits.py).
 
 Writes may be sent twice: PyGithub's retry re-posts POSTs after a 5xx or a secondary rate limit, and the
 worker retries whole jobs. So ``open_pr`` looks the PR up before creating it, treats GitHub's 422 "A pull
@@ -266,6 +266,13 @@ class GitHubForge:
             with self._mapped("get an installation token"):
                 return str(self._auth.token)
         return self._token
+
+    @contextmanager
+    def git_data(self, action: str) -> Iterator[Repository]:
+        """The PyGithub repository for Git Data API calls (app/forges/github_commits.py), with this forge's token,
+        retries, timeouts and error mapping."""
+        with self._mapped(action):
+            yield self._repository()
 
     def repo_permissions(self) -> dict[str, bool]:
         """What the token may do on the repository (GitHub's ``permissions``: pull, push, admin...)."""

@@ -4,21 +4,31 @@ Run it as a context manager; point PyGithub's ``base_url`` at ``fake.api_url``. 
 (``.requests``, each with its arrival time ``at`` on the monotonic clock), keeps pull requests and comments in
 ``.pulls`` / ``.comments`` for assertions, checks the token, can serve under a GitHub Enterprise prefix
 (``/api/v3``) and can inject faults (``fail_next``).
+
+With ``git_dir`` (a bare repository, the one the workspace clones) it also answers the Git Data API (blobs, trees,
+commits, refs) and compare, with git plumbing on that repository, so a commit created through the API really is on
+the remote; a commit created by the App's installation token with no author, committer or signature comes back
+verified, as GitHub signs it (GitHub docs: "Signature verification for bots").
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.server
 import json
+import os
+import subprocess
+import tempfile
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from tests.fakes.holds import Hold, Holds
 
@@ -93,8 +103,10 @@ class FakeGitHub:
     """GitHub REST fake for one repository ("owner/name")."""
 
     def __init__(self, repo: str = "owner/name", *, token: str = "test-token", prefix: str = "",
-                 app: FakeApp | None = None) -> None:
+                 app: FakeApp | None = None, git_dir: Path | None = None) -> None:
         self.app = app
+        self.git_dir = git_dir  # the bare repository behind the Git Data API (None: those endpoints answer 404)
+        self.verifications: dict[str, dict[str, Any]] = {}  # commit sha -> verification, for API-created commits
         self.push_allowed = True  # the token's `permissions.push` on the repository
         # Logins a review may be requested from (None: anyone); GitHub answers 422 for the whole request when
         # one requested user is not a collaborator, or is the PR's author.
@@ -302,7 +314,16 @@ class FakeGitHub:
                 return self._route_app(method, path, headers)
             if not self._authorized(headers):
                 return 401, {}, {"message": "Bad credentials", "documentation_url": DOCS, "status": "401"}
+            if self.git_dir is not None and path.startswith((self._repo_path() + "/git/",
+                                                             self._repo_path() + "/compare/")):
+                return _GitData(self, self.git_dir).route(method, path[len(self._repo_path()) + 1:], body,
+                                                          as_app=self._as_app(headers))
             return self._route(method, path, query, body)
+
+    def _as_app(self, headers: dict[str, str]) -> bool:
+        """Authenticated with one of the App's installation tokens (not a personal or static token)."""
+        value = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+        return self.app is not None and self.app.valid(value.partition(" ")[2])
 
     def _authorized(self, headers: dict[str, str]) -> bool:
         value = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
@@ -547,6 +568,222 @@ class FakeGitHub:
         }
         self._state.comments[number].append(comment)
         return 201, {}, comment
+
+
+BOT_USER_ID = 41898282  # the App's bot account: GitHub writes <id>+<slug>[bot]@users.noreply.github.com
+APP_SLUG = "gitops-autofix"
+FAKE_SIGNATURE = ("-----BEGIN PGP SIGNATURE-----\n\nwsBcBAABCAAQBQJmZmFrZQkQS+4Y+Dr96yMAAFakeSignatureOfTheFake\n"
+                  "-----END PGP SIGNATURE-----\n")  # GitHub's web-flow key signs; the fake only says so
+_COMMIT_FORMAT = "%an%x00%ae%x00%aI%x00%cn%x00%ce%x00%cI%x00%T%x00%P%x00%B"
+
+
+class _GitData:
+    """GitHub's Git Data API and compare over a real bare repository, with git plumbing (called under the fake's
+    lock): hash-object for blobs, read-tree/update-index/write-tree on a scratch index for trees (base_tree plus
+    the entries, nested paths included), commit-tree for commits, update-ref for refs (compare-and-swap)."""
+
+    def __init__(self, fake: FakeGitHub, git_dir: Path) -> None:
+        self.fake = fake
+        self.git_dir = git_dir
+        self.api = f"{fake.api_url}{fake._repo_path()}"
+
+    def route(self, method: str, rest: str, body: Any, *, as_app: bool) -> tuple[int, dict[str, str], Any]:
+        parts = [unquote(p) for p in rest.split("/")]
+        body = body if isinstance(body, dict) else {}
+        match method, parts:
+            case "POST", ["git", "blobs"]:
+                return self.create_blob(body)
+            case "POST", ["git", "trees"]:
+                return self.create_tree(body)
+            case "POST", ["git", "commits"]:
+                return self.create_commit(body, as_app=as_app)
+            case "GET", ["git", "commits", sha] if self.kind(sha) == "commit":
+                return 200, {}, self.commit_json(sha)
+            case "GET", ["git", "ref" | "refs", "heads", *branch] if branch:
+                sha = self.ref_sha("/".join(branch))
+                return (200, {}, self.ref_json("/".join(branch), sha)) if sha else _not_found()
+            case "POST", ["git", "refs"]:
+                return self.create_ref(body)
+            case "PATCH", ["git", "refs", "heads", *branch] if branch:
+                return self.update_ref("/".join(branch), body)
+            case "GET", ["compare", spec] if "..." in spec:
+                base, head = spec.split("...", 1)
+                return self.compare(base, head)
+        return _not_found()
+
+    # ---- git ------------------------------------------------------------------------------------------
+
+    def git(self, *args: str, data: bytes | None = None, env: dict[str, str] | None = None,
+            check: bool = True) -> str:
+        full = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1", **(env or {})}
+        out = subprocess.run(["git", *args], cwd=self.git_dir, input=data, env=full, capture_output=True,
+                             timeout=30, check=False)
+        if check and out.returncode != 0:
+            raise RuntimeError(f"git {args[0]}: {out.stderr.decode(errors='replace')}")
+        return out.stdout.decode("utf-8", errors="replace") if out.returncode == 0 else ""
+
+    def kind(self, sha: Any) -> str:
+        if not isinstance(sha, str) or not sha or not all(c in "0123456789abcdef" for c in sha):
+            return ""
+        return self.git("cat-file", "-t", sha, check=False).strip()
+
+    def ref_sha(self, branch: str) -> str:
+        return self.git("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}", check=False).strip()
+
+    # ---- endpoints ------------------------------------------------------------------------------------
+
+    def create_blob(self, body: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+        content, encoding = body.get("content"), body.get("encoding", "utf-8")
+        if not isinstance(content, str) or encoding not in ("utf-8", "base64"):
+            return _invalid("Invalid request.\n\n\"content\" wasn't supplied.")
+        data = base64.b64decode(content) if encoding == "base64" else content.encode("utf-8")
+        sha = self.git("hash-object", "-w", "--stdin", data=data).strip()
+        return 201, {}, {"url": f"{self.api}/git/blobs/{sha}", "sha": sha}
+
+    def create_tree(self, body: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+        base, entries = body.get("base_tree"), body.get("tree")
+        if not isinstance(entries, list):
+            return _invalid("Invalid request.\n\n\"tree\" wasn't supplied.")
+        if base is not None and self.kind(base) != "tree":
+            return _invalid("base_tree is not a valid tree oid")
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            self.git("read-tree", *([base] if base else ["--empty"]), env=env)
+            for entry in entries:
+                path, mode, sha = entry.get("path"), entry.get("mode"), entry.get("sha")
+                if "content" in entry:
+                    sha = self.git("hash-object", "-w", "--stdin", data=str(entry["content"]).encode()).strip()
+                if sha is None and "content" not in entry:
+                    self.git("update-index", "--force-remove", "--", str(path), env=env)
+                    continue
+                if mode not in ("100644", "100755", "040000", "160000", "120000") or self.kind(sha) != "blob":
+                    return _invalid(f"GitRPC::BadObjectState: tree.sha {sha} is not a blob")
+                self.git("update-index", "--add", "--cacheinfo", f"{mode},{sha},{path}", env=env)
+            tree = self.git("write-tree", env=env).strip()
+        return 201, {}, self.tree_json(tree)
+
+    def create_commit(self, body: dict[str, Any], *, as_app: bool) -> tuple[int, dict[str, str], Any]:
+        message, tree, parents = body.get("message"), body.get("tree"), body.get("parents", [])
+        if not isinstance(message, str) or self.kind(tree) != "tree":
+            return _invalid("Tree SHA does not exist")
+        if not isinstance(parents, list) or any(self.kind(p) != "commit" for p in parents):
+            return _invalid("Parent SHA does not exist or is not a commit object")
+        custom = any(key in body for key in ("author", "committer", "signature"))
+        bot = (f"{APP_SLUG}[bot]", f"{BOT_USER_ID}+{APP_SLUG}[bot]@users.noreply.github.com") if as_app \
+            else ("octocat", "583231+octocat@users.noreply.github.com")  # a token's user
+        author = body.get("author") or {"name": bot[0], "email": bot[1]}
+        committer = body.get("committer") or (author if "author" in body else
+                                              {"name": "GitHub", "email": "noreply@github.com"})
+        now = f"@{int(time.time())} +0000"
+        env = {"GIT_AUTHOR_NAME": author["name"], "GIT_AUTHOR_EMAIL": author["email"],
+               "GIT_AUTHOR_DATE": author.get("date") or now, "GIT_COMMITTER_NAME": committer["name"],
+               "GIT_COMMITTER_EMAIL": committer["email"], "GIT_COMMITTER_DATE": committer.get("date") or now}
+        argv = ["commit-tree", tree, *[a for p in parents for a in ("-p", p)], "-F", "-"]
+        sha = self.git(*argv, data=message.encode("utf-8"), env=env).strip()
+        # GitHub signs a commit it creates for an App only without custom author, committer and signature.
+        signed = as_app and not custom
+        self.fake.verifications[sha] = {
+            "verified": signed, "reason": "valid" if signed else "unsigned",
+            "signature": FAKE_SIGNATURE if signed else None,
+            "payload": self.git("cat-file", "commit", sha) if signed else None,
+            "verified_at": _now() if signed else None}
+        return 201, {}, self.commit_json(sha)
+
+    def create_ref(self, body: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+        ref, sha = str(body.get("ref", "")), body.get("sha")
+        if not ref.startswith("refs/") or ref.count("/") < 2:
+            return _invalid("Reference name must start with 'refs/' and have at least two slashes.")
+        if self.kind(sha) != "commit":
+            return _invalid("Object does not exist")
+        if not ref.startswith("refs/heads/") or self.ref_sha(ref.removeprefix("refs/heads/")):
+            return _invalid("Reference already exists")
+        self.git("update-ref", ref, str(sha), "")  # "" as the old value: create only
+        return 201, {}, self.ref_json(ref.removeprefix("refs/heads/"), str(sha))
+
+    def update_ref(self, branch: str, body: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+        old, sha = self.ref_sha(branch), body.get("sha")
+        if not old:
+            return _invalid("Reference does not exist")
+        if self.kind(sha) != "commit":
+            return _invalid("Object does not exist")
+        ancestor = subprocess.run(["git", "merge-base", "--is-ancestor", old, str(sha)], cwd=self.git_dir,
+                                  capture_output=True, timeout=30, check=False).returncode == 0
+        if not ancestor and not body.get("force"):
+            return _invalid("Update is not a fast forward")
+        self.git("update-ref", f"refs/heads/{branch}", str(sha), old)
+        return 200, {}, self.ref_json(branch, str(sha))
+
+    def compare(self, base: str, head: str) -> tuple[int, dict[str, str], Any]:
+        base_sha = self.git("rev-parse", "--verify", "--quiet", f"{base}^{{commit}}", check=False).strip()
+        head_sha = self.git("rev-parse", "--verify", "--quiet", f"{head}^{{commit}}", check=False).strip()
+        if not base_sha or not head_sha:
+            return _not_found()
+        fork = self.git("merge-base", base_sha, head_sha, check=False).strip()
+        shas = self.git("rev-list", "--reverse", f"{fork}..{head_sha}").split()
+        behind = len(self.git("rev-list", f"{fork}..{base_sha}").split())
+        status = "identical" if not shas and not behind else "ahead" if not behind else \
+            "behind" if not shas else "diverged"
+        files = []
+        for line in filter(None, self.git("diff", "--numstat", "--no-renames", fork, head_sha).splitlines()):
+            added, removed, name = line.split("\t", 2)
+            files.append({"sha": self.git("rev-parse", f"{head_sha}:{name}", check=False).strip() or None,
+                          "filename": name, "status": "modified", "additions": int(added),
+                          "deletions": int(removed), "changes": int(added) + int(removed)})
+        return 200, {}, {
+            "url": f"{self.api}/compare/{base}...{head}",
+            "html_url": f"https://github.example/{self.fake.repo}/compare/{base}...{head}",
+            "status": status, "ahead_by": len(shas), "behind_by": behind, "total_commits": len(shas),
+            "base_commit": self.repo_commit_json(base_sha), "merge_base_commit": self.repo_commit_json(fork),
+            "commits": [self.repo_commit_json(sha) for sha in shas], "files": files}
+
+    # ---- JSON shapes ----------------------------------------------------------------------------------
+
+    def tree_json(self, tree: str) -> dict[str, Any]:
+        entries = []
+        for line in filter(None, self.git("ls-tree", "-l", tree).splitlines()):
+            meta, _, path = line.partition("\t")
+            mode, kind, sha, size = meta.split()
+            entries.append({"path": path, "mode": mode, "type": kind, "sha": sha,
+                            **({"size": int(size)} if kind == "blob" else {}),
+                            "url": f"{self.api}/git/{kind}s/{sha}"})
+        return {"sha": tree, "url": f"{self.api}/git/trees/{tree}", "tree": entries, "truncated": False}
+
+    def commit_json(self, sha: str) -> dict[str, Any]:
+        """The Git Data shape (POST/GET .../git/commits): verification as GitHub reports it."""
+        an, ae, ad, cn, ce, cd, tree, parents, message = self.git("log", "-1", f"--format={_COMMIT_FORMAT}",
+                                                                  sha).split("\x00", 8)
+        unsigned = {"verified": False, "reason": "unsigned", "signature": None, "payload": None,
+                    "verified_at": None}
+        return {
+            "sha": sha, "node_id": f"C_{sha[:12]}", "url": f"{self.api}/git/commits/{sha}",
+            "html_url": f"https://github.example/{self.fake.repo}/commit/{sha}",
+            "author": {"name": an, "email": ae, "date": _iso(ad)},
+            "committer": {"name": cn, "email": ce, "date": _iso(cd)},
+            "tree": {"sha": tree, "url": f"{self.api}/git/trees/{tree}"},
+            "message": message.rstrip("\n") + "\n" if message.strip() else message,
+            "parents": [{"sha": p, "url": f"{self.api}/git/commits/{p}",
+                         "html_url": f"https://github.example/{self.fake.repo}/commit/{p}"} for p in parents.split()],
+            "verification": self.fake.verifications.get(sha, unsigned),
+        }
+
+    def repo_commit_json(self, sha: str) -> dict[str, Any]:
+        """The shape the commits and compare endpoints list: the git commit under ``commit``."""
+        inner = self.commit_json(sha)
+        return {"sha": sha, "node_id": inner["node_id"], "url": f"{self.api}/commits/{sha}",
+                "html_url": inner["html_url"], "commit": {**inner, "comment_count": 0},
+                "author": None, "committer": None, "parents": inner["parents"]}
+
+    def ref_json(self, branch: str, sha: str) -> dict[str, Any]:
+        return {"ref": f"refs/heads/{branch}", "node_id": f"REF_{sha[:12]}", "url": f"{self.api}/git/refs/heads/{branch}",
+                "object": {"sha": sha, "type": "commit", "url": f"{self.api}/git/commits/{sha}"}}
+
+
+def _iso(git_date: str) -> str:
+    return datetime.fromisoformat(git_date).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _invalid(message: str) -> tuple[int, dict[str, str], Any]:
+    return 422, {}, {"message": message, "documentation_url": "https://docs.github.com/rest/git", "status": "422"}
 
 
 def _not_found() -> tuple[int, dict[str, str], Any]:
