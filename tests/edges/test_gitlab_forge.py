@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -361,3 +362,19 @@ def test_project_path_from_clone_urls_and_config_errors() -> None:
         GitLabForge("gitops", url="https://gitlab.com", token=TOKEN)
     with pytest.raises(ConfigError):
         GitLabForge("acme/gitops", url="https://gitlab.com", token="")
+
+
+def test_doctor_forge_row_for_gitlab(fake: FakeGitLab, tmp_path: Path) -> None:
+    """The project comes from the clone URL's path when AUTOFIX_GITLAB_PROJECT is unset; the role decides."""
+    from app import doctor
+    from app.settings import Settings
+
+    settings = Settings(forge="gitlab", gitlab_url=fake.url, gitlab_token=TOKEN, data_dir=tmp_path,
+                        git_url="https://gitlab.example/acme/gitops.git")
+    row, auth_header = doctor._forge(settings)
+    assert row.status == "ok" and "acme/gitops" in row.detail, row
+    assert auth_header is not None and auth_header().startswith("Authorization: Basic ")
+    assert fake.requests_to("GET", project_path("acme/gitops"))
+    fake.access_level = 20
+    row, _ = doctor._forge(settings)
+    assert row.status == "fail" and "Developer" in row.detail
