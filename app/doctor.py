@@ -10,6 +10,7 @@ asked two instant queries: whether the series the sizing reads are scraped now, 
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import tempfile
@@ -70,10 +71,7 @@ def forbidden_permissions() -> list[Permission]:
 def run(settings: Settings) -> list[Check]:
     """All checks, in the order an operator fixes them."""
     rows = [_guard("policy", lambda: _policy(settings))]
-    cluster, row = _cluster(settings)
-    rows.append(row)
-    rows.append(_guard("cluster permissions", lambda: _permissions(cluster)) if cluster is not None
-                else Check("cluster permissions", "skip", "cluster not reachable"))
+    rows += cluster_rows(settings)
     forge_row, auth_header = _forge(settings)
     rows.append(forge_row)
     rows.append(_guard("git clone and push", lambda: _git(settings, auth_header)))
@@ -116,15 +114,37 @@ def _policy(settings: Settings) -> tuple[Status, str]:
     return "ok", f"{settings.policy_dir} (version {policy.digest})"
 
 
-def _cluster(settings: Settings) -> tuple[Any, Check]:
-    from app.adapters.cluster import KubeCluster
+def cluster_rows(settings: Settings) -> list[Check]:
+    """Reachable, then permissions: for the one cluster (KUBECONFIG or in-cluster), or for each cluster of
+    clusters.yaml (rows ``cluster <name>``; one that cannot be loaded or reached fails alone)."""
+    from app import clusters
 
     try:
-        cluster = KubeCluster.from_config(settings.kubeconfig)
+        fleet = clusters.load(settings.policy_dir)
+    except Exception as err:
+        return [Check("clusters", "fail", _describe(err))]
+    if fleet is None:
+        from app.adapters.cluster import KubeCluster
+
+        return _cluster_checks("cluster", lambda: KubeCluster.from_config(settings.kubeconfig))
+    readers = clusters.ClusterSet(fleet, source=settings.policy_dir / clusters.FILE_NAME,
+                                  factory=lambda entry, where: clusters.kube_reader(
+                                      entry, where, default_kubeconfig=settings.kubeconfig))
+    rows = []
+    for name in fleet.names:
+        role = " (Argo CD hub)" if name == fleet.hub else ""
+        rows += _cluster_checks(f"cluster {name}", functools.partial(readers.reader, name), role=role)
+    return rows
+
+
+def _cluster_checks(name: str, build: Callable[[], Any], *, role: str = "") -> list[Check]:
+    try:
+        cluster = build()
         namespaces = cluster.list("Namespace", None)
     except Exception as err:
-        return None, Check("cluster", "fail", _describe(err))
-    return cluster, Check("cluster", "ok", f"reachable, {len(namespaces)} namespace(s) visible")
+        return [Check(name, "fail", _describe(err)), Check(f"{name} permissions", "skip", "cluster not reachable")]
+    reachable = Check(name, "ok", f"reachable, {len(namespaces)} namespace(s) visible{role}")
+    return [reachable, _guard(f"{name} permissions", lambda: _permissions(cluster))]
 
 
 def _permissions(cluster: Any) -> tuple[Status, str]:
@@ -154,23 +174,12 @@ def _forge(settings: Settings) -> tuple[Check, AuthHeader | None]:
         permissions = forge.repo_permissions()  # type: ignore[attr-defined]
     except Exception as err:
         return Check("forge", "fail", _describe(err)), None
-    if settings.forge == "gitlab":
-        return _gitlab_row(settings, forge, permissions), auth_header
     how = "GitHub App installation token" if settings.github_app_enabled else "token"
     if not permissions.get("push"):
         return Check("forge", "fail", f"{how} cannot push to {settings.github_repo} (permissions.push is "
                                       "false): grant Contents and Pull requests write"), auth_header
     return Check("forge", "ok", f"{how} can push to {settings.github_repo} at {settings.github_api_url}"), \
         auth_header
-
-
-def _gitlab_row(settings: Settings, forge: Any, permissions: dict[str, bool]) -> Check:
-    """The token's role on the project: a push and a merge request need Developer (30) or above."""
-    where = f"{forge.project} at {settings.gitlab_url}"
-    if not permissions.get("push"):
-        return Check("forge", "fail", f"GitLab token cannot push to {where} (its role is below Developer): give the "
-                                      "project or group access token the Developer role and the api scope")
-    return Check("forge", "ok", f"GitLab token can push and open merge requests on {where}")
 
 
 def _git(settings: Settings, auth_header: AuthHeader | None) -> tuple[Status, str]:

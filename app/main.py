@@ -53,9 +53,9 @@ def create_app(settings: Settings, *, pipeline: Handler | None = None) -> FastAP
     store = JobStore(settings.store_path)  # first: a corrupt store stops the start in one line (StartupError)
     if pipeline is None:
         # Imported here: the pipeline pulls in heavy clients, and tests inject their own handler.
-        from app.wiring import build_pipeline
+        from app.wiring import build_handler
 
-        pipeline = build_pipeline(settings)
+        pipeline = build_handler(settings)  # one pipeline, or one per cluster of clusters.yaml behind a router
     # Warned once the configuration is known good: a start that fails says only what is wrong, in one line.
     if settings.webhook_token is None or not settings.webhook_token.get_secret_value():
         log.warning("AUTOFIX_WEBHOOK_TOKEN is not set: the webhook accepts posts without authentication")
@@ -124,8 +124,10 @@ def _observe_stages(pipeline: Handler, metrics_: Metrics) -> None:
     stages to time)."""
     from app.pipeline import Pipeline
 
-    if isinstance(pipeline, Pipeline):
-        pipeline.on_stage = metrics_.stage_observer()
+    # A router over several clusters (app/clusters.py) holds one pipeline per cluster: each is observed.
+    for each in [pipeline, *getattr(pipeline, "pipelines", {}).values()]:
+        if isinstance(each, Pipeline):
+            each.on_stage = metrics_.stage_observer()
 
 
 def _known_dependencies(settings: Settings) -> list[str]:
@@ -166,15 +168,14 @@ async def _keep_dashboard(store: JobStore, forge: Any, settings: Settings) -> No
 async def _follow_outcomes(settings: Settings, store: JobStore, pipeline: Handler) -> None:
     """Each fix followed to its end (app/outcomes.py), every policy ``outcomes.interval_seconds``, from the first
     interval on; a handler that is not the real pipeline (a test's) has nothing to follow with."""
-    from app.pipeline import Pipeline
+    from app.wiring import build_outcomes, follower_of
 
-    if not isinstance(pipeline, Pipeline):
+    follower = follower_of(pipeline)  # several clusters: a pipeline reading them all
+    if follower is None:
         return
-    from app.wiring import build_outcomes
-
-    once = build_outcomes(settings, store, pipeline=pipeline)
+    once = build_outcomes(settings, store, pipeline=follower)
     while True:
-        await asyncio.sleep(pipeline.policy.outcomes.interval_seconds)
+        await asyncio.sleep(follower.policy.outcomes.interval_seconds)
         try:
             rows = await run_in_threadpool(once)
             log.info("outcomes followed", extra={"rows": len(rows), "decided": sum(1 for r in rows if r.final)})

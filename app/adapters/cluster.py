@@ -62,23 +62,30 @@ class KubeCluster:
         self._page_size = page_size
 
     @classmethod
-    def from_config(cls, kubeconfig: str | None, *, timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> KubeCluster:
-        """Client for ``kubeconfig``, else the in-cluster service account in a pod, else ~/.kube/config."""
+    def from_config(cls, kubeconfig: str | None, *, timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+                    context: str | None = None, source: str | None = None) -> KubeCluster:
+        """Client for ``kubeconfig``, else the in-cluster service account in a pod, else ~/.kube/config.
+
+        ``context``: one of the file's contexts (else its current-context); ``source``: where this cluster is
+        configured (an entry of clusters.yaml), named by the error instead of KUBECONFIG."""
         from kubernetes import client, config  # heavy: imported only when a live cluster is used
         from urllib3.util.retry import Retry
 
         configuration = client.Configuration()
         try:
-            if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            if kubeconfig is None and context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
                 config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
             else:
                 # persist_config=False: a read-only bot does not rewrite the user's kubeconfig.
-                config.load_kube_config(config_file=kubeconfig, client_configuration=configuration,
+                config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration,
                                         persist_config=False)  # type: ignore[no-untyped-call]
         except Exception as err:  # the client raises ConfigException, OSError, YAML and type errors alike
             in_pod = kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST")
             where = kubeconfig or ("unset: the pod's service account" if in_pod else "unset: ~/.kube/config")
             first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+            if source is not None:
+                raise ConfigError(f"{source}: cannot load Kubernetes configuration from {where}"
+                                  f"{f' (context {context})' if context else ''}: {first}") from err
             raise ConfigError(f"KUBECONFIG ({where}): cannot load Kubernetes configuration: {first}; set "
                               "KUBECONFIG to a kubeconfig file, run in a pod, or use `autofix handle --snapshot`"
                               ) from err
