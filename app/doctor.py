@@ -174,12 +174,23 @@ def _forge(settings: Settings) -> tuple[Check, AuthHeader | None]:
         permissions = forge.repo_permissions()  # type: ignore[attr-defined]
     except Exception as err:
         return Check("forge", "fail", _describe(err)), None
+    if settings.forge == "gitlab":
+        return _gitlab_row(settings, forge, permissions), auth_header
     how = "GitHub App installation token" if settings.github_app_enabled else "token"
     if not permissions.get("push"):
         return Check("forge", "fail", f"{how} cannot push to {settings.github_repo} (permissions.push is "
                                       "false): grant Contents and Pull requests write"), auth_header
     return Check("forge", "ok", f"{how} can push to {settings.github_repo} at {settings.github_api_url}"), \
         auth_header
+
+
+def _gitlab_row(settings: Settings, forge: Any, permissions: dict[str, bool]) -> Check:
+    """The token's role on the project: a push and a merge request need Developer (30) or above."""
+    where = f"{forge.project} at {settings.gitlab_url}"
+    if not permissions.get("push"):
+        return Check("forge", "fail", f"GitLab token cannot push to {where} (its role is below Developer): give the "
+                                      "project or group access token the Developer role and the api scope")
+    return Check("forge", "ok", f"GitLab token can push and open merge requests on {where}")
 
 
 def _git(settings: Settings, auth_header: AuthHeader | None) -> tuple[Status, str]:
