@@ -65,12 +65,16 @@ class Exporter:
     """Sends due outbox rows to the sink (built on first use: importing MLflow costs seconds)."""
 
     def __init__(self, store: JobStore, *, sink: Callable[[], RunSink], forge: Forge | None,
-                 health: HealthReport | None = None, owner: str | None = None) -> None:
+                 health: HealthReport | None = None, owner: str | None = None,
+                 forges: Callable[[str], Forge | None] | None = None) -> None:
+        """``forges``: the forge of a repository by its name (repositories.yaml), for the PR a record links to:
+        the one its ledger row names; ``forge`` when it is not given (one repository)."""
         self.store = store
         self._make_sink = sink
         self._sink: RunSink | None = None
         self._sink_lock = threading.Lock()
         self.forge = forge
+        self.forges = forges
         self.health = health
         self.owner = owner or f"exporter:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -127,16 +131,24 @@ class Exporter:
     def _link(self, row: Export, run_url: str) -> bool:
         """Put the run's link into the PR body; True when nothing is left to do for this row."""
         branch = row.run.branch
-        if branch is None or self.forge is None:
+        forge = self._forge_of(row)
+        if branch is None or forge is None:
             return True
-        pr = self.forge.find_open_pr(branch)
+        pr = forge.find_open_pr(branch)
         if pr is None:
             return True  # merged or closed meanwhile: the tag still finds the run
         body = render.link_record(pr.body, key=row.run.key, run_url=run_url)
         if body is not None:
-            self.forge.set_body(pr, body)
+            forge.set_body(pr, body)
             log.info("pull request linked to its run", extra={"pr": pr.number, "record": row.run.key})
         return True
+
+    def _forge_of(self, row: Export) -> Forge | None:
+        """The forge of the repository the record's PR is in: its ledger row (same branch, same record) names it."""
+        if self.forges is None or row.run.branch is None:
+            return self.forge
+        rows = [e for e in self.store.entries(branch=row.run.branch) if e.record_id == row.run.key]
+        return self.forges(rows[-1].repo) if rows else self.forge
 
     def _report_ok(self) -> None:
         if self.health is not None:

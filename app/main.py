@@ -67,9 +67,10 @@ def create_app(settings: Settings, *, pipeline: Handler | None = None) -> FastAP
                       budget_seconds=settings.job_budget_seconds, on_outcome=metrics_.job_finished,
                       health=dependency_health)
     services = Services(settings=settings, store=store, pool=pool, metrics=metrics_, health=dependency_health)
-    from app.wiring import build_exporter
+    from app.wiring import build_exporter, repo_set_of
 
-    exporter = build_exporter(settings, store, forge=getattr(pipeline, "forge", None), health=dependency_health)
+    exporter = build_exporter(settings, store, forge=getattr(pipeline, "forge", None), health=dependency_health,
+                              repos=repo_set_of(pipeline))
     exporting = threading.Event()
 
     @asynccontextmanager

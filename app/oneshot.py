@@ -26,12 +26,12 @@ def handle_and_export(settings: Settings, payload: WebhookPayload, *, cluster: C
     results decided), then the run records to MLflow within ``wait`` seconds (AUTOFIX_EXPORT_WAIT_SECONDS).
     Returns the results and what is left in the outbox (sent by the next `serve` or `handle`)."""
     from app.adapters.store import JobStore
-    from app.wiring import build_exporter, build_handler
+    from app.wiring import build_exporter, build_handler, repo_set_of
 
     store = JobStore(settings.store_path)
     try:
         pipeline = build_handler(settings, cluster=cluster, store=store)  # one pipeline per cluster of clusters.yaml
-        exporter = build_exporter(settings, store, forge=getattr(pipeline, "forge", None))
+        exporter = build_exporter(settings, store, forge=getattr(pipeline, "forge", None), repos=repo_set_of(pipeline))
         seconds = settings.export_wait_seconds if wait is None else wait
         if seconds > 0:
             exporter.warm_up()  # MLflow's import and store, beside the pipeline (which mostly waits on git and HTTP)

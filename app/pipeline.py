@@ -24,6 +24,7 @@ from app.models.outcome import Outcome, StageRecord
 from app.models.runs import RUN_ATTRIBUTE, PendingRun, record_ref
 from app.policies import Policy
 from app.ports import Advisor, ClusterReader, Forge, Ledger, MetricsReader, Workspace
+from app.repos import DEFAULT, RepoLedger, RepoSet, Repository, repos_of
 from app.sources import RepoIdentity
 from app.sources.layouts import Layouts
 from app.stages import (
@@ -39,6 +40,7 @@ from app.stages import (
     intake,
     publish,
     record,
+    repository,
     revision,
     stopped,
     target,
@@ -52,24 +54,50 @@ StageObserver = Callable[[str, float], None]
 
 
 class Pipeline:
-    def __init__(self, *, policy: Policy, cluster: ClusterReader, workspace: Workspace, forge: Forge,
-                 identity: RepoIdentity, base: str, ledger: Ledger, advisor: Advisor | None = None,
+    def __init__(self, *, policy: Policy, cluster: ClusterReader, workspace: Workspace | None = None,
+                 forge: Forge | None = None, identity: RepoIdentity | None = None, base: str = "main",
+                 repos: RepoSet | None = None, ledger: Ledger, advisor: Advisor | None = None,
                  layouts: Layouts, own_namespace: str | None = None, metrics: MetricsReader | None = None,
                  clock: Callable[[], float] = time.time, new_key: Callable[[], str] = lambda: uuid.uuid4().hex) -> None:
+        """One repository (``workspace``, ``forge``, ``identity``, ``base``), or ``repos``: several, one picked per
+        alert from the URLs its Argo CD or Flux objects read (app/repos.py, repositories.yaml)."""
         self.policy = policy
         self.layouts = layouts
         self.advisor = advisor
         self.cluster = cluster
-        self.workspace = workspace
-        self.forge = forge
+        if repos is None:
+            assert workspace is not None and forge is not None and identity is not None, "one repository, or repos"
+            repos = RepoSet.single(Repository(name=DEFAULT, workspace=workspace, forge=forge, identity=identity,
+                                              base=base))
+        self.repos = repos
         self.new_key = new_key
-        self.identity = identity
-        self.base = base
         self.ledger = ledger
         self.own_namespace = own_namespace
         self.metrics = metrics  # None: AUTOFIX_PROMETHEUS_URL unset, sized without metrics (and the PR says so)
         self.clock = clock
         self.on_stage: StageObserver | None = None
+
+    # The default repository (AUTOFIX_GIT_URL's, else repositories.yaml's first): the dashboard's board, and
+    # what a caller that knows one repository (doctor, the demo, tests) reads.
+    @property
+    def workspace(self) -> Workspace:
+        return self.repos.get(self.repos.default.name).workspace
+
+    @property
+    def forge(self) -> Forge:
+        return self.repos.get(self.repos.default.name).forge
+
+    @property
+    def identity(self) -> RepoIdentity:
+        return self.repos.default.identity
+
+    @property
+    def base(self) -> str:
+        return self.repos.default.base
+
+    def ledger_of(self, name: str) -> Ledger:
+        """The rows of one repository (``repo=<name>``) with repositories.yaml; the whole ledger without it."""
+        return RepoLedger(self.ledger, name) if self.repos.from_file else self.ledger
 
     def handle(self, incident: Incident) -> Outcome:
         key = self.new_key()
@@ -100,8 +128,7 @@ class Pipeline:
     def _flow(self, incident: Incident, steps: _Steps, *, run_url: str) -> End:
         """The stages in order. A stage whose output says ``stop`` ends the handling there (``_Steps.run``)."""
         if incident.status == "resolved":
-            return steps.run("intake", lambda: history.resolved(
-                incident=incident, forge=self.forge, ledger=self.ledger, policy=self.policy, clock=self.clock)).end
+            return steps.run("intake", lambda: self._resolved(incident)).end
         steps.run("intake", lambda: intake.accept(incident=incident, policy=self.policy,
                                                   own_namespace=self.own_namespace))
         targeted = steps.run("target", lambda: target.resolve(
@@ -113,33 +140,37 @@ class Pipeline:
                                                                   advisor=self.advisor)).diagnosis
         assert found is not None, "a failure nothing recognised ends the handling (diagnosis.Diagnosed.stop)"
         diagnosed = found  # not Optional: the revision stage below may replace it
+        name = self.repos.default.name  # several repositories: the one the workload's Argo CD / Flux objects read
+        if self.repos.from_file:
+            name = steps.run("repository", lambda: repository.choose(repos=self.repos, evidence=ev)).name
+        repo, ledger = self.repos.get(name), self.ledger_of(name)
         # What became of earlier PRs needs only the evidence and the cause: before any change is built.
         baseline = steps.run("ledger", lambda: history.judge(
-            evidence=ev, diagnosis=diagnosed, incident=incident, forge=self.forge, ledger=self.ledger,
+            evidence=ev, diagnosis=diagnosed, incident=incident, forge=repo.forge, ledger=ledger,
             policy=self.policy, clock=self.clock, run_url=run_url)).baseline
         # The fix may belong in another object's manifest (a standalone claim the pods wait for): read it too.
         at, subject = ev, diagnosed.subject
         if subject is not None:
             at = steps.run("subject", lambda: evidence.subject(cluster=self.cluster, evidence=ev, ref=subject,
                                                                policy=self.policy)).evidence
-        located = steps.run("source", lambda: change.locate(evidence=at, workspace=self.workspace,
-                                                            identity=self.identity))
+        located = steps.run("source", lambda: change.locate(evidence=at, workspace=repo.workspace,
+                                                            identity=repo.identity))
         if revision.wanted(diagnosed):  # a rollback the cluster cannot prove: git's history of the field may
             diagnosed = steps.run("revision", lambda: revision.prove(
-                located=located, evidence=ev, diagnosis=diagnosed, workspace=self.workspace,
+                located=located, evidence=ev, diagnosis=diagnosed, workspace=repo.workspace,
                 layouts=self.layouts)).diagnosis
         if declared.wanted(diagnosed):  # probes answering 404, the served path unknown: one git declares may be
             diagnosed = steps.run("declared", lambda: declared.find(
-                located=located, evidence=ev, diagnosis=diagnosed, workspace=self.workspace)).diagnosis
+                located=located, evidence=ev, diagnosis=diagnosed, workspace=repo.workspace)).diagnosis
         planned = steps.run("plan", lambda: change.plan(located=located, evidence=at, diagnosis=diagnosed,
-                                                        workspace=self.workspace, policy=self.policy,
+                                                        workspace=repo.workspace, policy=self.policy,
                                                         layouts=self.layouts))
         edited = steps.run("validate", lambda: change.edit(located=located, planned=planned, evidence=at,
-                                                           workspace=self.workspace, layouts=self.layouts))
+                                                           workspace=repo.workspace, layouts=self.layouts))
         # An earlier raise of the same field by anyone (a commit, another bot's PR): known once the edit is.
         steps.run("history", lambda: history.precedents(
-            evidence=ev, diagnosis=diagnosed, incident=incident, edits=edited.edits, workspace=self.workspace,
-            forge=self.forge, ledger=self.ledger, policy=self.policy, clock=self.clock, run_url=run_url))
+            evidence=ev, diagnosis=diagnosed, incident=incident, edits=edited.edits, workspace=repo.workspace,
+            forge=repo.forge, ledger=ledger, policy=self.policy, clock=self.clock, run_url=run_url))
         # With the track record of this cause's earlier fixes (a warm or cold decision): the ledger's rows as they are.
         changeset = steps.run("risk", lambda: change.assess(
             planned=planned, edited=edited, evidence=at, policy=self.policy,
@@ -157,8 +188,27 @@ class Pipeline:
             now=self.clock()))
         return steps.run("publish", lambda: publish.publish(
             proposal=proposal, workload=ev.workload, cause=diagnosed.cause, changeset=changeset,
-            workspace=self.workspace, forge=self.forge, ledger=self.ledger, policy=self.policy, base=self.base,
+            workspace=repo.workspace, forge=repo.forge, ledger=ledger, policy=self.policy, base=repo.base,
             clock=self.clock, run_url=run_url)).end
+
+    def _resolved(self, incident: Incident) -> history.Resolved:
+        """A resolved alert, answered on its PRs: in each repository whose rows carry its fingerprint (and each
+        whose rows are lost: rebuilt from its forge first). One repository: today's single answer."""
+        if not self.repos.from_file:
+            return history.resolved(incident=incident, forge=self.forge, ledger=self.ledger, policy=self.policy,
+                                    clock=self.clock)
+        rows = [r for r in self.ledger.entries() if r.fingerprint == incident.fingerprint]
+        names = [n for n in self.repos.names if n in set(repos_of(rows)) or self.ledger_of(n).is_empty()]
+        answers = [history.resolved(incident=incident, forge=self.repos.get(n).forge, ledger=self.ledger_of(n),
+                                    policy=self.policy, clock=self.clock) for n in names]
+        done = [a for a in answers if a.end.kind != "skipped"]
+        if not done:
+            return answers[0] if answers else history.Resolved(
+                decision="resolved alert: no open PR of ours to update", end=End(kind="skipped", reason="alert resolved"))
+        if len(done) == 1:
+            return done[0]
+        return history.Resolved(decision="; ".join(a.decision for a in done)[:500],
+                                end=End(kind=done[0].end.kind, reason="; ".join(a.end.reason for a in done)))
 
     def _outcome(self, incident: Incident, steps: _Steps, end: End, *, key: str) -> Outcome:
         facts = record.summary(steps.outputs)  # once a model was consulted, every outcome's reason says so

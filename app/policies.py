@@ -356,6 +356,11 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# Files of the same directory that are not policy files: the GitOps repositories (app/repos.py) and the
+# clusters (several clusters per install) are configured beside the policies, in the same ConfigMap.
+NOT_POLICIES = frozenset({"repositories.yaml", "repositories.yml", "clusters.yaml", "clusters.yml"})
+
+
 def load(directory: Path, *, setting: str = "AUTOFIX_POLICY_DIR") -> Policy:
     """Load and validate every *.yaml in ``directory``; ConfigError is one line naming the file and the reason.
 
@@ -367,7 +372,7 @@ def load(directory: Path, *, setting: str = "AUTOFIX_POLICY_DIR") -> Policy:
         what = "does not exist" if not directory.exists() else "is not a directory"
         raise ConfigError(f"{prefix}{directory} {what}; use a directory of policy *.yaml files "
                           "(the shipped one is policies/)")
-    files = sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml"))
+    files = sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.name not in NOT_POLICIES)
     merged: dict[str, Any] = {}
     digest = hashlib.sha256()
     for path in files:
@@ -412,14 +417,14 @@ def _explain_at(path: Path, text: str, err: ValidationError) -> str:
     root = yaml.compose(text)
     problems = []
     for e in err.errors():
-        line = _line_of(root, e["loc"])
+        line = line_of(root, e["loc"])
         loc = e["loc"][:-1] if e["loc"][-1:] == ("[key]",) else e["loc"]  # a mapping key that is not allowed
         where = ".".join(str(p) for p in loc) or "(root)"
         problems.append(f"{path}:{line}: {where}: {e['msg']}")
     return "; ".join(problems)
 
 
-def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int:
+def line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int:
     """1-based line of the deepest node along ``loc`` (a missing key points at its parent mapping)."""
     line = node.start_mark.line + 1 if node is not None else 1
     for part in loc:

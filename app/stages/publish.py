@@ -27,6 +27,7 @@ from app.models.incident import Incident, WorkloadRef
 from app.models.runs import RECORD_REF
 from app.policies import Policy
 from app.ports import Forge, Ledger, PullRequest, Remediation, Workspace
+from app.repos import install_ledger
 from app.sources import codeowners
 from app.stages import End, Output
 from app.stages.change import OPT_OUT, OPT_OUT_CAUSES
@@ -253,7 +254,8 @@ def _belongs(pr: PullRequest, workload: WorkloadRef, cause: str) -> bool | None:
 
 def _check_budget(ledger: Ledger, policy: Policy, clock: Callable[[], float]) -> None:
     per_hour = policy.limits.prs_per_hour
-    wait = ledgers.budget_wait(ledger, now=clock(), per_hour=per_hour)
+    # Per install, whichever repository the PR goes to (repositories.yaml: ``ledger`` is one repository's rows).
+    wait = ledgers.budget_wait(install_ledger(ledger), now=clock(), per_hour=per_hour)
     if wait is not None:
         raise TemporaryError(f"PR budget exhausted ({per_hour} new PRs per hour): retry in {wait:.0f} s",
                              code="pr_budget", delay=wait)
