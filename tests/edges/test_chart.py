@@ -488,3 +488,66 @@ def test_kustomize_mounts_generated_policies_and_logs_json(tmp_path: Path) -> No
     assert policies.load(kubelet_layout(tmp_path / "p", policy_map["data"])) == policies.load(ROOT / "policies")
     settings = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "gitops-autofix")
     assert (settings["data"]["LOG_FORMAT"], settings["data"]["LOG_LEVEL"]) == ("json", "INFO")
+
+
+# -- more than one replica (issue 17) ---------------------------------------------------------------------
+
+EXTERNAL_DB = {"database": {"existingSecret": "gitops-autofix-db"}}
+
+
+def test_more_than_one_replica_needs_an_external_database() -> None:
+    with pytest.raises(HelmValuesError, match=re.escape("/database")):
+        helm({"replicaCount": 3})
+    with pytest.raises(HelmValuesError, match=re.escape("/database/existingSecret")):
+        helm({"replicaCount": 3, "database": {"existingSecret": ""}})
+    assert by_kind(helm({"replicaCount": 3, **EXTERNAL_DB}), "Deployment")["spec"]["replicas"] == 3
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    validator = jsonschema.Draft7Validator(schema)  # the same rule for any draft-07 validator, not only Helm's
+    assert [e.message for e in validator.iter_errors({"replicaCount": 3})] == ["'database' is a required property"]
+    assert list(validator.iter_errors({"replicaCount": 3, **EXTERNAL_DB})) == []
+    assert list(validator.iter_errors({"replicaCount": 1})) == []
+
+
+def test_replicas_on_postgresql_roll_without_downtime_and_spread() -> None:
+    docs = helm({"replicaCount": 3, **EXTERNAL_DB})
+    deployment = by_kind(docs, "Deployment")
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate",
+                                              "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    env = {e["name"]: e for e in container(docs)["env"]}
+    assert env["AUTOFIX_DATABASE_URL"] == {"name": "AUTOFIX_DATABASE_URL", "valueFrom": {"secretKeyRef": {
+        "name": "gitops-autofix-db", "key": "AUTOFIX_DATABASE_URL"}}}  # from the Secret, never a value
+    assert not [d for d in docs if d["kind"] == "PersistentVolumeClaim"]
+    [data] = [v for v in pod_spec(docs)["volumes"] if v["name"] == "data"]
+    assert data == {"name": "data", "emptyDir": {"sizeLimit": "5Gi"}}
+    assert by_kind(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    assert "maxUnavailable" not in by_kind(docs, "PodDisruptionBudget")["spec"]
+    [spread] = pod_spec(docs)["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname" and spread["whenUnsatisfiable"] == "ScheduleAnyway"
+    assert spread["labelSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    own = [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "gitops-autofix"}}}]
+    assert pod_spec(helm({"replicaCount": 3, **EXTERNAL_DB, "topologySpreadConstraints": own}))[
+        "topologySpreadConstraints"] == own
+
+
+def test_one_replica_keeps_sqlite_recreate_and_its_volume() -> None:
+    for values in ({}, EXTERNAL_DB):
+        docs = helm(values)
+        assert by_kind(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+        assert "topologySpreadConstraints" not in pod_spec(docs)
+    docs = helm()
+    assert by_kind(docs, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+    assert "AUTOFIX_DATABASE_URL" not in {e["name"] for e in container(docs)["env"]}
+    assert by_kind(docs, "PersistentVolumeClaim")["spec"]["accessModes"] == ["ReadWriteOnce"]
+    [data] = [v for v in pod_spec(docs)["volumes"] if v["name"] == "data"]
+    assert data["persistentVolumeClaim"]["claimName"] == "gitops-autofix-data"
+    # One replica on PostgreSQL rolls too: the store is not on the pod's volume.
+    assert by_kind(helm(EXTERNAL_DB), "Deployment")["spec"]["strategy"]["type"] == "RollingUpdate"
+
+
+def test_the_database_egress_rule_opens_only_its_port() -> None:
+    values = {"replicaCount": 2, **EXTERNAL_DB,
+              "networkPolicy": {"egress": {"destinations": {"database": {"cidrs": ["10.20.0.0/24"]}}}}}
+    rules = by_kind(helm(values), "NetworkPolicy")["spec"]["egress"]
+    [rule] = [r for r in rules if r.get("to") == [{"ipBlock": {"cidr": "10.20.0.0/24"}}]]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 5432}]
