@@ -214,10 +214,10 @@ def _explain(args: argparse.Namespace) -> int:
     from app.adapters.store import JobStore
 
     settings = settings_mod.load()
-    store = JobStore(settings.store_path)
+    store = JobStore(settings.store_location)
     jobs = store.find(args.fingerprint)
     if not jobs:
-        print(f"no job for fingerprint {args.fingerprint} in {settings.store_path}", file=sys.stderr)
+        print(f"no job for fingerprint {args.fingerprint} in {settings.store_display}", file=sys.stderr)
         return 1
     for job in jobs:
         print(f"job {job.id}: {job.alertname} {job.alert_status} state={job.state} attempts={job.attempts}")
@@ -279,7 +279,7 @@ def _report(args: argparse.Namespace) -> int:
     from app.adapters.store import JobStore
 
     settings = settings_mod.load()
-    store = JobStore(settings.store_path)
+    store = JobStore(settings.store_location)
     try:
         report = reports.read(store, now=time.time(), days=args.days)
     finally:
@@ -361,7 +361,7 @@ def _dashboard_sync(args: argparse.Namespace) -> int:
     settings = settings_mod.load()
     policy = policies.load(settings.policy_dir)
     forge, _ = build_forge(settings)
-    store = JobStore(settings.store_path)
+    store = JobStore(settings.store_location)
     board: Any = forge  # GitHubForge and LocalForge keep issues too (app.ports.IssueBoard)
     done = dashboard.sync(board=board, jobs=store, ledger=store, policy=policy, clock=time.time)
     if done is None:
@@ -394,7 +394,7 @@ def _outcomes_sync(args: argparse.Namespace) -> int:
     from app.wiring import build_exporter, build_outcomes
 
     settings = settings_mod.load()
-    store = JobStore(settings.store_path)
+    store = JobStore(settings.store_location)
     try:
         followed = {row.pr_number for row in build_outcomes(settings, store)()}
         rows = [row for row in store.entries() if row.opened_at > 0]

@@ -50,13 +50,14 @@ def create_app(settings: Settings, *, pipeline: Handler | None = None) -> FastAP
     from app import policies
 
     policies.load(settings.policy_dir)  # an invalid policy stops the service: ConfigError with file and line
-    store = JobStore(settings.store_path)  # first: a corrupt store stops the start in one line (StartupError)
+    store = JobStore(settings.store_location)  # first: a corrupt store stops the start in one line (StartupError)
     if pipeline is None:
         # Imported here: the pipeline pulls in heavy clients, and tests inject their own handler.
         from app.wiring import build_handler
 
         pipeline = build_handler(settings)  # one pipeline, or one per cluster of clusters.yaml behind a router
     # Warned once the configuration is known good: a start that fails says only what is wrong, in one line.
+    log.info("job store opened", extra={"store": settings.store_display})
     if settings.webhook_token is None or not settings.webhook_token.get_secret_value():
         log.warning("AUTOFIX_WEBHOOK_TOKEN is not set: the webhook accepts posts without authentication")
     # What each dependency last did: jobs report through their deadlines, the exporter directly (/readyz, /metrics).

@@ -28,7 +28,7 @@ def handle_and_export(settings: Settings, payload: WebhookPayload, *, cluster: C
     from app.adapters.store import JobStore
     from app.wiring import build_exporter, build_handler, repo_set_of
 
-    store = JobStore(settings.store_path)
+    store = JobStore(settings.store_location)
     try:
         pipeline = build_handler(settings, cluster=cluster, store=store)  # one pipeline per cluster of clusters.yaml
         exporter = build_exporter(settings, store, forge=getattr(pipeline, "forge", None), repos=repo_set_of(pipeline))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -274,22 +275,29 @@ class Remediation:
     final: str | None = None  # effective, ineffective, reverted, rejected, stale (None: still being followed)
     final_at: float | None = None
     cooldown_lifted_at: float | None = None  # a human lifted this closed PR's cooldown (the dashboard issue)
+    repo: str = ""  # the repository's name in repositories.yaml; '' = the one AUTOFIX_GIT_URL names
 
 
 class Ledger(Protocol):
     """Every remediation the bot proposed (in the job store); rebuilt from the forge when lost."""
 
     def record(self, entry: Remediation) -> None:
-        """Insert or replace the row of ``entry.pr_number``."""
+        """Insert or replace the row of ``entry.pr_number`` in ``entry.repo``."""
         ...
 
-    def entries(self, *, branch: str | None = None) -> list[Remediation]:
-        """Rows, oldest first, optionally those of one branch (= one workload and cause)."""
+    def entries(self, *, branch: str | None = None, repo: str | None = None) -> list[Remediation]:
+        """Rows, oldest first, optionally those of one branch (= one workload and cause) and of one repository
+        (None: every repository)."""
         ...
 
     def opened_since(self, since: float) -> int: ...
 
     def is_empty(self) -> bool: ...
+
+    def publishing(self) -> AbstractContextManager[None]:
+        """Held around the PR budget check, the look for an open PR on the branch, the push, the PR and its
+        ledger row: one at a time across workers, processes and replicas (app/adapters/store.py)."""
+        ...
 
 
 @dataclass(frozen=True)

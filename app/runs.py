@@ -27,14 +27,14 @@ def show(settings: Settings, ident: str, *, out: TextIO, err: TextIO, as_json: b
     """Print the run ``ident`` names; 0 when found, 1 when neither the outbox nor MLflow has it."""
     from app.errors import TemporaryError
 
-    export = _outbox(settings.store_path, ident)
+    export = _outbox(settings.store_location, ident)
     try:
         run, where = _find(settings, ident, export)
     except TemporaryError as error:
         print(f"autofix: {error}", file=err)
         return 1
     if run is None:
-        print(f"no run or record {ident} in the outbox ({settings.store_path}) nor in MLflow ({where})", file=err)
+        print(f"no run or record {ident} in the outbox ({settings.store_display}) nor in MLflow ({where})", file=err)
         return 1
     if as_json:
         print(json.dumps({**asdict(run), "where": where}, indent=2, sort_keys=True), file=out)
@@ -51,7 +51,7 @@ def _find(settings: Settings, ident: str, export: Export | None) -> tuple[Stored
     shown_uri = redact.text(uri)  # credentials inside a tracking URI must not reach the terminal
     run_id = export.run_id if export is not None and export.run_id else ident
     if export is not None and not export.run_id:
-        return _from_outbox(export), f"the outbox ({settings.store_path}): {_waiting(export)}"
+        return _from_outbox(export), f"the outbox ({settings.store_display}): {_waiting(export)}"
     sqlite_file = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else None
     if sqlite_file is not None and not Path(sqlite_file).exists():
         return None, f"{shown_uri}: no such file"
@@ -60,8 +60,8 @@ def _find(settings: Settings, ident: str, export: Export | None) -> tuple[Stored
     return MlflowTracker(uri, ui_url=settings.mlflow_ui_url).stored_run(run_id), shown_uri
 
 
-def _outbox(path: Path, key: str) -> Export | None:
-    if not path.exists():
+def _outbox(path: Path | str, key: str) -> Export | None:
+    if isinstance(path, Path) and not path.exists():
         return None
     from app.adapters.store import JobStore
 

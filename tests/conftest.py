@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.fakes.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "tests" / "scenarios"
@@ -20,6 +23,32 @@ def _isolated_git(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     for name in ("GITHUB_TOKEN", "OPENAI_API_KEY", "KUBECONFIG", "MLFLOW_TRACKING_URI", "AUTOFIX_WEBHOOK_TOKEN"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session (tests/fakes/postgres.py); each test takes a database of its own."""
+    with PostgresServer.start() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres: PostgresServer) -> str:
+    """A database at the newest schema, copied for each test (CREATE DATABASE ... TEMPLATE: no migration each)."""
+    from app.adapters.store import JobStore
+
+    JobStore(postgres.create_database("store_template")).close()
+    return "store_template"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where a JobStore lives, once per database: a SQLite file, or a fresh PostgreSQL database at the newest
+    schema (``JobStore(store_location)``)."""
+    if request.param == "sqlite":
+        return tmp_path / "jobs.sqlite3"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.create_database(template=request.getfixturevalue("postgres_template"))
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Durable job store on SQLite: one job per alert delivery, leased by workers.
+"""Durable job store on SQLite or PostgreSQL: one job per alert delivery, leased by workers.
 
 Alertmanager re-sends the same notification many times (retries, group_interval, repeat_interval), so every
 alert gets a dedupe key ``fingerprint|startsAt|status``: a repeated delivery maps to the job already stored.
@@ -8,8 +8,14 @@ expiry in wall-clock seconds (shared by every process on the machine): a job who
 process or in one that was SIGKILLed, is leased again once its lease expires. Every change to a running job
 checks that the lease is still held by the caller, so a job completes exactly once even if two workers race.
 
-All access goes through one connection guarded by a lock; writes use ``BEGIN IMMEDIATE`` so that a second
-process waits on ``busy_timeout`` instead of failing half-way through a read-then-write.
+All access goes through one connection guarded by a lock. On SQLite (a file, one replica) writes use ``BEGIN
+IMMEDIATE`` so that a second process waits on ``busy_timeout`` instead of failing half-way through a
+read-then-write. On PostgreSQL (``AUTOFIX_DATABASE_URL``, several replicas) a claim selects its rows ``FOR UPDATE
+SKIP LOCKED``: two replicas never take the same job or record, nor wait for each other's claim. What differs per
+database is in app/adapters/sql.py; the schema and its migrations in app/migrations/ (alembic, run at open).
+
+``publishing`` is the lock held around the PR budget check, the push, the PR and its ledger row, across threads
+and processes (a lock file beside SQLite's) or replicas (a PostgreSQL advisory lock).
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from app import redact
+from app import migrations, redact
+from app.adapters import sql
 from app.errors import StartupError, TemporaryError
 from app.models.alertmanager import Alert, AlertKey, WebhookPayload
 from app.models.incident import Incident
@@ -37,76 +44,18 @@ log = logging.getLogger(__name__)
 JobState = Literal["queued", "running", "done", "failed"]
 STATES: tuple[JobState, ...] = ("queued", "running", "done", "failed")
 DEFAULT_MAX_ATTEMPTS = 8
-BUSY_TIMEOUT_MS = 5000
+BUSY_TIMEOUT_MS = sql.BUSY_TIMEOUT_MS
 READ_TIMEOUT = 0.05  # seconds: the lock-free duplicate check (JobStore.known) never stalls a caller longer
 PROBE_KEY = "readiness-probe"  # the dedupe key of the row readiness inserts and rolls back
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id               INTEGER PRIMARY KEY AUTOINCREMENT,
-    dedupe_key       TEXT    NOT NULL UNIQUE,
-    fingerprint      TEXT    NOT NULL,
-    alertname        TEXT    NOT NULL,
-    alert_status     TEXT    NOT NULL,
-    alert            TEXT    NOT NULL,
-    state            TEXT    NOT NULL DEFAULT 'queued'
-                     CHECK (state IN ('queued', 'running', 'done', 'failed')),
-    attempts         INTEGER NOT NULL DEFAULT 0,
-    lease_owner      TEXT,
-    lease_expires_at REAL,
-    available_at     REAL    NOT NULL,
-    result           TEXT,
-    error            TEXT,
-    created_at       REAL    NOT NULL,
-    updated_at       REAL    NOT NULL
-);
-CREATE INDEX IF NOT EXISTS jobs_queued ON jobs (state, available_at, id);
-CREATE INDEX IF NOT EXISTS jobs_leases ON jobs (state, lease_expires_at);
-CREATE INDEX IF NOT EXISTS jobs_fingerprint ON jobs (fingerprint, id);
-CREATE INDEX IF NOT EXISTS jobs_retention ON jobs (state, updated_at);
-CREATE TABLE IF NOT EXISTS ledger (
-    pr_number   INTEGER PRIMARY KEY,
-    workload    TEXT    NOT NULL,
-    cause       TEXT    NOT NULL,
-    branch      TEXT    NOT NULL,
-    pr_url      TEXT    NOT NULL,
-    state       TEXT    NOT NULL CHECK (state IN ('open', 'merged', 'closed')),
-    before      TEXT    NOT NULL,
-    after       TEXT    NOT NULL,
-    fingerprint TEXT    NOT NULL,
-    images      TEXT    NOT NULL,
-    opened_at   REAL    NOT NULL,
-    merged_at   REAL,
-    closed_at   REAL,
-    resolved_at REAL,
-    escalated_at REAL,
-    life        TEXT    NOT NULL DEFAULT '{}',
-    updated_at  REAL    NOT NULL
-);
-CREATE INDEX IF NOT EXISTS ledger_branch ON ledger (branch, opened_at);
-CREATE TABLE IF NOT EXISTS outbox (
-    key              TEXT    PRIMARY KEY,
-    job_id           INTEGER,
-    run              TEXT    NOT NULL,
-    state            TEXT    NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'linking', 'done', 'failed')),
-    attempts         INTEGER NOT NULL DEFAULT 0,
-    available_at     REAL    NOT NULL,
-    lease_owner      TEXT,
-    lease_expires_at REAL,
-    run_id           TEXT,
-    run_url          TEXT,
-    error            TEXT,
-    created_at       REAL    NOT NULL,
-    exported_at      REAL,
-    updated_at       REAL    NOT NULL
-);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, available_at);
-"""
-
+PUBLISH_LOCK_KEY = migrations.ADVISORY_KEY + 1  # pg_advisory_lock key of publishing (not the migrations' key)
 _COLUMNS = (
     "id, dedupe_key, fingerprint, alertname, alert_status, alert, state, attempts, lease_owner, "
     "lease_expires_at, available_at, result, error, created_at, updated_at"
 )
+
+
+def _one_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
 
 
 class StoreUnavailable(TemporaryError):
@@ -175,7 +124,7 @@ def _alert_document(alert: Alert) -> str:
     return json.dumps({"alert": alert.model_dump(mode="json")}, sort_keys=True)
 
 
-def _row_to_job(row: sqlite3.Row) -> Job:
+def _row_to_job(row: Any) -> Job:
     return Job(
         id=row["id"],
         dedupe_key=row["dedupe_key"],
@@ -195,7 +144,7 @@ def _row_to_job(row: sqlite3.Row) -> Job:
     )
 
 
-def _row_to_export(row: sqlite3.Row) -> Export:
+def _row_to_export(row: Any) -> Export:
     return Export(run=PendingRun.from_json(row["run"]), job_id=row["job_id"], state=row["state"],
                   attempts=int(row["attempts"]), run_id=row["run_id"], run_url=row["run_url"], error=row["error"],
                   created_at=float(row["created_at"]))
@@ -206,17 +155,15 @@ _LIFE_FIELDS = ("record_id", "risk", "merged_by", "synced_at", "rolled_out_at", 
                 "cooldown_lifted_at")
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Columns later versions added, on a store an earlier version made (SQLite: ADD COLUMN, nothing lost)."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(ledger)")}
-    if "life" not in columns:
-        conn.execute("ALTER TABLE ledger ADD COLUMN life TEXT NOT NULL DEFAULT '{}'")
+_LEDGER_COLUMNS = ("repo, pr_number, workload, cause, branch, pr_url, state, before, after, fingerprint, images,"
+                   " opened_at, merged_at, closed_at, resolved_at, escalated_at, life, updated_at")
+_LEDGER_UPDATE = ", ".join(f"{c} = excluded.{c}" for c in _LEDGER_COLUMNS.replace(" ", "").split(",")[2:])
 
 
-def _row_to_remediation(row: sqlite3.Row) -> Remediation:
+def _row_to_remediation(row: Any) -> Remediation:
     life = json.loads(row["life"] or "{}")
     return Remediation(
-        workload=row["workload"], cause=row["cause"], branch=row["branch"], pr_number=int(row["pr_number"]),
+        repo=row["repo"], workload=row["workload"], cause=row["cause"], branch=row["branch"], pr_number=int(row["pr_number"]),
         pr_url=row["pr_url"], state=row["state"], before=json.loads(row["before"]), after=json.loads(row["after"]),
         fingerprint=row["fingerprint"], images=tuple(json.loads(row["images"])), opened_at=row["opened_at"],
         merged_at=row["merged_at"], closed_at=row["closed_at"], resolved_at=row["resolved_at"],
@@ -225,32 +172,75 @@ def _row_to_remediation(row: sqlite3.Row) -> Remediation:
 
 
 class JobStore:
-    """Jobs in one SQLite file. Thread-safe; several processes may share the file."""
+    """Jobs in one SQLite file or one PostgreSQL database. Thread-safe; several processes (SQLite) or replicas
+    (PostgreSQL) may share it.
+
+    ``location``: the SQLite file's path, or a ``postgresql://`` URL (its password is never shown)."""
 
     def __init__(
         self,
-        path: Path,
+        location: Path | str,
         *,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.path = path
         self.max_attempts = max_attempts
         self._clock = clock
         self._lock = threading.RLock()
         self._reader_lock = threading.Lock()
-        self._read_conn: sqlite3.Connection | None = None
+        self._publish_lock = threading.Lock()
+        self._read_conn: Any = None
+        self._publish_conn: sql.PgConnection | None = None
         self._corrupt: str | None = None  # the first sign of a damaged file, reported by readiness
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._url: str | None = location if isinstance(location, str) and sql.is_postgres(location) else None
+        self.path = Path(location) if self._url is None else None  # SQLite's file
+        self.where = sql.redact_url(str(location)) if self._url is not None else str(location)
+        self._dialect = sql.postgres_dialect() if self._url is not None else sql.SQLITE
+        self._conn: sql.Connection = self._open()
+
+    def _open(self) -> sql.Connection:
+        if self._url is not None:
+            try:
+                conn = sql.PgConnection(self._url)
+            except self._dialect.errors as err:  # at start: the one line on stderr, the URL without its password
+                raise StartupError(f"cannot open job store {self.where}: {_one_line(err)}") from err
+            self._conn = conn
+            self._migrate()
+            return conn
+        assert self.path is not None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        problem: str | None
         try:
-            self._conn = self._connect(path)
+            self._conn = sql.connect_sqlite(self.path)
             problem = self._integrity()
         except sqlite3.DatabaseError as err:
             if isinstance(err, sqlite3.OperationalError):
-                raise StoreUnavailable(f"cannot open job store {path}: {err}") from err
+                raise StoreUnavailable(f"cannot open job store {self.path}: {err}") from err
             problem = str(err)
         if problem is not None:
             raise StartupError(self._corruption_message(problem))
+        self._migrate()
+        return self._conn
+
+    def _migrate(self) -> None:
+        """Bring the schema to the newest revision (app/migrations), unless it is there already: one read."""
+        try:
+            row = self._conn.execute("SELECT version_num FROM alembic_version").fetchone()
+            current = row[0] if row is not None else None
+        except self._dialect.errors:
+            current = None  # no alembic_version yet (a new database, or one an earlier version made)
+        if current == migrations.HEAD:
+            return
+        lock = self.path.with_name(self.path.name + ".lock") if self.path is not None else None
+        try:
+            migrations.upgrade(sql.alembic_url(self._url or self.path or ""), lock_file=lock)
+        except migrations.SchemaMismatch as err:
+            raise StartupError(f"job store {self.where} is not one this service made ({err}): point "
+                               "AUTOFIX_DATABASE_URL or AUTOFIX_DATA_DIR elsewhere") from err
+        except Exception as err:  # the driver's error, through SQLAlchemy: unreachable, refused, read-only
+            if isinstance(err, StartupError):
+                raise
+            raise StoreUnavailable(f"cannot migrate job store {self.where}: {_one_line(err)}") from err
 
     def _integrity(self) -> str | None:
         """None when SQLite's quick_check finds the file sound, else its first complaint (bounded by retention,
@@ -259,21 +249,11 @@ class JobStore:
         return None if row is None or row[0] == "ok" else str(row[0])
 
     def _corruption_message(self, problem: str) -> str:
+        if self._url is not None:
+            return (f"job store {self.where} reports damaged data ({problem.splitlines()[0][:200]}): the database "
+                    "needs its administrator (the store is corrupt)")
         return (f"job store {self.path} is corrupt ({problem.splitlines()[0][:200]}): stop the service, move the "
                 "file aside and start again (Alertmanager re-sends the alerts that still fire)")
-
-    @staticmethod
-    def _connect(path: Path) -> sqlite3.Connection:
-        # isolation_level=None: we issue BEGIN ourselves, so no implicit transaction is left open.
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
-        conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        # FULL: a commit is on disk before enqueue returns, so a 202 survives a power cut, not just a crash.
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.executescript(_SCHEMA)
-        _migrate(conn)
-        return conn
 
     def close(self) -> None:
         with self._lock:
@@ -282,43 +262,58 @@ class JobStore:
             if self._read_conn is not None:
                 self._read_conn.close()
                 self._read_conn = None
+        with self._publish_lock:
+            if self._publish_conn is not None:
+                self._publish_conn.close()
+                self._publish_conn = None
+
+    def _connection(self) -> sql.Connection:
+        """The connection, opened again when PostgreSQL dropped it (a restart, a failover): under self._lock."""
+        if self._url is not None and isinstance(self._conn, sql.PgConnection) and not self._conn.usable:
+            try:
+                self._conn = sql.PgConnection(self._url)
+            except self._dialect.errors as err:
+                raise self._unavailable(err) from err
+        return self._conn
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; sqlite errors become StoreUnavailable."""
+    def _tx(self) -> Iterator[sql.Connection]:
+        """One write transaction; the driver's errors become StoreUnavailable."""
         with self._lock:
+            conn = self._connection()
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as err:
+                conn.execute(self._dialect.begin)
+            except self._dialect.errors as err:
                 raise self._unavailable(err) from err
             try:
-                yield self._conn
-                self._conn.execute("COMMIT")
+                yield conn
+                conn.execute("COMMIT")
             except BaseException as err:
                 self._rollback()
-                if isinstance(err, sqlite3.Error):
+                if isinstance(err, self._dialect.errors):
                     raise self._unavailable(err) from err
                 raise
 
-    def _unavailable(self, err: sqlite3.Error) -> StoreUnavailable:
-        """Our error for a sqlite one; a damaged file (not merely busy or locked) is remembered for readiness."""
-        if isinstance(err, sqlite3.DatabaseError) and not isinstance(err, sqlite3.OperationalError):
+    def _unavailable(self, err: Exception) -> StoreUnavailable:
+        """Our error for a driver's one; a damaged database (not merely busy or locked) is remembered for
+        readiness."""
+        if self._dialect.corrupt(err):
             if self._corrupt is None:
-                log.error("job store is corrupt", extra={"path": str(self.path), "error": str(err)})
+                log.error("job store is corrupt", extra={"path": self.where, "error": str(err)})
             self._corrupt = str(err)
-        return StoreUnavailable(f"job store unavailable: {err}")
+        return StoreUnavailable(f"job store unavailable: {_one_line(err)}")
 
     def _rollback(self) -> None:
         try:
             self._conn.execute("ROLLBACK")
-        except sqlite3.Error:
+        except self._dialect.errors:
             log.warning("job store rollback failed", exc_info=True)
 
-    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    def _read(self, query: str, params: tuple[Any, ...] = ()) -> list[Any]:
         with self._lock:
             try:
-                return self._conn.execute(sql, params).fetchall()
-            except sqlite3.Error as err:
+                return list(self._connection().execute(query, params).fetchall())
+            except self._dialect.errors as err:
                 raise self._unavailable(err) from err
 
     # --- intake -------------------------------------------------------------------------------------
@@ -336,12 +331,13 @@ class JobStore:
                 cur = conn.execute(
                     "INSERT INTO jobs (dedupe_key, fingerprint, alertname, alert_status, alert, available_at,"
                     " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (dedupe_key) DO NOTHING",
+                    " ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
                     (key, alert.fingerprint, alert.alertname, alert.status, _alert_document(alert),
                      now, now, now),
                 )
-                if cur.rowcount == 1:
-                    results.append(EnqueueResult(job_id=int(cur.lastrowid or 0), duplicate=False))
+                inserted = cur.fetchone()
+                if inserted is not None:
+                    results.append(EnqueueResult(job_id=int(inserted[0]), duplicate=False))
                 else:
                     row = conn.execute("SELECT id FROM jobs WHERE dedupe_key = ?", (key,)).fetchone()
                     results.append(EnqueueResult(job_id=int(row["id"]), duplicate=True))
@@ -351,7 +347,8 @@ class JobStore:
         """Every alert already stored (a repeated delivery, most of an alert storm): their jobs, found without
         the write lock; None when any is new. Rows seen here were committed (and synced) before, so answering
         202 stays durable. Short enough to call from the event loop: WAL readers do not wait for the writer,
-        and a busy database gives up after READ_TIMEOUT (the caller then takes the write path)."""
+        and a busy database gives up after READ_TIMEOUT (the caller then takes the write path); on PostgreSQL
+        readers never wait for writers and the statement is cut at READ_TIMEOUT."""
         keys = [dedupe_key(alert) for alert in alerts]
         if not keys:
             return None
@@ -360,19 +357,30 @@ class JobStore:
             with self._reader_lock:
                 rows = self._reader().execute(f"SELECT dedupe_key, id FROM jobs WHERE dedupe_key IN ({marks})",
                                               tuple(set(keys))).fetchall()
-        except sqlite3.Error:
+        except self._dialect.errors:
+            self._drop_reader()
             return None  # the write path reports the store's trouble properly
         ids = {row[0]: int(row[1]) for row in rows}
         if len(ids) < len(set(keys)):
             return None
         return [EnqueueResult(job_id=ids[key], duplicate=True) for key in keys]
 
-    def _reader(self) -> sqlite3.Connection:
+    def _reader(self) -> Any:
         """A second connection for lock-free reads: in WAL mode readers never wait for the writer."""
         if self._read_conn is None:
-            self._read_conn = sqlite3.connect(self.path, check_same_thread=False, timeout=READ_TIMEOUT)
-            self._read_conn.execute("PRAGMA query_only = ON")
+            if self._url is not None:
+                self._read_conn = sql.PgConnection(self._url)
+                self._read_conn.execute(f"SET statement_timeout = {int(READ_TIMEOUT * 1000)}")
+            else:
+                self._read_conn = sqlite3.connect(self.path or "", check_same_thread=False, timeout=READ_TIMEOUT)
+                self._read_conn.execute("PRAGMA query_only = ON")
         return self._read_conn
+
+    def _drop_reader(self) -> None:
+        """A PostgreSQL reader that failed may be broken: the next call opens another."""
+        if self._url is not None and self._read_conn is not None and not self._read_conn.usable:
+            self._read_conn.close()
+            self._read_conn = None
 
     # --- leases -------------------------------------------------------------------------------------
 
@@ -385,7 +393,7 @@ class JobStore:
                     f"SELECT {_COLUMNS} FROM jobs"
                     " WHERE (state = 'queued' AND available_at <= ?)"
                     "    OR (state = 'running' AND lease_expires_at <= ?)"
-                    " ORDER BY available_at, id LIMIT 1",
+                    " ORDER BY available_at, id LIMIT 1" + self._dialect.claim,
                     (now, now),
                 ).fetchone()
                 if row is None:
@@ -405,7 +413,7 @@ class JobStore:
                 fresh = conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (row["id"],)).fetchone()
                 return _row_to_job(fresh)
 
-    def _abandon(self, conn: sqlite3.Connection, row: sqlite3.Row, now: float) -> None:
+    def _abandon(self, conn: sql.Connection, row: Any, now: float) -> None:
         error = f"lease expired after {row['attempts']} attempts (worker lost each time)"
         conn.execute(
             "UPDATE jobs SET state = 'failed', error = ?, lease_owner = NULL, lease_expires_at = NULL,"
@@ -518,13 +526,12 @@ class JobStore:
     # --- ledger: every remediation proposed (see app/ledger.py) -------------------------------------
 
     def record(self, entry: Remediation) -> None:
-        """Insert or replace the ledger row of ``entry.pr_number``."""
+        """Insert or replace the ledger row of ``entry.pr_number`` in ``entry.repo``."""
         with self._tx() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO ledger (pr_number, workload, cause, branch, pr_url, state, before, after,"
-                " fingerprint, images, opened_at, merged_at, closed_at, resolved_at, escalated_at, life, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (entry.pr_number, entry.workload, entry.cause, entry.branch, entry.pr_url, entry.state,
+                f"INSERT INTO ledger ({_LEDGER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                f" ON CONFLICT (repo, pr_number) DO UPDATE SET {_LEDGER_UPDATE}",
+                (entry.repo, entry.pr_number, entry.workload, entry.cause, entry.branch, entry.pr_url, entry.state,
                  json.dumps(entry.before, sort_keys=True, default=str),
                  json.dumps(entry.after, sort_keys=True, default=str), entry.fingerprint,
                  json.dumps(list(entry.images)), entry.opened_at, entry.merged_at, entry.closed_at,
@@ -532,10 +539,13 @@ class JobStore:
                  json.dumps({k: getattr(entry, k) for k in _LIFE_FIELDS}, sort_keys=True), self._clock()),
             )
 
-    def entries(self, *, branch: str | None = None) -> list[Remediation]:
-        """Ledger rows, oldest first, optionally only those of one branch (= one workload and cause)."""
-        rows = self._read("SELECT * FROM ledger WHERE (? IS NULL OR branch = ?) ORDER BY opened_at, pr_number",
-                          (branch, branch))
+    def entries(self, *, branch: str | None = None, repo: str | None = None) -> list[Remediation]:
+        """Ledger rows, oldest first, optionally only those of one branch (= one workload and cause) and of one
+        repository ('' = the one AUTOFIX_GIT_URL names; None: every repository)."""
+        where = [(column, value) for column, value in (("branch", branch), ("repo", repo)) if value is not None]
+        condition = " AND ".join(f"{column} = ?" for column, _ in where) or "1 = 1"
+        rows = self._read(f"SELECT * FROM ledger WHERE {condition} ORDER BY opened_at, repo, pr_number",
+                          tuple(value for _, value in where))
         return [_row_to_remediation(r) for r in rows]
 
     def opened_since(self, since: float) -> int:
@@ -563,7 +573,7 @@ class JobStore:
             self._add_run(conn, run, job_id=None, now=self._clock())
 
     @staticmethod
-    def _add_run(conn: sqlite3.Connection, run: PendingRun, *, job_id: int | None, now: float) -> None:
+    def _add_run(conn: sql.Connection, run: PendingRun, *, job_id: int | None, now: float) -> None:
         # The key is made fresh for each handling: a conflict is the same record written twice (ignored).
         conn.execute(
             "INSERT INTO outbox (key, job_id, run, available_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
@@ -580,7 +590,8 @@ class JobStore:
         with self._tx() as conn:
             rows = conn.execute(
                 "SELECT key FROM outbox WHERE state IN ('pending', 'linking') AND available_at <= ?"
-                " AND (lease_expires_at IS NULL OR lease_expires_at <= ?) ORDER BY created_at, key LIMIT ?",
+                " AND (lease_expires_at IS NULL OR lease_expires_at <= ?) ORDER BY created_at, key LIMIT ?"
+                + self._dialect.claim,
                 (due, now, limit)).fetchall()
             keys = [r["key"] for r in rows]
             for key in keys:
@@ -634,17 +645,66 @@ class JobStore:
             return self._corruption_message(self._corrupt)
         try:
             with self._lock:
-                self._conn.execute("BEGIN IMMEDIATE")
+                conn = self._connection()
+                conn.execute(self._dialect.begin)
                 try:
                     now = self._clock()
-                    self._conn.execute(
+                    conn.execute(
                         "INSERT INTO jobs (dedupe_key, fingerprint, alertname, alert_status, alert, available_at,"
                         " created_at, updated_at) VALUES (?, '', '', 'firing', '{}', ?, ?, ?)",
                         (PROBE_KEY, now, now, now))
-                    self._conn.execute("SELECT COUNT(*), MAX(updated_at) FROM jobs").fetchone()
+                    conn.execute("SELECT COUNT(*), MAX(updated_at) FROM jobs").fetchone()
                 finally:
                     self._rollback()
-        except sqlite3.Error as err:
+        except StoreUnavailable as err:  # PostgreSQL unreachable
+            return err.message
+        except self._dialect.errors as err:
             self._unavailable(err)
-            return self._corruption_message(self._corrupt) if self._corrupt else f"job store unavailable: {err}"
+            return (self._corruption_message(self._corrupt) if self._corrupt
+                    else f"job store unavailable: {_one_line(err)}")
         return None
+
+    # --- publishing: one PR decision at a time, across workers, processes and replicas ----------------------
+
+    @contextmanager
+    def publishing(self) -> Iterator[None]:
+        """Held around the PR budget check, the forge's look for an open PR, the push, the PR and its ledger row
+        (app/stages/publish.py), so that neither the budget nor one-PR-per-branch can be overshot by two workers.
+
+        Threads of this process wait on a lock; other processes on SQLite on an exclusive ``flock`` of
+        ``<store>.publish.lock`` beside the file; other replicas on PostgreSQL on ``pg_advisory_lock`` taken on a
+        connection of its own (no statement timeout: the holder may be pushing). The advisory lock is released
+        in ``finally``, and by the server when the connection drops (a replica SIGKILLed while publishing)."""
+        with self._publish_lock:
+            if self._url is None:
+                with migrations.file_lock(self.path.with_name(self.path.name + ".publish.lock") if self.path else None):
+                    yield
+                return
+            conn = self._advisory_lock()
+            try:
+                yield
+            finally:
+                try:
+                    conn.execute("SELECT pg_advisory_unlock(?)", (PUBLISH_LOCK_KEY,))
+                except self._dialect.errors:  # the connection is gone, and the lock with it
+                    log.warning("publishing lock: connection lost while held", exc_info=True)
+                    self._drop_publish_conn()
+
+    def _advisory_lock(self) -> sql.PgConnection:
+        """Our publishing connection, holding the advisory lock (opened again when the server dropped it)."""
+        assert self._url is not None
+        try:
+            if self._publish_conn is None or not self._publish_conn.usable:
+                self._drop_publish_conn()
+                self._publish_conn = sql.PgConnection(self._url, timeouts=False)
+            self._publish_conn.execute("SELECT pg_advisory_lock(?)", (PUBLISH_LOCK_KEY,))
+        except self._dialect.errors as err:
+            self._drop_publish_conn()
+            raise StoreUnavailable(f"publishing lock unavailable: {_one_line(err)}") from err
+        return self._publish_conn
+
+    def _drop_publish_conn(self) -> None:
+        if self._publish_conn is not None:
+            self._publish_conn.close()
+            self._publish_conn = None
+

@@ -3,8 +3,10 @@
 ``compose`` renders what will be proposed (title, body with the ledger marker, labels, commit message, the
 files) before any forge call; ``publish`` pushes and opens or updates the PR. One open PR per workload and
 cause: a second worker on the same branch waits for the first (a lock per branch), an open PR proposing the
-same change is a duplicate, another change updates it. The hourly PR budget is counted and spent under one
-lock, so workers cannot overshoot it.
+same change is a duplicate, another change updates it. A new PR is opened under the ledger's publishing lock
+(``Ledger.publishing``: across workers, processes and replicas), which holds the budget check, a second look for
+an open PR on the branch (another replica may have opened it meanwhile), the push, the PR and its ledger row:
+neither the hourly PR budget nor one-PR-per-branch can be overshot.
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ ARGOCD_RECONCILIATION = "3m"  # Argo CD's default timeout.reconciliation (argocd
 
 _branch_locks: dict[str, threading.Lock] = {}
 _branch_locks_guard = threading.Lock()
-_budget_lock = threading.Lock()  # the PR budget is counted and spent under it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,38 +96,59 @@ def publish(*, proposal: Proposal, workload: WorkloadRef, cause: str, changeset:
             run_url: str) -> Published:
     with _lock_for(proposal.branch):  # two workers on one workload and cause must not open two PRs
         existing = _open_pr(forge, workload, cause, proposal.branch)
-        branch = existing.branch if existing is not None else proposal.branch  # an earlier version's PR keeps it
-        entry = replace(proposal.entry, branch=branch, opened_at=clock())
-        risk = changeset.risk.score
-        if existing is not None:
-            remote = workspace.remote_branch_files(branch)
-            # Same files, objects, fields and new values: not merely the same changed lines.
-            if remote is not None and duplicates.same_change(remote, _versions(changeset)):
-                if not set(proposal.labels) <= set(existing.labels) or _unrecorded(ledger, existing):
-                    # Opened by a run that crashed before labels and ledger (tests/e2e/test_faults.py): finish it.
-                    existing = forge.open_pr(branch=branch, base=base, title=proposal.title, body=proposal.body,
-                                             labels=proposal.labels)
-                    _record(ledger, entry, existing, existing=True)
-                said = f"PR #{existing.number} already proposes this change"
-                return Published(decision=said, end=End(kind="duplicate", reason=said, pr_url=existing.url,
-                                                        branch=branch, risk=risk))
-            workspace.push_branch(branch, proposal.files, message=proposal.message, owner=proposal.owner)
-            pr = forge.update_pr(existing, title=proposal.title, body=proposal.body,
-                                 comment=render.update_comment(title_text=proposal.title, run_url=run_url))
-            _record(ledger, entry, pr, existing=True)
-            return Published(decision=f"PR #{pr.number} updated",
-                             end=End(kind="pr_updated", reason=f"updated PR #{pr.number}", pr_url=pr.url,
-                                     branch=branch, risk=risk))
-        # Budget check, push, PR and ledger record as one step: workers cannot overshoot the budget.
-        with _budget_lock:
-            _check_budget(ledger, policy, clock)
-            workspace.push_branch(branch, proposal.files, message=proposal.message, owner=proposal.owner)
-            pr = forge.open_pr(branch=branch, base=base, title=proposal.title, body=proposal.body,
-                               labels=proposal.labels)
-            _record(ledger, entry, pr, existing=False)
-        _request_reviews(forge, pr, workspace=workspace, proposal=proposal)
-        return Published(decision=f"PR #{pr.number} opened",
-                         end=End(kind="pr_opened", reason=proposal.title, pr_url=pr.url, branch=branch, risk=risk))
+        if existing is None:
+            # Budget check, a second look, push, PR and ledger record as one step: workers, processes and
+            # replicas can overshoot neither the budget nor one PR per branch.
+            with ledger.publishing():
+                existing = _open_pr(forge, workload, cause, proposal.branch)
+                opened = None if existing is not None else _open_new(
+                    proposal, workspace=workspace, forge=forge, ledger=ledger, policy=policy, base=base, clock=clock)
+            if opened is not None:  # review requests after the lock: they spend no budget
+                _request_reviews(forge, opened, workspace=workspace, proposal=proposal)
+                return Published(decision=f"PR #{opened.number} opened",
+                                 end=End(kind="pr_opened", reason=proposal.title, pr_url=opened.url,
+                                         branch=proposal.branch, risk=changeset.risk.score))
+        assert existing is not None
+        return _with_existing(existing, proposal, changeset=changeset, workspace=workspace, forge=forge,
+                              ledger=ledger, base=base, clock=clock, run_url=run_url)
+
+
+def _with_existing(existing: PullRequest, proposal: Proposal, *, changeset: ChangeSet, workspace: Workspace,
+                   forge: Forge, ledger: Ledger, base: str, clock: Callable[[], float], run_url: str) -> Published:
+    """An open PR for this workload and cause: a duplicate when it proposes this change, else updated."""
+    branch = existing.branch  # an earlier version's PR keeps its branch name
+    entry = replace(proposal.entry, branch=branch, opened_at=clock())
+    risk = changeset.risk.score
+    remote = workspace.remote_branch_files(branch)
+    # Same files, objects, fields and new values: not merely the same changed lines.
+    if remote is not None and duplicates.same_change(remote, _versions(changeset)):
+        if not set(proposal.labels) <= set(existing.labels) or _unrecorded(ledger, existing):
+            # Opened by a run that crashed before labels and ledger (tests/e2e/test_faults.py): finish it.
+            existing = forge.open_pr(branch=branch, base=base, title=proposal.title, body=proposal.body,
+                                     labels=proposal.labels)
+            _record(ledger, entry, existing, existing=True)
+        said = f"PR #{existing.number} already proposes this change"
+        return Published(decision=said, end=End(kind="duplicate", reason=said, pr_url=existing.url,
+                                                branch=branch, risk=risk))
+    workspace.push_branch(branch, proposal.files, message=proposal.message, owner=proposal.owner)
+    pr = forge.update_pr(existing, title=proposal.title, body=proposal.body,
+                         comment=render.update_comment(title_text=proposal.title, run_url=run_url))
+    _record(ledger, entry, pr, existing=True)
+    return Published(decision=f"PR #{pr.number} updated",
+                     end=End(kind="pr_updated", reason=f"updated PR #{pr.number}", pr_url=pr.url,
+                             branch=branch, risk=risk))
+
+
+def _open_new(proposal: Proposal, *, workspace: Workspace, forge: Forge, ledger: Ledger, policy: Policy,
+              base: str, clock: Callable[[], float]) -> PullRequest:
+    """Under ``ledger.publishing()``: spend the budget on a new PR, recorded in the ledger."""
+    entry = replace(proposal.entry, opened_at=clock())
+    _check_budget(ledger, policy, clock)
+    workspace.push_branch(proposal.branch, proposal.files, message=proposal.message, owner=proposal.owner)
+    pr = forge.open_pr(branch=proposal.branch, base=base, title=proposal.title, body=proposal.body,
+                       labels=proposal.labels)
+    _record(ledger, entry, pr, existing=False)
+    return pr
 
 
 def cause_label(cause: str) -> str:
@@ -266,7 +288,7 @@ def _unrecorded(ledger: Ledger, pr: PullRequest) -> bool:
 
 
 def _record(ledger: Ledger, entry: Remediation, pr: PullRequest, *, existing: bool) -> None:
-    known = [e for e in ledger.entries(branch=entry.branch) if e.pr_number == pr.number]
+    known = [e for e in ledger.entries(branch=entry.branch, repo=entry.repo) if e.pr_number == pr.number]
     opened = known[0].opened_at if existing and known else entry.opened_at
     ledger.record(replace(entry, pr_number=pr.number, pr_url=pr.url, opened_at=opened))
 

@@ -1,4 +1,7 @@
-"""JobStore: dedupe, leases and their expiry, exactly-once completion, retry/backoff, durability."""
+"""JobStore: dedupe, leases and their expiry, exactly-once completion, retry/backoff, durability.
+
+Every test taking ``store`` or ``store_location`` runs twice: on a SQLite file and on a real PostgreSQL server
+(tests/conftest.py); corruption and the files' bytes are SQLite's own."""
 
 from __future__ import annotations
 
@@ -41,8 +44,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> JobStore:
-    s = JobStore(tmp_path / "jobs.sqlite3", clock=clock)
+def store(store_location: Path | str, clock: Clock) -> JobStore:
+    s = JobStore(store_location, clock=clock)
     yield s  # type: ignore[misc]
     s.close()
 
@@ -115,8 +118,8 @@ def test_heartbeat_keeps_the_lease(store: JobStore, clock: Clock) -> None:
     assert store.lease("w2", ttl=5) is None
 
 
-def test_complete_exactly_once_when_two_workers_race(tmp_path: Path, clock: Clock) -> None:
-    path = tmp_path / "jobs.sqlite3"
+def test_complete_exactly_once_when_two_workers_race(store_location: Path | str, clock: Clock) -> None:
+    path = store_location
     first = JobStore(path, clock=clock)
     second = JobStore(path, clock=clock)  # a second connection, as another process would have
     try:
@@ -145,8 +148,8 @@ def test_complete_exactly_once_when_two_workers_race(tmp_path: Path, clock: Cloc
         second.close()
 
 
-def test_many_threads_lease_each_job_once(tmp_path: Path) -> None:
-    store = JobStore(tmp_path / "jobs.sqlite3")
+def test_many_threads_lease_each_job_once(store_location: Path | str) -> None:
+    store = JobStore(store_location)
     try:
         store.enqueue(payload())
         store.enqueue(payload("alertmanager-0.25-webhook-max-alerts-2-of-3-truncated.json"))
@@ -170,8 +173,8 @@ def test_many_threads_lease_each_job_once(tmp_path: Path) -> None:
         store.close()
 
 
-def test_retry_waits_then_fails_after_max_attempts(tmp_path: Path, clock: Clock) -> None:
-    store = JobStore(tmp_path / "jobs.sqlite3", clock=clock, max_attempts=3)
+def test_retry_waits_then_fails_after_max_attempts(store_location: Path | str, clock: Clock) -> None:
+    store = JobStore(store_location, clock=clock, max_attempts=3)
     try:
         [result] = store.enqueue(payload("alertmanager-0.25-webhook-all-resolved-after-resolve-timeout.json"))
         for attempt in (1, 2):
@@ -189,8 +192,8 @@ def test_retry_waits_then_fails_after_max_attempts(tmp_path: Path, clock: Clock)
         store.close()
 
 
-def test_job_that_keeps_killing_its_worker_fails(tmp_path: Path, clock: Clock) -> None:
-    store = JobStore(tmp_path / "jobs.sqlite3", clock=clock, max_attempts=2)
+def test_job_that_keeps_killing_its_worker_fails(store_location: Path | str, clock: Clock) -> None:
+    store = JobStore(store_location, clock=clock, max_attempts=2)
     try:
         store.enqueue(payload("alertmanager-0.25-webhook-all-resolved-after-resolve-timeout.json"))
         for _ in range(2):
@@ -245,8 +248,8 @@ def test_other_errors_fail_the_job(store: JobStore) -> None:
     assert job is not None and job.state == "failed" and job.error == "ValueError: bug"
 
 
-def test_jobs_survive_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "jobs.sqlite3"
+def test_jobs_survive_reopen(store_location: Path | str) -> None:
+    path = store_location
     store = JobStore(path)
     results = store.enqueue(payload())
     job = store.lease("w", ttl=30)

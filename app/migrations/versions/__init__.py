@@ -1,0 +1,1 @@
+"""alembic revision scripts of the job store (loaded by alembic, by file)."""
