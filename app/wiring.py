@@ -7,7 +7,6 @@ import, so `autofix --help` and the webhook's start stay fast.
 from __future__ import annotations
 
 import functools
-import importlib
 import logging
 import os
 import time
@@ -88,8 +87,9 @@ def _repository(settings: Settings, entry: repos.Entry) -> repos.Repository:
     config = entry.config
     assert config is not None, "the AUTOFIX_GIT_URL repository is built at start"
     where = f"{settings.policy_dir / repos.FILE_NAMES[0]}: entry {config.name!r}"
-    forge, auth_header = make_forge(ForgeSpec.of_entry(config), data_dir=settings.data_dir,
-                                    write_spacing=settings.github_write_spacing, where=where)
+    spacing = settings.gitlab_write_spacing if config.forge == "gitlab" else settings.github_write_spacing
+    forge, auth_header = make_forge(ForgeSpec.of_entry(config), data_dir=settings.data_dir, write_spacing=spacing,
+                                    where=where)
     workspace = _workspace(settings, config.url, base=config.base, checkout=settings.data_dir / "repos" / config.name,
                            forge=forge, auth_header=auth_header, via=config.commit, setting=f"{where}: commit")
     return repos.Repository(name=config.name, workspace=workspace, forge=forge, identity=entry.identity,
@@ -345,11 +345,9 @@ def make_forge(spec: ForgeSpec, *, data_dir: Path, write_spacing: float = 1.0,
 
 
 def _gitlab(spec: ForgeSpec, *, where: str, write_spacing: float) -> tuple[Forge, AuthHeader | None]:
-    try:  # engineer F's GitLab forge (python-gitlab): a build without it says so, naming the entry
-        gitlab = importlib.import_module("app.forges.gitlab")
-    except ImportError as err:
-        raise ConfigError(f"{where}: forge: gitlab forge not available in this build") from err
+    from app.forges.gitlab import GitLabForge
+
     if spec.token is None:
         raise ConfigError(f"{where}: credentials: a GitLab access token (token_env or token_file) is required")
-    forge = gitlab.GitLabForge(spec.repo, url=spec.api_url, token=spec.token(), write_spacing=write_spacing)
+    forge = GitLabForge(spec.repo, url=spec.api_url, token=spec.token(), write_spacing=write_spacing)
     return forge, forge.auth_header
