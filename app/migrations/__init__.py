@@ -113,14 +113,15 @@ def _adopt_sqlite(conn: Any) -> None:
     if conn.dialect.name != "sqlite":
         raise SchemaMismatch("tables without alembic_version on PostgreSQL: not a database this service made")
     raw = conn.connection.driver_connection
-    raw.executescript(SQLITE_SCHEMA)
+    for table, expected in V1_COLUMNS.items():
+        have = {row[1] for row in raw.execute(f"PRAGMA table_info({table})")}
+        missing = sorted(set(expected) - have - {"life"})  # life: added below, as the version after did
+        if have and missing:
+            raise SchemaMismatch(f"table {table} lacks {', '.join(missing)}")
+    raw.executescript(SQLITE_SCHEMA)  # the tables and indexes it lacks
     columns = {row[1] for row in raw.execute("PRAGMA table_info(ledger)")}
     if "life" not in columns:
         raw.execute("ALTER TABLE ledger ADD COLUMN life TEXT NOT NULL DEFAULT '{}'")
-    for table, expected in V1_COLUMNS.items():
-        have = {row[1] for row in raw.execute(f"PRAGMA table_info({table})")}
-        if missing := sorted(set(expected) - have):
-            raise SchemaMismatch(f"table {table} lacks {', '.join(missing)}")
 
 
 @contextmanager

@@ -1,7 +1,8 @@
 """The outbox and its exporter: run records kept in the job store with the job's result, sent to MLflow in the
 background, the PR body given its run's link, nothing lost while MLflow is down, nothing sent twice.
 
-The store and the local forge are real (sqlite file, PR folders on disk); MLflow is a RunSink that records what
+The store and the local forge are real (a sqlite file and a PostgreSQL database: each test runs on both; PR
+folders on disk); MLflow is a RunSink that records what
 it was sent and can be told to be down or to refuse, and, once, the real MlflowTracker on a sqlite store.
 """
 
@@ -78,8 +79,8 @@ def leased_job(store: JobStore) -> int:
     return job.id
 
 
-def test_the_record_is_stored_with_the_result_in_one_transaction(tmp_path: Path) -> None:
-    store = JobStore(tmp_path / "jobs.sqlite3")
+def test_the_record_is_stored_with_the_result_in_one_transaction(tmp_path: Path, store_location: Path | str) -> None:
+    store = JobStore(store_location)
     run = run_record()
     job_id = leased_job(store)
     assert not store.complete(job_id, "worker-2", {"outcome": "pr_opened"}, run=run), "not our lease"
@@ -90,9 +91,9 @@ def test_the_record_is_stored_with_the_result_in_one_transaction(tmp_path: Path)
     assert store.backlog()["pending"] == 1
 
 
-def test_records_wait_while_mlflow_is_down_then_land_once_with_the_pr_linked(tmp_path: Path) -> None:
+def test_records_wait_while_mlflow_is_down_then_land_once_with_the_pr_linked(tmp_path: Path, store_location: Path | str) -> None:
     clock = Clock()
-    store = JobStore(tmp_path / "jobs.sqlite3", clock=clock)
+    store = JobStore(store_location, clock=clock)
     forge = LocalForge(tmp_path / "prs")
     run = run_record(branch=BRANCH)
     body = f"## Record\n\n{render.record_line(record_ref(run.key))}\n\nmore text\n"
@@ -118,8 +119,8 @@ def test_records_wait_while_mlflow_is_down_then_land_once_with_the_pr_linked(tmp
     assert first.once().exported == 0 and sink.sent == [run.key], "exported once"
 
 
-def test_two_exporters_never_send_the_same_record(tmp_path: Path) -> None:
-    store = JobStore(tmp_path / "jobs.sqlite3")
+def test_two_exporters_never_send_the_same_record(tmp_path: Path, store_location: Path | str) -> None:
+    store = JobStore(store_location)
     runs = [run_record() for _ in range(4)]
     for run in runs:
         store.add_run(run)
@@ -130,9 +131,9 @@ def test_two_exporters_never_send_the_same_record(tmp_path: Path) -> None:
     assert exporter(store, sink, owner="c").once().exported == 0, "every record is leased to another exporter"
 
 
-def test_a_record_mlflow_refuses_is_kept_failed_and_not_retried(tmp_path: Path) -> None:
+def test_a_record_mlflow_refuses_is_kept_failed_and_not_retried(tmp_path: Path, store_location: Path | str) -> None:
     clock = Clock()
-    store = JobStore(tmp_path / "jobs.sqlite3", clock=clock)
+    store = JobStore(store_location, clock=clock)
     run = run_record()
     store.add_run(run)
     sink = Sink(refuse=True)
@@ -144,8 +145,8 @@ def test_a_record_mlflow_refuses_is_kept_failed_and_not_retried(tmp_path: Path) 
     assert exporter(store, sink).once().exported == 0 and store.backlog()["failed"] == 1
 
 
-def test_a_pr_a_human_edited_keeps_its_body(tmp_path: Path) -> None:
-    store = JobStore(tmp_path / "jobs.sqlite3")
+def test_a_pr_a_human_edited_keeps_its_body(tmp_path: Path, store_location: Path | str) -> None:
+    store = JobStore(store_location)
     forge = LocalForge(tmp_path / "prs")
     run = run_record(branch=BRANCH)
     forge.open_pr(branch=BRANCH, base="main", title="t", body="rewritten by a human\n", labels=[])
@@ -157,8 +158,8 @@ def test_a_pr_a_human_edited_keeps_its_body(tmp_path: Path) -> None:
     assert stored is not None and stored.state == "done"
 
 
-def test_drain_stops_at_the_first_failure_and_leaves_the_rest(tmp_path: Path) -> None:
-    store = JobStore(tmp_path / "jobs.sqlite3")
+def test_drain_stops_at_the_first_failure_and_leaves_the_rest(tmp_path: Path, store_location: Path | str) -> None:
+    store = JobStore(store_location)
     for _ in range(3):
         store.add_run(run_record())
     left = exporter(store, Sink(down=True)).drain(seconds=30)
@@ -167,9 +168,9 @@ def test_drain_stops_at_the_first_failure_and_leaves_the_rest(tmp_path: Path) ->
     assert left["pending"] == 0, "a later exporter sends what the earlier one left, once their backoff is due"
 
 
-def test_purge_keeps_records_not_yet_exported(tmp_path: Path) -> None:
+def test_purge_keeps_records_not_yet_exported(tmp_path: Path, store_location: Path | str) -> None:
     clock = Clock()
-    store = JobStore(tmp_path / "jobs.sqlite3", clock=clock)
+    store = JobStore(store_location, clock=clock)
     waiting, sent = run_record(), run_record()
     store.add_run(waiting)
     store.add_run(sent)
@@ -185,8 +186,8 @@ def test_backoff_doubles_and_is_capped(attempts: int) -> None:
     assert backoff(attempts) == min(300.0, 2.0 * 2 ** (attempts - 1))
 
 
-def test_no_wait_asked_sends_nothing_and_leaves_no_thread(tmp_path: Path) -> None:
-    store = JobStore(tmp_path / "jobs.sqlite3")
+def test_no_wait_asked_sends_nothing_and_leaves_no_thread(tmp_path: Path, store_location: Path | str) -> None:
+    store = JobStore(store_location)
     store.add_run(run_record())
     built: list[Sink] = []
 
