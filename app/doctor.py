@@ -70,7 +70,7 @@ def forbidden_permissions() -> list[Permission]:
 
 def run(settings: Settings) -> list[Check]:
     """All checks, in the order an operator fixes them."""
-    rows = [_guard("policy", lambda: _policy(settings))]
+    rows = [_guard("policy", lambda: _policy(settings)), check_store(settings)]
     rows += cluster_rows(settings)
     forge_row, auth_header = _forge(settings)
     rows.append(forge_row)
@@ -239,6 +239,26 @@ CADVISOR = ("container_memory_working_set_bytes", "container_cpu_usage_seconds_t
             "container_cpu_cfs_throttled_periods_total", "container_cpu_cfs_periods_total")
 KUBE_STATE_METRICS = ("kube_pod_container_resource_limits", "kube_pod_container_resource_requests",
                       "kube_pod_container_status_restarts_total")
+
+
+def check_store(settings: Settings) -> Check:
+    """The job store: opened as the service opens it (migrated to the newest schema), then written and read back
+    in a transaction that is rolled back (its readiness probe). A PostgreSQL URL is shown without its password."""
+    return _guard("job store", lambda: _store(settings))
+
+
+def _store(settings: Settings) -> tuple[Status, str]:
+    from app import migrations
+    from app.adapters.store import JobStore
+
+    store = JobStore(settings.store_location)
+    try:
+        problem = store.readiness()
+    finally:
+        store.close()
+    if problem is not None:
+        return "fail", problem
+    return "ok", f"{settings.store_display}: schema revision {migrations.HEAD}, read and write"
 
 
 def check_prometheus(settings: Settings) -> Check:

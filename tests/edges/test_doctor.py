@@ -55,7 +55,7 @@ def test_all_checks_pass_with_the_shipped_rbac(world: dict[str, object],
     code = cli.main(["doctor"])
     out = capsys.readouterr().out
 
-    assert rows(out) == {"policy": "OK", "cluster": "OK", "cluster permissions": "OK", "forge": "OK",
+    assert rows(out) == {"policy": "OK", "job store": "OK", "cluster": "OK", "cluster permissions": "OK", "forge": "OK",
                          "git clone and push": "OK", "mlflow": "OK", "llm": "SKIP", "prometheus": "SKIP",
                          "kustomize": "OK", "helm": "OK"}, out  # this machine's kubectl embeds kustomize v5
     assert code == 0
