@@ -208,7 +208,17 @@ def serve_one_alert(env: dict[str, str], payload: dict[str, Any], tmp_path: Path
             assert time.monotonic() < deadline, job.text
             time.sleep(0.3)
         outputs["GET /jobs"] = job.text
-        outputs["GET /metrics"] = httpx.get(f"{base}/metrics", timeout=10).text
+        # The run record reaches MLflow in the background: wait for the outbox to empty (MLflow's first run can take
+        # longer than the service's drain on a loaded machine), so the artifacts are there to be read.
+        deadline = time.monotonic() + 120
+        while True:
+            page = httpx.get(f"{base}/metrics", timeout=10).text
+            if 'autofix_export_backlog{state="pending"} 0.0' in page and \
+                    'autofix_export_backlog{state="linking"} 0.0' in page:
+                break
+            assert time.monotonic() < deadline, [line for line in page.splitlines() if "export" in line]
+            time.sleep(0.3)
+        outputs["GET /metrics"] = page
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
