@@ -65,6 +65,8 @@ class Pipeline:
         self.layouts = layouts
         self.advisor = advisor
         self.cluster = cluster
+        # The clusters.yaml name of the cluster this pipeline reads (app/wiring._reading); None with one cluster.
+        self.cluster_name: str | None = None
         if repos is None:
             assert workspace is not None and forge is not None and identity is not None, "one repository, or repos"
             repos = RepoSet.single(Repository(name=DEFAULT, workspace=workspace, forge=forge, identity=identity,
@@ -147,7 +149,7 @@ class Pipeline:
         # What became of earlier PRs needs only the evidence and the cause: before any change is built.
         baseline = steps.run("ledger", lambda: history.judge(
             evidence=ev, diagnosis=diagnosed, incident=incident, forge=repo.forge, ledger=ledger,
-            policy=self.policy, clock=self.clock, run_url=run_url)).baseline
+            policy=self.policy, clock=self.clock, run_url=run_url, cluster=self.cluster_name)).baseline
         # The fix may belong in another object's manifest (a standalone claim the pods wait for): read it too.
         at, subject = ev, diagnosed.subject
         if subject is not None:
@@ -185,7 +187,7 @@ class Pipeline:
         proposal = steps.keep(publish.compose(
             incident=incident, evidence=ev, diagnosis=diagnosed, changeset=changeset, explanation=narrative,
             model=advisor.model if advisor is not None else None, policy=self.policy, run_url=run_url,
-            now=self.clock()))
+            now=self.clock(), cluster=self.cluster_name))
         return steps.run("publish", lambda: publish.publish(
             proposal=proposal, workload=ev.workload, cause=diagnosed.cause, changeset=changeset,
             workspace=repo.workspace, forge=repo.forge, ledger=ledger, policy=self.policy, base=repo.base,

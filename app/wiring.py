@@ -124,17 +124,19 @@ def build_handler(settings: Settings, *, cluster: ClusterReader | None = None,
                                                             default_kubeconfig=settings.kubeconfig))
     readers.check()  # every kubeconfig loaded now: one that cannot be stops the start, naming its entry
     first = build_pipeline(settings, cluster=readers.view(fleet.names[0]), store=store)
-    pipelines = {name: _reading(first, readers.view(name)) for name in fleet.names}
+    pipelines = {name: _reading(first, readers.view(name), name=name) for name in fleet.names}
     return clusters.ClusterRouter(pipelines, label=fleet.label, default=fleet.default,
                                   follower=_reading(first, readers.fleet()))
 
 
-def _reading(pipeline: Pipeline, cluster: ClusterReader) -> Pipeline:
-    """The same pipeline reading another cluster: every other part (and its state) shared."""
+def _reading(pipeline: Pipeline, cluster: ClusterReader, *, name: str | None = None) -> Pipeline:
+    """The same pipeline reading another cluster (``name`` in clusters.yaml, part of its PRs' branch names): every
+    other part (and its state) shared."""
     import copy
 
     twin = copy.copy(pipeline)
     twin.cluster = cluster
+    twin.cluster_name = name
     return twin
 
 

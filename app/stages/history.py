@@ -50,12 +50,13 @@ class Resolved(Output):
 
 
 def judge(*, evidence: Evidence, diagnosis: Diagnosis, incident: Incident, forge: Forge, ledger: Ledger,
-          policy: Policy, clock: Callable[[], float], run_url: str) -> History:
-    """The ledger's word on this workload and cause: escalate, respect a "no", or go on from a baseline."""
+          policy: Policy, clock: Callable[[], float], run_url: str, cluster: str | None = None) -> History:
+    """The ledger's word on this workload and cause (in ``cluster``, when clusters are configured): escalate,
+    respect a "no", or go on from a baseline."""
     workload, cause = evidence.workload, diagnosis.cause
-    entries = _entries(ledger, forge, workload, cause)
+    entries = _entries(ledger, forge, workload, cause, cluster=cluster)
     verdict = ledgers.decide(entries, now=clock(), limits=policy.limits, images=images(evidence))
-    earlier = f"{len(entries)} earlier PR(s) for {render.branch(workload, cause)}"
+    earlier = f"{len(entries)} earlier PR(s) for {render.branch(workload, cause, cluster=cluster)}"
     decision = f"{verdict.action}: {verdict.reason or earlier}"
     stop = None
     if verdict.action == "escalate" and verdict.pr is not None:
@@ -78,10 +79,14 @@ def as_pr(entry: Remediation) -> PullRequest:
     return PullRequest(number=entry.pr_number, url=entry.pr_url, branch=entry.branch, state=entry.state)
 
 
-def _entries(ledger: Ledger, forge: Forge, workload: WorkloadRef, cause: str) -> list[Remediation]:
-    """This workload's and cause's PRs, under its branch name and the one earlier versions used."""
-    own = render.branch(workload, cause)
+def _entries(ledger: Ledger, forge: Forge, workload: WorkloadRef, cause: str, *,
+             cluster: str | None = None) -> list[Remediation]:
+    """This workload's and cause's PRs, under its branch name and the one earlier versions used (no cluster:
+    the branch of one cluster is that cluster's only, and earlier versions knew no clusters)."""
+    own = render.branch(workload, cause, cluster=cluster)
     entries = ledgers.sync(ledger, forge, label=LEDGER_LABEL, branch=own)
+    if cluster:
+        return [e for e in entries if e.branch == own]
     legacy = render.legacy_branch(workload, cause)
     if legacy != own and render.valid_branch(legacy):
         entries += ledgers.sync(ledger, forge, label=LEDGER_LABEL, branch=legacy)

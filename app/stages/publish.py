@@ -3,10 +3,10 @@
 ``compose`` renders what will be proposed (title, body with the ledger marker, labels, commit message, the
 files) before any forge call; ``publish`` pushes and opens or updates the PR. One open PR per workload and
 cause: a second worker on the same branch waits for the first (a lock per branch), an open PR proposing the
-same change is a duplicate, another change updates it. A new PR is opened under the ledger's publishing lock
-(``Ledger.publishing``: across workers, processes and replicas), which holds the budget check, a second look for
-an open PR on the branch (another replica may have opened it meanwhile), the push, the PR and its ledger row:
-neither the hourly PR budget nor one-PR-per-branch can be overshot.
+same change is a duplicate, another change updates it. All of it runs under the ledger's publishing lock
+(``Ledger.publishing``: across workers, processes and replicas): the look for an open PR on the branch, the budget
+check, the push, the PR (opened or updated) and its ledger row: neither the hourly PR budget nor one-PR-per-branch
+can be overshot, and two replicas never push over each other's update of one PR.
 """
 
 from __future__ import annotations
@@ -65,11 +65,13 @@ class Published(Output):
 
 def compose(*, incident: Incident, evidence: Evidence, diagnosis: Diagnosis, changeset: ChangeSet,
             explanation: str | None, model: str | None, policy: Policy, run_url: str,
-            now: float | None = None) -> Proposal:
-    """``now``: the decision time (Unix seconds; default the wall clock), for "firing for" and the cooldown's end."""
+            now: float | None = None, cluster: str | None = None) -> Proposal:
+    """``now``: the decision time (Unix seconds; default the wall clock), for "firing for" and the cooldown's end.
+    ``cluster``: the configured cluster the alert came from (clusters.yaml), part of the branch's identity: the same
+    workload failing in two clusters (two overlays of one repository) gets two PRs, never one that swaps fixes."""
     workload = evidence.workload
     decided = datetime.fromtimestamp(time.time() if now is None else now, tz=UTC)
-    branch = render.branch(workload, diagnosis.cause)
+    branch = render.branch(workload, diagnosis.cause, cluster=cluster)
     team_labels, reviewers, teams = policy.owners_for(workload.namespace)
     changes = changeset.plan.changes
     entry = Remediation(workload=str(workload), cause=diagnosis.cause, branch=branch, pr_number=0, pr_url="",
@@ -83,7 +85,7 @@ def compose(*, incident: Incident, evidence: Evidence, diagnosis: Diagnosis, cha
                           next_steps=next_steps(evidence, changeset, cause=diagnosis.cause, policy=policy,
                                                 now=decided))
     return Proposal(
-        branch=branch, owner=render.owner(workload, diagnosis.cause), title=render.title(workload, diagnosis, changeset),
+        branch=branch, owner=render.owner(workload, diagnosis.cause, cluster=cluster), title=render.title(workload, diagnosis, changeset),
         body=body + "\n" + ledgers.marker(entry) + "\n",
         labels=tuple(dict.fromkeys([LEDGER_LABEL, *policy.labels, *team_labels, f"risk:{changeset.risk.level}",
                                     cause_label(diagnosis.cause)])),
@@ -94,23 +96,26 @@ def compose(*, incident: Incident, evidence: Evidence, diagnosis: Diagnosis, cha
 def publish(*, proposal: Proposal, workload: WorkloadRef, cause: str, changeset: ChangeSet, workspace: Workspace,
             forge: Forge, ledger: Ledger, policy: Policy, base: str, clock: Callable[[], float],
             run_url: str) -> Published:
-    with _lock_for(proposal.branch):  # two workers on one workload and cause must not open two PRs
+    # The branch lock queues this process's workers on one workload and cause; the ledger's publishing lock then
+    # makes the look for an open PR, the budget check, the push, the PR (new or updated) and the ledger record
+    # one step across workers, processes and replicas: no second PR for a branch, no overshot budget, no two
+    # replicas pushing over each other's update of one PR.
+    with _lock_for(proposal.branch), ledger.publishing():
         existing = _open_pr(forge, workload, cause, proposal.branch)
-        if existing is None:
-            # Budget check, a second look, push, PR and ledger record as one step: workers, processes and
-            # replicas can overshoot neither the budget nor one PR per branch.
-            with ledger.publishing():
-                existing = _open_pr(forge, workload, cause, proposal.branch)
-                opened = None if existing is not None else _open_new(
-                    proposal, workspace=workspace, forge=forge, ledger=ledger, policy=policy, base=base, clock=clock)
-            if opened is not None:  # review requests after the lock: they spend no budget
-                _request_reviews(forge, opened, workspace=workspace, proposal=proposal)
-                return Published(decision=f"PR #{opened.number} opened",
-                                 end=End(kind="pr_opened", reason=proposal.title, pr_url=opened.url,
-                                         branch=proposal.branch, risk=changeset.risk.score))
-        assert existing is not None
-        return _with_existing(existing, proposal, changeset=changeset, workspace=workspace, forge=forge,
-                              ledger=ledger, base=base, clock=clock, run_url=run_url)
+        if existing is not None:
+            return _with_existing(existing, proposal, changeset=changeset, workspace=workspace, forge=forge,
+                                  ledger=ledger, base=base, clock=clock, run_url=run_url)
+        twin = _same_change_elsewhere(proposal, changeset=changeset, workspace=workspace, forge=forge, ledger=ledger)
+        if twin is not None:
+            said = f"PR #{twin.number} (branch {twin.branch}) already proposes this change"
+            return Published(decision=said, end=End(kind="duplicate", reason=said, pr_url=twin.url,
+                                                    branch=twin.branch, risk=changeset.risk.score))
+        opened = _open_new(proposal, workspace=workspace, forge=forge, ledger=ledger, policy=policy, base=base,
+                           clock=clock)
+    _request_reviews(forge, opened, workspace=workspace, proposal=proposal)  # after the lock: they spend no budget
+    return Published(decision=f"PR #{opened.number} opened",
+                     end=End(kind="pr_opened", reason=proposal.title, pr_url=opened.url, branch=proposal.branch,
+                             risk=changeset.risk.score))
 
 
 def _with_existing(existing: PullRequest, proposal: Proposal, *, changeset: ChangeSet, workspace: Workspace,
@@ -137,6 +142,24 @@ def _with_existing(existing: PullRequest, proposal: Proposal, *, changeset: Chan
     return Published(decision=f"PR #{pr.number} updated",
                      end=End(kind="pr_updated", reason=f"updated PR #{pr.number}", pr_url=pr.url,
                              branch=branch, risk=risk))
+
+
+def _same_change_elsewhere(proposal: Proposal, *, changeset: ChangeSet, workspace: Workspace, forge: Forge,
+                           ledger: Ledger) -> PullRequest | None:
+    """An open PR of this workload and cause on another branch (another cluster's, clusters.yaml) whose branch
+    holds exactly this change: two clusters deploying one manifest need one PR, not two identical ones. The
+    ledger names the candidates; the forge says whether each is still open."""
+    for row in ledger.entries():
+        if row.state != "open" or row.branch == proposal.branch or \
+                (row.workload, row.cause) != (proposal.entry.workload, proposal.entry.cause):
+            continue
+        remote = workspace.remote_branch_files(row.branch)
+        if remote is None or not duplicates.same_change(remote, _versions(changeset)):
+            continue
+        pr = forge.find_open_pr(row.branch)
+        if pr is not None:
+            return pr
+    return None
 
 
 def _open_new(proposal: Proposal, *, workspace: Workspace, forge: Forge, ledger: Ledger, policy: Policy,

@@ -72,7 +72,8 @@ def payload(*clusters: str | None) -> dict[str, Any]:
     [alert] = doc["alerts"]
     alerts = []
     for index, cluster in enumerate(clusters):
-        one = copy.deepcopy(alert)
+        one = copy.deepcopy(alert) if cluster != "spoke-b" else \
+            json.loads(json.dumps(alert).replace(SPOKE_A_HASH, SPOKE_B_HASH))  # spoke-b's own pod
         if cluster is not None:
             one["labels"]["cluster"] = cluster
         one["fingerprint"] = f"{index:x}95bbc2666a0c0e3"
@@ -107,14 +108,14 @@ def test_alert_is_handled_in_the_cluster_its_label_names(tmp_path: Path) -> None
         kubeconfigs = {name: api.write_kubeconfig(tmp_path / f"kubeconfig-{name}")
                        for name, api in (("hub", hub), ("spoke-a", spoke_a), ("spoke-b", spoke_b))}
         alerts = tmp_path / "alerts.json"
-        alerts.write_text(json.dumps(payload("spoke-a", "staging", None)), encoding="utf-8")
+        alerts.write_text(json.dumps(payload("spoke-a", "staging", None, "spoke-b")), encoding="utf-8")
         env = {"AUTOFIX_POLICY_DIR": str(policy_dir(tmp_path, kubeconfigs)), "AUTOFIX_GIT_URL": str(bare),
                "AUTOFIX_GITHUB_REPO": "acme/gitops", "GITHUB_TOKEN": TOKEN, "AUTOFIX_GITHUB_API_URL": gh.api_url,
                "AUTOFIX_GITHUB_WRITE_SPACING": "0", "AUTOFIX_DATA_DIR": str(tmp_path / "data"),
                "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "AUTOFIX_EXPORT_WAIT_SECONDS": "0"}
         proc = autofix("handle", str(alerts), env=env)
         assert proc.returncode == 0, proc.stderr
-        opened, unknown, unlabelled = json.loads(proc.stdout)["results"]
+        opened, unknown, unlabelled, twin = json.loads(proc.stdout)["results"]
 
         assert opened["outcome"] == "pr_opened", opened
         assert unknown["outcome"] == "skipped"
@@ -134,8 +135,14 @@ def test_alert_is_handled_in_the_cluster_its_label_names(tmp_path: Path) -> None
         assert paths["hub"] and all("/applications" in p for p in paths["hub"]), paths["hub"]
         assert any("/pods" in p for p in paths["spoke-a"])
         assert not any("/applications" in p for p in paths["spoke-a"]), "Argo CD is read from the hub only"
-        assert paths["spoke-b"] == [], "an alert for spoke-a reads nothing from spoke-b"
         assert {r.method for api in (hub, spoke_a, spoke_b) for r in api.requests} == {"GET"}
+        # The cluster is part of the branch's identity: the same workload and cause in another cluster never
+        # updates (and so replaces) spoke-a's fix. Both spokes deploy the one manifest here, so spoke-b's
+        # identical change is the open PR's duplicate, not a second PR.
+        assert opened["branch"].startswith("autofix/shop/checkout/oom-killed-"), opened["branch"]
+        assert twin["outcome"] == "duplicate", twin
+        assert twin["reason"] == f"PR #1 (branch {opened['branch']}) already proposes this change"
+        assert any("/pods" in p for p in paths["spoke-b"]), "spoke-b's alert was read from spoke-b"
 
 
 def test_doctor_checks_every_cluster_and_names_the_unreachable_one(tmp_path: Path) -> None:
