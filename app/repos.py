@@ -27,6 +27,7 @@ wiring passes in: this module imports no adapter and no forge (app/wiring.py doe
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -44,6 +45,7 @@ from app.ports import Forge, Ledger, Remediation, Workspace
 from app.sources.deployers.repo_urls import PatternIdentity, RepoIdentity, normalize, source_urls
 from app.sources.repos import RepoIdentity as Identity
 
+log = logging.getLogger(__name__)
 FILE_NAMES = ("repositories.yaml", "repositories.yml")
 DEFAULT = ""  # the repository of AUTOFIX_GIT_URL: its ledger rows keep repo '' (rows from before this file)
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -149,7 +151,12 @@ class RepoConfig(_Strict):
                                   f"{creds.token_env} is not set")
             return value
         assert creds.token_file is not None, "Credentials holds exactly one"
-        return read_secret(creds.token_file, what=f"entry {self.name!r}: credentials.token_file")
+        return secret_file(creds.token_file, what=f"entry {self.name!r}: credentials.token_file")()
+
+    def token_provider(self) -> Callable[[], str]:
+        """What the forge and git ask for the token at each request: ``token``, so a rotated mounted Secret
+        (its file re-read when its mtime changes) is used without a restart."""
+        return self.token
 
     def check_credentials(self) -> None:
         """At start: every variable named is set, every file named readable (their values are read at use)."""
@@ -164,6 +171,9 @@ class RepoConfig(_Strict):
                                       f"variable {var} is not set to a number")
             read_secret(creds.app.private_key_file, what=f"entry {self.name!r}: credentials.app.private_key_file")
             return
+        if creds.token_file is not None:  # the file as it is now, not the value cached from an earlier read
+            read_secret(creds.token_file, what=f"entry {self.name!r}: credentials.token_file")
+            return
         self.token()
 
 
@@ -176,6 +186,43 @@ def read_secret(path: Path, *, what: str) -> str:
     if not value:
         raise ConfigError(f"repositories.yaml: {what}: {path} is empty")
     return value
+
+
+class SecretFile:
+    """A mounted secret's file, read again only when it changed (mtime, inode or size: Kubernetes swaps a
+    Secret volume's files by a symlink, so a rotation changes all three). A read that fails after a good one
+    keeps the last good value (logged): the forge's answer says whether it is still accepted."""
+
+    def __init__(self, path: Path, *, what: str) -> None:
+        self.path = path
+        self.what = what
+        self._lock = threading.Lock()
+        self._seen: tuple[int, int, int] | None = None
+        self._value = ""
+
+    def __call__(self) -> str:
+        with self._lock:
+            try:
+                st = self.path.stat()
+                seen = (st.st_mtime_ns, st.st_ino, st.st_size)
+                if seen != self._seen:
+                    self._value, self._seen = read_secret(self.path, what=self.what), seen
+            except (OSError, ConfigError) as err:
+                if not self._value:
+                    raise err if isinstance(err, ConfigError) else ConfigError(
+                        f"repositories.yaml: {self.what}: cannot read {self.path}: {err.strerror}") from err
+                log.warning("secret file unreadable, its last value kept", extra={"path": str(self.path)})
+            return self._value
+
+
+_secret_files: dict[tuple[Path, str], SecretFile] = {}
+_secret_files_lock = threading.Lock()
+
+
+def secret_file(path: Path, *, what: str) -> SecretFile:
+    """The one reader of ``path`` in this process (its cache shared by every forge and git call using it)."""
+    with _secret_files_lock:
+        return _secret_files.setdefault((path, what), SecretFile(path, what=what))
 
 
 class _File(RootModel[list[RepoConfig]]):

@@ -304,7 +304,7 @@ class ForgeSpec:
     name: str = ""  # the repository ('' = AUTOFIX_GIT_URL's): a local forge writes under data_dir/prs[/<name>]
     repo: str = ""  # github: owner/name; gitlab: the project's path
     api_url: str = "https://api.github.com"  # github: the API; gitlab: the instance's URL
-    token: Callable[[], str] | None = None  # read when the forge is built (a mounted file: the current one)
+    token: Callable[[], str] | None = None  # asked at each request (a mounted file: re-read once rotated)
     app: GitHubAppSpec | None = None
 
     @classmethod
@@ -317,7 +317,7 @@ class ForgeSpec:
                                 private_key=repos.read_secret(creds.app.private_key_file,
                                                               what=f"entry {config.name!r}: credentials.app"),
                                 installation_id=int(installation) if installation else None)
-        token = config.token if creds is not None and creds.app is None else None
+        token = config.token_provider() if creds is not None and creds.app is None else None
         if config.forge == "gitlab":
             return cls(kind="gitlab", name=config.name, repo=config.gitlab_project, token=token,
                        api_url=config.gitlab.url if config.gitlab is not None else "https://gitlab.com")
@@ -341,7 +341,7 @@ def make_forge(spec: ForgeSpec, *, data_dir: Path, write_spacing: float = 1.0,
 
     app = None if spec.app is None else AppCredentials(app_id=spec.app.app_id, private_key=spec.app.private_key,
                                                        installation_id=spec.app.installation_id)
-    forge = GitHubForge(spec.repo, api_url=spec.api_url, token=spec.token() if spec.token and app is None else "",
+    forge = GitHubForge(spec.repo, api_url=spec.api_url, token=spec.token if spec.token and app is None else "",
                         app=app, write_spacing=write_spacing)
     return forge, forge.auth_header
 
@@ -351,5 +351,5 @@ def _gitlab(spec: ForgeSpec, *, where: str, write_spacing: float) -> tuple[Forge
 
     if spec.token is None:
         raise ConfigError(f"{where}: credentials: a GitLab access token (token_env or token_file) is required")
-    forge = GitLabForge(spec.repo, url=spec.api_url, token=spec.token(), write_spacing=write_spacing)
+    forge = GitLabForge(spec.repo, url=spec.api_url, token=spec.token, write_spacing=write_spacing)
     return forge, forge.auth_header

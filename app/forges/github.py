@@ -51,14 +51,15 @@ FORGE = dependencies.FORGE
 
 
 class GitHubForge:
-    """Forge over one GitHub (or GitHub Enterprise) repository, authenticated with a token."""
+    """Forge over one GitHub (or GitHub Enterprise) repository, authenticated with a token (a string, or a provider
+    called at each request: a rotated mounted secret is sent from its next request on) or as a GitHub App."""
 
     def __init__(
         self,
         repo: str,
         *,
         api_url: str,
-        token: str = "",
+        token: TokenSource = "",
         app: AppCredentials | None = None,
         write_spacing: float = 1.0,
         request_spacing: float = 0.0,
@@ -67,18 +68,18 @@ class GitHubForge:
         max_wait: float = 10.0,
         timeout: int = 15,
     ) -> None:
-        from github import Auth, Github
+        from github import Github
 
         owner, _, name = repo.partition("/")
         if not owner or not name or "/" in name:
             raise ConfigError(f"GitHub repository must look like owner/name, got {repo!r}")
-        if not token and app is None:
+        self._token: Callable[[], str] = token if callable(token) else (lambda: token)
+        if app is None and not self._token():
             raise ConfigError("GitHub token is empty")
         self._repo_name = repo
         self._owner = owner
-        self._token = token
         self._is_app = app is not None
-        self._auth: Any = Auth.Token(token) if app is None else _installation_auth(
+        self._auth: Any = _provided_token(self._token) if app is None else _installation_auth(
             app, repo=repo, api_url=api_url, timeout=timeout)
         self._timeout = _JobBoundTimeout(connect=CONNECT_SECONDS, read=timeout)
         self._client = Github(
@@ -265,7 +266,7 @@ class GitHubForge:
         if self._is_app:
             with self._mapped("get an installation token"):
                 return str(self._auth.token)
-        return self._token
+        return self._token()
 
     @contextmanager
     def git_data(self, action: str) -> Iterator[Repository]:
@@ -350,8 +351,9 @@ class GitHubForge:
         headers = {str(k).lower(): str(v) for k, v in (err.headers or {}).items()}
         message = _message(err.data)
         text = f"GitHub {status} while trying to {action} on {self._repo_name}: {message}"
-        if self._token:  # GitHub never echoes it, but a proxy's error page might
-            text = text.replace(self._token, "***")
+        token = "" if self._is_app else self._token()
+        if token:  # GitHub never echoes it, but a proxy's error page might
+            text = text.replace(token, "***")
         limited = status == 429 or _rate_limited(status, headers, message)
         kind = dependencies.RATE_LIMITED if limited else dependencies.http_kind(status)
         if limited or status >= 500:
@@ -372,6 +374,31 @@ class GitHubForge:
         else:
             error = PermanentError(text, code="github_rejected", dependency=FORGE, kind=kind)
         return error
+
+
+# ---- authentication -----------------------------------------------------------------------------------
+
+TokenSource = str | Callable[[], str]  # a token, or what reads it at each request (a mounted Secret's file)
+
+
+def _provided_token(provider: Callable[[], str]) -> Any:
+    """PyGithub's token auth, the token asked of ``provider`` for each request's Authorization header."""
+    from github import Auth
+
+    class ProvidedToken(Auth.Auth):
+        @property
+        def token_type(self) -> str:
+            return "token"
+
+        @property
+        def token(self) -> str:
+            return provider()
+
+        @property
+        def _masked_token(self) -> str:
+            return "token (removed)"
+
+    return ProvidedToken()
 
 
 # ---- GitHub App authentication -------------------------------------------------------------------------

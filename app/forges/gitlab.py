@@ -26,7 +26,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -61,19 +61,21 @@ NOT_ADDED = ("GitLab did not add them as a reviewer: not a project member who ca
 
 class GitLabForge:
     """Forge over one GitLab project (gitlab.com or self-managed), authenticated with a project, group or personal
-    access token (``PRIVATE-TOKEN``)."""
+    access token (``PRIVATE-TOKEN``): a string, or a provider called at each request (a rotated mounted secret is
+    sent from its next request on)."""
 
-    def __init__(self, project: str, *, url: str, token: str, write_spacing: float = 0.0, retries: int = 3,
+    def __init__(self, project: str, *, url: str, token: str | Callable[[], str], write_spacing: float = 0.0, retries: int = 3,
                  backoff: float = 0.5, max_wait: float = 10.0, timeout: float = 15.0) -> None:
         path = project.strip("/")
         if path.count("/") < 1 or not all(path.split("/")):
             raise ConfigError(f"GitLab project must be its path, group/name or group/subgroup/name, got {project!r}")
-        if not token:
+        self._token: Callable[[], str] = token if callable(token) else (lambda: token)
+        first = self._token()
+        if not first:
             raise ConfigError("GitLab token is empty")
         self._path = path
         self._url = url.rstrip("/")
-        self._token = token
-        self._client = _BoundedGitlab(self._url, token, policy=_Policy(
+        self._client = _BoundedGitlab(self._url, first, self._token, policy=_Policy(
             retries=retries, backoff=backoff, max_wait=max_wait, read=timeout, write_spacing=write_spacing))
         # lazy: no GET /projects/:id until a call needs it; the manager paths carry the encoded path.
         self._project: Any = self._client.projects.get(path, lazy=True)
@@ -221,7 +223,7 @@ class GitLabForge:
     def auth_header(self) -> str:
         """An http.extraHeader for git over https: GitLab takes an access token as the password of HTTP basic
         auth, with ``oauth2`` as the user name (any non-blank name does for project and group tokens)."""
-        pair = base64.b64encode(f"oauth2:{self._token}".encode()).decode()
+        pair = base64.b64encode(f"oauth2:{self._token()}".encode()).decode()
         return f"Authorization: Basic {pair}"
 
     def repo_permissions(self) -> dict[str, bool]:
@@ -301,7 +303,7 @@ class GitLabForge:
             answer.request.url else ""
         message = _message(err.error_message)
         text = f"GitLab {status} while trying to {action} on {self._path}: {message}{call}"
-        text = text.replace(self._token, "***")  # GitLab never echoes it, but a proxy's error page might
+        text = text.replace(self._token(), "***")  # GitLab never echoes it, but a proxy's error page might
         kind = dependencies.RATE_LIMITED if status == 429 else dependencies.http_kind(status)
         if status == 429 or status >= 500:
             headers = answer.headers if answer is not None else {}
@@ -362,12 +364,24 @@ class _Policy:
                 self._last_write = time.monotonic()
 
 
+class _ProvidedToken(requests.auth.AuthBase):
+    def __init__(self, provider: Callable[[], str]) -> None:
+        self.provider = provider
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["PRIVATE-TOKEN"] = self.provider()
+        return request
+
+
 class _BoundedGitlab(gitlab.Gitlab):
     """python-gitlab's client with our retry loop in place of its own (see the module docstring)."""
 
-    def __init__(self, url: str, token: str, *, policy: _Policy) -> None:
+    def __init__(self, url: str, token: str, provider: Callable[[], str], *, policy: _Policy) -> None:
         super().__init__(url, private_token=token, timeout=policy.read, per_page=PER_PAGE,
                          retry_transient_errors=False)
+        # python-gitlab puts its auth (PRIVATE-TOKEN) on each request from _auth: the token asked of the provider
+        # there, not the one given at construction, so a rotated secret is used from the next request on.
+        self._auth = _ProvidedToken(provider)
         self.policy = policy
         self._seen = threading.local()
         self.session.hooks["response"].append(self._remember)
