@@ -353,16 +353,21 @@ def _thresholds_file(directory: Path) -> Path:
 def _dashboard_sync(args: argparse.Namespace) -> int:
     import time
 
-    from app import dashboard, policies
+    from app import dashboard, policies, repos
     from app import settings as settings_mod
     from app.adapters.store import JobStore
-    from app.wiring import build_forge
+    from app.wiring import build_forge, build_repos
 
     settings = settings_mod.load()
     policy = policies.load(settings.policy_dir)
-    forge, _ = build_forge(settings)
+    configured = repos.load(settings.policy_dir)  # repositories.yaml: the issue in its dashboard: true entry
+    if configured is None:
+        forge, _ = build_forge(settings)  # the one forge of the settings (no git URL needed for an issue)
+    else:
+        repo_set = build_repos(settings, configured)
+        forge = repo_set.get(repo_set.dashboard.name).forge
     store = JobStore(settings.store_location)
-    board: Any = forge  # GitHubForge and LocalForge keep issues too (app.ports.IssueBoard)
+    board: Any = forge  # GitHubForge, GitLabForge and LocalForge keep issues too (app.ports.IssueBoard)
     done = dashboard.sync(board=board, jobs=store, ledger=store, policy=policy, clock=time.time)
     if done is None:
         print("dashboard: off (policy dashboard.enabled is false)")

@@ -102,6 +102,7 @@ class RepoConfig(_Strict):
     gitlab: GitLabSection | None = None
     credentials: Credentials | None = None
     commit: Literal["git", "api"] = "git"  # api: commits created through GitHub's API (Verified)
+    dashboard: bool = False  # the dashboard issue is kept here (at most one entry; none: the first)
 
     @model_validator(mode="after")
     def _consistent(self) -> RepoConfig:
@@ -232,6 +233,10 @@ class _File(RootModel[list[RepoConfig]]):
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ValueError(f"name {twice[0]!r} is used by more than one entry")
+        boards = [r.name for r in self.root if r.dashboard]
+        if len(boards) > 1:
+            raise ValueError(f"dashboard: true on more than one entry ({', '.join(boards)}): the dashboard issue "
+                             "is kept in one repository")
         return self
 
 
@@ -338,6 +343,12 @@ class RepoSet:
     def default(self) -> Entry:
         """The AUTOFIX_GIT_URL repository when there is one, else the file's first: the dashboard's board."""
         return next((e for e in self.entries if e.name == DEFAULT), self.entries[0])
+
+    @property
+    def dashboard(self) -> Entry:
+        """Where the dashboard issue is kept: the entry of repositories.yaml with ``dashboard: true``, else the
+        default (AUTOFIX_GIT_URL's repository, else the file's first)."""
+        return next((e for e in self.entries if e.config is not None and e.config.dashboard), self.default)
 
     def entry(self, name: str) -> Entry | None:
         return next((e for e in self.entries if e.name == name), None)
