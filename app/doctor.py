@@ -72,9 +72,12 @@ def run(settings: Settings) -> list[Check]:
     """All checks, in the order an operator fixes them."""
     rows = [_guard("policy", lambda: _policy(settings)), check_store(settings)]
     rows += cluster_rows(settings)
-    forge_row, auth_header = _forge(settings)
-    rows.append(forge_row)
-    rows.append(_guard("git clone and push", lambda: _git(settings, auth_header)))
+    configured, repo_rows = repository_rows(settings)
+    if settings.git_url or configured is None:  # AUTOFIX_GIT_URL's repository (or its absence: a failure)
+        forge_row, auth_header = _forge(settings)
+        rows.append(forge_row)
+        rows.append(_guard("git clone and push", lambda: _git(settings, auth_header)))
+    rows += repo_rows
     rows.append(_guard("mlflow", lambda: _mlflow(settings)))
     rows.append(_guard("llm", lambda: _llm(settings)))
     rows.append(check_prometheus(settings))
@@ -182,6 +185,78 @@ def _forge(settings: Settings) -> tuple[Check, AuthHeader | None]:
                                       "false): grant Contents and Pull requests write"), auth_header
     return Check("forge", "ok", f"{how} can push to {settings.github_repo} at {settings.github_api_url}"), \
         auth_header
+
+
+def repository_rows(settings: Settings) -> tuple[list[Any] | None, list[Check]]:
+    """Each repository of repositories.yaml (the file's entries, None without it) and its two rows: ``repo <name>
+    git``, the base branch asked of the remote with ``git ls-remote`` and the entry's credentials, and ``repo
+    <name> forge``, the token's permissions there (as the ``forge`` row checks AUTOFIX_GIT_URL's). One
+    repository that fails never hides another's."""
+    from app import repos
+
+    try:
+        configured = repos.load(settings.policy_dir)
+    except Exception as err:
+        return [], [Check("repositories", "fail", _describe(err))]
+    rows: list[Check] = []
+    for config in configured or ():
+        forge, auth_header, problem = _entry_forge(settings, config)
+        rows.append(_guard(f"repo {config.name} git", functools.partial(_ls_remote, settings, config, auth_header)))
+        if problem is not None:
+            rows.append(problem)
+        elif forge is None:
+            rows.append(Check(f"repo {config.name} forge", "skip",
+                              f"local forge: PRs are written under {settings.data_dir / 'prs' / config.name}"))
+        else:
+            rows.append(_guard(f"repo {config.name} forge", functools.partial(_entry_permissions, config, forge)))
+    return configured, rows
+
+
+def _entry_forge(settings: Settings, config: Any) -> tuple[Any, AuthHeader | None, Check | None]:
+    """The entry's forge as the service builds it (credentials checked first), its git auth header, or the
+    failed forge row naming the repository."""
+    from app.wiring import ForgeSpec, make_forge
+
+    if config.forge == "local":
+        return None, None, None
+    try:
+        config.check_credentials()
+        forge, auth_header = make_forge(ForgeSpec.of_entry(config), data_dir=settings.data_dir,
+                                        where=f"repositories.yaml: entry {config.name!r}")
+    except Exception as err:
+        return None, None, Check(f"repo {config.name} forge", "fail", f"repository {config.name!r}: {_describe(err)}")
+    return forge, auth_header, None
+
+
+def _ls_remote(settings: Settings, config: Any, auth_header: AuthHeader | None) -> tuple[Status, str]:
+    from app import redact
+    from app.adapters.workspace import GitWorkspace
+
+    where = redact.text(config.url)
+    workspace = GitWorkspace(config.url, base=config.base, checkout=settings.data_dir / "doctor-unused",
+                             author=settings.git_author, auth_header=auth_header)
+    try:
+        sha = workspace.remote_base()
+    except Exception as err:
+        return "fail", f"repository {config.name!r} unreachable at {where}: {_describe(err)}"
+    if sha is None:
+        return "fail", f"repository {config.name!r}: {where} has no branch {config.base} (base)"
+    return "ok", f"{where}: {config.base} at {sha[:12]} (ls-remote)"
+
+
+def _entry_permissions(config: Any, forge: Any) -> tuple[Status, str]:
+    permissions = forge.repo_permissions()
+    if config.forge == "gitlab":
+        where = f"{forge.project} at {config.gitlab.url if config.gitlab is not None else 'https://gitlab.com'}"
+        if not permissions.get("push"):
+            return "fail", (f"repository {config.name!r}: GitLab token cannot push to {where} (its role is below "
+                            "Developer): give the access token the Developer role and the api scope")
+        return "ok", f"GitLab token can push and open merge requests on {where}"
+    how = "GitHub App installation token" if config.credentials.app is not None else "token"
+    if not permissions.get("push"):
+        return "fail", (f"repository {config.name!r}: {how} cannot push to {config.github_repo} (permissions.push "
+                        "is false): grant Contents and Pull requests write")
+    return "ok", f"{how} can push to {config.github_repo}"
 
 
 def _gitlab_row(settings: Settings, forge: Any, permissions: dict[str, bool]) -> Check:

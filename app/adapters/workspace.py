@@ -263,6 +263,17 @@ class GitWorkspace:
         result = self._run(["cat-file", "blob", f"{rev}:{path}"], check=False)
         return result.stdout.decode("utf-8", errors="replace") if result.returncode == 0 else None
 
+    def remote_base(self) -> str | None:
+        """The base branch's commit on the remote, asked with ``git ls-remote`` and the credentials (no clone:
+        ``autofix doctor``); None when the remote answers without that branch."""
+        result = self._run(["ls-remote", "--exit-code", self._url, f"refs/heads/{self._base}"], in_checkout=False,
+                           network=True, timeout=self._network_timeout, check=False)
+        if result.returncode == 2:  # --exit-code: no matching ref
+            return None
+        if result.returncode != 0:
+            raise self._error(["ls-remote"], result, network=True)
+        return result.stdout.decode("utf-8", errors="replace").split()[0]
+
     def delete_remote_branch(self, branch: str) -> None:
         """Delete one of the bot's own branches on the remote (``autofix doctor``'s scratch branch)."""
         self._check_branch(branch)
