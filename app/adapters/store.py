@@ -48,6 +48,10 @@ BUSY_TIMEOUT_MS = sql.BUSY_TIMEOUT_MS
 READ_TIMEOUT = 0.05  # seconds: the lock-free duplicate check (JobStore.known) never stalls a caller longer
 PROBE_KEY = "readiness-probe"  # the dedupe key of the row readiness inserts and rolls back
 PUBLISH_LOCK_KEY = migrations.ADVISORY_KEY + 1  # pg_advisory_lock key of publishing (not the migrations' key)
+# pg_advisory_xact_lock key of intake: two replicas inserting the same new alerts in different orders would each
+# wait on the other's row (a deadlock PostgreSQL breaks by failing one webhook); one intake transaction at a
+# time across replicas, as SQLite's BEGIN IMMEDIATE already gives, and alerts stay queued in payload order.
+INTAKE_LOCK_KEY = migrations.ADVISORY_KEY + 2
 _COLUMNS = (
     "id, dedupe_key, fingerprint, alertname, alert_status, alert, state, attempts, lease_owner, "
     "lease_expires_at, available_at, result, error, created_at, updated_at"
@@ -326,6 +330,8 @@ class JobStore:
         now = self._clock()
         results: list[EnqueueResult] = []
         with self._tx() as conn:
+            if self._dialect.name == "postgresql":
+                conn.execute("SELECT pg_advisory_xact_lock(?)", (INTAKE_LOCK_KEY,))
             for alert in payload.alerts:
                 key = dedupe_key(alert)
                 cur = conn.execute(

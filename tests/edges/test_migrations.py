@@ -242,6 +242,7 @@ def _acquire_in_thread(store: JobStore) -> tuple[threading.Thread, threading.Eve
     return thread, acquired
 
 
+@pytest.mark.e2e  # slow: the fast part stays under a minute
 @pytest.mark.timeout(60)
 def test_publishing_waits_for_another_process_then_goes_on(store_location: Path | str) -> None:
     store = JobStore(store_location)
@@ -261,6 +262,7 @@ def test_publishing_waits_for_another_process_then_goes_on(store_location: Path 
         store.close()
 
 
+@pytest.mark.e2e  # slow: the fast part stays under a minute
 @pytest.mark.timeout(60)
 def test_a_replica_killed_while_publishing_lets_the_lock_go(store_location: Path | str) -> None:
     store = JobStore(store_location)

@@ -132,6 +132,7 @@ identities = st.tuples(text, text, st.sampled_from(["Deployment", "StatefulSet",
                        text, st.none() | text)
 
 
+@pytest.mark.e2e  # slow: the fast part stays under a minute
 @settings(derandomize=True, max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(identities, identities)
 def test_fuzzed_names_are_valid_for_git_and_never_shared(

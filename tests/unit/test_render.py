@@ -466,6 +466,7 @@ def untrusted(draw: st.DrawFn) -> Untrusted:
         curve=draw(st.none() | curves()), sizing_note=draw(st.just("") | untrusted_text))
 
 
+@pytest.mark.e2e  # slow: the fast part stays under a minute
 @settings(derandomize=True, max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(untrusted())
 def test_fuzzed_untrusted_text_never_changes_the_pr_layout(u: Untrusted) -> None:
