@@ -82,7 +82,7 @@ def create_app(settings: Settings, *, pipeline: Handler | None = None) -> FastAP
         export_thread.start()
         retention = asyncio.create_task(_purge_finished_jobs(store, settings.job_retention_days * 86400))
         following = asyncio.create_task(_follow_outcomes(settings, store, pipeline))
-        board = asyncio.create_task(_keep_dashboard(store, getattr(pipeline, "forge", None), settings))
+        board = asyncio.create_task(_keep_dashboard(store, _board_forge(pipeline), settings))
         try:
             yield
         finally:
@@ -148,6 +148,17 @@ async def _purge_finished_jobs(store: JobStore, older_than: float) -> None:
         except StoreUnavailable:
             log.warning("job retention skipped: job store unavailable", exc_info=True)
         await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+
+
+def _board_forge(handler: Handler) -> Any:
+    """The forge of the repository the dashboard issue lives in (repositories.yaml's ``dashboard: true`` entry,
+    else the default one), whether the handler is one pipeline or a router over clusters; a test's handler: its own."""
+    from app.wiring import repo_set_of
+
+    found = repo_set_of(handler)
+    if found is None:
+        return getattr(handler, "forge", None)
+    return found.get(found.dashboard.name).forge
 
 
 async def _keep_dashboard(store: JobStore, forge: Any, settings: Settings) -> None:

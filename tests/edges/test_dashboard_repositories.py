@@ -87,3 +87,17 @@ def test_repo_set_dashboard_prefers_the_flag_over_the_env_repository(tmp_path: P
     plain = [repos.entry_of(c.model_copy(update={"dashboard": False})) for c in repos.load(tmp_path) or []]
     assert repos.RepoSet([*plain, env], from_file=True).dashboard.name == repos.DEFAULT  # AUTOFIX_GIT_URL's
     assert repos.RepoSet(plain, from_file=True).dashboard.name == "a"  # the file's first
+
+
+@pytest.mark.parametrize(("flag", "kind"), [("shop", "GitLabForge"), (None, "GitHubForge")])
+def test_the_service_keeps_the_dashboard_where_dashboard_sync_does(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                                   flag: str | None, kind: str) -> None:
+    """`autofix serve`'s keeper gets the same board as `dashboard sync`: the flagged entry's forge, else the first."""
+    from app import main, settings
+    from app.adapters.snapshot import SnapshotCluster
+    from app.wiring import build_handler
+
+    with FakeGitHub("acme/platform-gitops", token=GH_TOKEN) as gh, FakeGitLab("shop/deploy", token=GL_TOKEN) as gl:
+        _setup(monkeypatch, tmp_path, gh, gl, flag=flag)
+        board = main._board_forge(build_handler(settings.load(), cluster=SnapshotCluster([])))
+        assert type(board).__name__ == kind and hasattr(board, "find_issue")
