@@ -12,6 +12,7 @@ import pytest
 from tests.fakes.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
+REFERENCE_DIR = ROOT.parent / "shared" / "reference"  # webhook bodies captured from a real Alertmanager (../shared)
 SCENARIOS = ROOT / "tests" / "scenarios"
 EXAMPLES = ROOT / "examples"
 

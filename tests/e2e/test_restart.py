@@ -14,10 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import REFERENCE_DIR
+
 pytestmark = pytest.mark.e2e  # real servers, binaries or whole pipeline runs: the slow part
 
 REPO = Path(__file__).resolve().parents[2]
-PAYLOAD = Path("/work/shared/reference/alertmanager-0.25-webhook-all-resolved-after-resolve-timeout.json")
+PAYLOAD = REFERENCE_DIR / "alertmanager-0.25-webhook-all-resolved-after-resolve-timeout.json"
 FINGERPRINT = "6f4aeb6ae5c7fa92"
 WAIT_SECONDS = 20.0
 

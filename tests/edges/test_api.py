@@ -23,10 +23,11 @@ from app.main import create_app, server_config
 from app.models.incident import Incident
 from app.models.outcome import Outcome, StageRecord
 from app.settings import Settings
+from tests.conftest import REFERENCE_DIR
 
 pytestmark = pytest.mark.e2e  # every test here runs the service under a real uvicorn: the slow part
 
-REFERENCE = Path("/work/shared/reference")
+REFERENCE = REFERENCE_DIR
 FIRING = "alertmanager-0.25-webhook-firing.json"
 TOKEN = "s3cret-token"
 WAIT_SECONDS = 10.0

@@ -18,10 +18,10 @@ from app.adapters.store import JobStore
 from app.errors import StartupError
 from app.models.alertmanager import WebhookPayload
 from app.ports import Remediation
-from tests.conftest import ROOT
+from tests.conftest import REFERENCE_DIR, ROOT
 from tests.fakes.postgres import PostgresServer
 
-REFERENCE = Path("/work/shared/reference")
+REFERENCE = REFERENCE_DIR
 
 # The schema exactly as app/adapters/store.py created it before alembic (its _SCHEMA, commit 4e16946): data here,
 # not imported, so that changing the migrations can never change what "a store made before" is.

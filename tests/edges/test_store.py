@@ -20,8 +20,9 @@ from app.errors import StartupError, TemporaryError
 from app.models.alertmanager import WebhookPayload
 from app.models.outcome import Outcome
 from app.worker import backoff_delay, run_next
+from tests.conftest import REFERENCE_DIR
 
-REFERENCE = Path("/work/shared/reference")
+REFERENCE = REFERENCE_DIR
 
 
 def payload(name: str = "alertmanager-0.25-webhook-firing.json") -> WebhookPayload:
