@@ -3,7 +3,8 @@ benchmarks/results/<name>.json; the figures in README.md's Performance section c
 
     python benchmarks/run_all.py [--quick]
 
-``--quick`` runs smaller versions (fewer posts, no 20,000-manifest repo, a 10-workload storm in 10 s) to
+``--quick`` runs smaller versions (fewer posts, no 20,000-manifest repo, a 10-workload storm in 10 s, a 6-workload
+storm over three PostgreSQL replicas) to
 check the benchmarks themselves work; the README's figures come from the full run.
 """
 
@@ -24,6 +25,10 @@ FULL = [
     ["handle_bench.py", "--demo"],
     ["handle_bench.py", "--mlflow-down", "--runs", "3", "--timeout", "120"],
     ["storm.py"],
+    # issue 17: three replicas on one PostgreSQL database (a server started by the benchmark) beside the above
+    ["store_replicas.py"],
+    ["intake.py", "--replicas", "3", "--database", "postgres"],
+    ["storm.py", "--replicas", "3", "--database", "postgres"],
 ]
 QUICK = [
     ["startup.py", "--runs", "2"],
@@ -31,6 +36,9 @@ QUICK = [
     ["pipeline.py", "--runs", "2", "--manifests", "0"],
     ["handle_bench.py", "--runs", "2"],
     ["storm.py", "--workloads", "10", "--seconds", "10", "--budget", "8"],
+    ["store_replicas.py", "--alerts", "300"],
+    ["intake.py", "--posts", "2000", "--replicas", "3", "--database", "postgres"],
+    ["storm.py", "--workloads", "6", "--seconds", "6", "--budget", "4", "--replicas", "3", "--database", "postgres"],
 ]
 OTHERS = ["index_bench.py"]  # the repository index benchmark (its own engineer's), when present
 # Hostile input: redaction cost per MB on adversarial text, and the time to refuse YAML alias bombs.

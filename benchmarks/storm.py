@@ -12,6 +12,14 @@ workload, the 50 webhooks spread evenly over ``--seconds`` (60: real time, not c
 The policy's PR budget is set to ``--budget`` new PRs per hour (below the number of workloads on purpose):
 expected are exactly ``min(budget, workloads)`` PRs, one per workload and cause, the other jobs waiting for
 budget (queued, not failed). Measured: every alert stored, PRs, time until the last PR, RSS idle and peak.
+
+Replicas (issue 17): ``--replicas 3 --database postgres`` runs three `autofix serve` processes on one PostgreSQL
+database (a real server from tests/fakes/postgres.py: fsync off, so the figures show the protocol and the locks, not
+a disk), each with its own data dir (its checkout) and MLflow sqlite file. Webhook i goes to replica i mod 3, as a
+load balancer would spread them, and the same webhook again to replica i+1 mod 3, as the second Alertmanager of an
+HA pair would (``--no-ha-pair`` to post once). The checks are the same: one job per alert whoever received it,
+exactly ``min(budget, workloads)`` PRs (the budget and the one-PR rule hold across processes), RSS per process.
+Results: benchmarks/results/storm.json for the default, storm_<database>_<replicas>.json otherwise.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -106,62 +115,129 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     objects, logs = cluster(args.workloads)
     bare = work / "gitops.git"
     seed_bare_repo(repo(args.workloads, work / "repo-src"), bare)
-    port, data_dir = c.free_port(), work / "data"
-    url = f"http://127.0.0.1:{port}"
-    with FakeGitHub("acme/gitops", token=TOKEN) as gh, KubeApiFake(objects, logs=logs) as kube:
-        env = c.base_env(data_dir, KUBECONFIG=str(kube.write_kubeconfig(work / "kubeconfig")),
+    with ExitStack() as stack:
+        gh = stack.enter_context(FakeGitHub("acme/gitops", token=TOKEN))
+        kube = stack.enter_context(KubeApiFake(objects, logs=logs))
+        database = _database(args, work, stack)
+        env = c.base_env(work / "data", KUBECONFIG=str(kube.write_kubeconfig(work / "kubeconfig")),
                          AUTOFIX_GIT_URL=str(bare), AUTOFIX_GITHUB_REPO="acme/gitops", GITHUB_TOKEN=TOKEN,
-                         AUTOFIX_GITHUB_API_URL=gh.api_url, MLFLOW_TRACKING_URI=f"sqlite:///{work / 'mlflow.db'}",
-                         AUTOFIX_WORKERS=str(args.workers), AUTOFIX_POLICY_DIR=str(policy_dir(work, args.budget)))
-        proc = c.spawn([str(Path(c.PYTHON).parent / "autofix"), "serve", "--port", str(port)], env=env,
-                       log=work / "service.log")
+                         AUTOFIX_GITHUB_API_URL=gh.api_url, AUTOFIX_WORKERS=str(args.workers),
+                         AUTOFIX_POLICY_DIR=str(policy_dir(work, args.budget)))
+        if database.startswith("postgresql"):
+            env["AUTOFIX_DATABASE_URL"] = database
+        procs, urls = [], []
         try:
-            c.wait_until(lambda: c.http_ok(f"{url}/readyz"), "the service", timeout=120)
-            idle = c.rss_mb(proc.pid)
-            figures = storm(args, url, objects, gh, proc.pid)
-            figures["rss_idle_mb"] = idle["rss_mb"]
+            for n in range(args.replicas):
+                port = c.free_port()
+                suffix = "" if args.replicas == 1 else f"-{n}"  # one replica: the paths as before issue 17
+                procs.append(c.spawn(
+                    [str(Path(c.PYTHON).parent / "autofix"), "serve", "--port", str(port)],
+                    env={**env, "AUTOFIX_DATA_DIR": str(work / f"data{suffix}"),
+                         "MLFLOW_TRACKING_URI": f"sqlite:///{work / f'mlflow{suffix}.db'}"},
+                    log=work / f"service{suffix}.log"))
+                urls.append(f"http://127.0.0.1:{port}")
+            for url in urls:
+                c.wait_until(lambda u=url: c.http_ok(f"{u}/readyz"), "the service", timeout=120)
+            idle = [c.rss_mb(p.pid)["rss_mb"] for p in procs]
+            figures = storm(args, urls, objects, gh, [p.pid for p in procs])
+            figures["rss_idle_mb"] = idle[0] if args.replicas == 1 else idle
         finally:
-            c.stop(proc)
+            for proc in procs:
+                c.stop(proc)
         figures["github_requests"] = len(gh.requests)
-        branches = {pr["head"]["ref"] for pr in gh.pulls.values()}
-        figures["distinct_pr_branches"] = len(branches)
-    with sqlite3.connect(data_dir / "jobs.sqlite3") as db:
-        figures["jobs_by_state"] = dict(db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall())
-        figures["jobs_stored"] = db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
-        figures["outcomes"] = dict(db.execute(
-            "SELECT json_extract(result, '$.outcome'), COUNT(*) FROM jobs WHERE result IS NOT NULL GROUP BY 1"))
-        figures["waiting_reasons"] = dict(db.execute(
-            "SELECT substr(error, 1, 40), COUNT(*) FROM jobs WHERE state = 'queued' GROUP BY 1"))
+        figures["distinct_pr_branches"] = len({pr["head"]["ref"] for pr in gh.pulls.values()})
+        figures.update(_jobs(database))
     return figures
 
 
-def storm(args: argparse.Namespace, url: str, objects: list[dict[str, Any]], gh: Any, pid: int) -> dict[str, Any]:
+def _database(args: argparse.Namespace, work: Path, stack: ExitStack) -> str:
+    """The SQLite file of the single replica's data dir, or a new database on a PostgreSQL server started here."""
+    if args.database == "sqlite":
+        if args.replicas != 1:
+            raise SystemExit("SQLite serves one replica: use --database postgres with --replicas > 1")
+        return str(work / "data" / "jobs.sqlite3")
+    from tests.fakes.postgres import PostgresServer
+
+    return stack.enter_context(PostgresServer.start()).create_database("storm")
+
+
+def _jobs(database: str) -> dict[str, Any]:
+    """What the store holds after the storm (the same figures from either database)."""
+    query = "SELECT state, result, error FROM jobs"
+    if database.startswith("postgresql"):
+        import psycopg
+
+        with psycopg.connect(database) as pg:
+            rows = pg.execute(query).fetchall()
+    else:
+        with sqlite3.connect(database) as db:
+            rows = db.execute(query).fetchall()
+    states: dict[str, int] = {}
+    outcomes: dict[str, int] = {}
+    waiting: dict[str, int] = {}
+    for state, result, error in rows:
+        states[state] = states.get(state, 0) + 1
+        if result is not None:
+            outcome = json.loads(result).get("outcome")
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        if state == "queued":
+            waiting[(error or "")[:40]] = waiting.get((error or "")[:40], 0) + 1
+    return {"jobs_by_state": states, "jobs_stored": len(rows), "outcomes": outcomes, "waiting_reasons": waiting}
+
+
+def storm(args: argparse.Namespace, urls: list[str], objects: list[dict[str, Any]], gh: Any,
+          pids: list[int]) -> dict[str, Any]:
     expected_prs = min(args.budget, args.workloads)
     started = time.monotonic()
-    accepted, latencies, peak = 0, [], 0.0
-    with httpx.Client(base_url=url, timeout=30) as client:
+    accepted, jobs, latencies = 0, set(), []
+    peaks = [0.0] * len(pids)
+    clients = [httpx.Client(base_url=url, timeout=30) for url in urls]
+    try:
         for i in range(args.workloads):
             due = started + i * args.seconds / args.workloads
             time.sleep(max(0.0, due - time.monotonic()))
             body = payload(alerts_for(objects, i), {"alertname": "OOM", "namespace": "shop"})
-            sent = time.perf_counter()
-            response = client.post("/webhooks/alertmanager", json=body)
-            latencies.append((time.perf_counter() - sent) * 1000)
-            accepted += len(response.json()["jobs"]) if response.status_code == 202 else 0
-            peak = max(peak, c.rss_mb(pid)["peak_rss_mb"])
+            for client in _targets(clients, i, ha_pair=args.ha_pair):
+                sent = time.perf_counter()
+                response = client.post("/webhooks/alertmanager", json=body)
+                latencies.append((time.perf_counter() - sent) * 1000)
+                if response.status_code == 202:
+                    accepted += len(response.json()["jobs"])
+                    jobs.update(response.json()["jobs"])
+            peaks = [max(peak, c.rss_mb(pid)["peak_rss_mb"]) for peak, pid in zip(peaks, pids, strict=True)]
+    finally:
+        for client in clients:
+            client.close()
+    posted_for = time.monotonic() - started
     last_pr_at, deadline = None, time.monotonic() + args.timeout
     while time.monotonic() < deadline:
         if len(gh.pulls) >= expected_prs and last_pr_at is None:
             last_pr_at = time.monotonic() - started
-        if last_pr_at is not None and _settled(url):
+        if last_pr_at is not None and all(_settled(url) for url in urls):
             break
         time.sleep(0.5)
     time.sleep(2)  # anything past the budget would show now
-    memory = c.rss_mb(pid)
-    return {"alerts_posted": args.workloads * 10, "alerts_accepted": accepted,
-            "webhook_p99_ms": round(c.percentile(latencies, 99), 1), "prs": len(gh.pulls),
-            "expected_prs": expected_prs, "seconds_to_last_pr": round(last_pr_at, 1) if last_pr_at else None,
-            "rss_after_mb": memory["rss_mb"], "rss_peak_mb": max(peak, memory["peak_rss_mb"])}
+    memory = [c.rss_mb(pid) for pid in pids]
+    after = [m["rss_mb"] for m in memory]
+    peak = [max(p, m["peak_rss_mb"]) for p, m in zip(peaks, memory, strict=True)]
+    figures: dict[str, Any] = {
+        "alerts_posted": args.workloads * 10, "alerts_accepted": accepted,
+        "webhook_p99_ms": round(c.percentile(latencies, 99), 1), "prs": len(gh.pulls),
+        "expected_prs": expected_prs, "seconds_to_last_pr": round(last_pr_at, 1) if last_pr_at else None,
+        "rss_after_mb": after[0], "rss_peak_mb": peak[0]}
+    if len(urls) > 1 or args.ha_pair:
+        figures.update({
+            "replicas": len(urls), "database": args.database, "posts": len(latencies),
+            "distinct_jobs_answered": len(jobs), "webhook_p50_ms": round(c.percentile(latencies, 50), 1),
+            "posts_per_s_offered": round(len(latencies) / posted_for, 2),
+            "rss_after_mb": after, "rss_peak_mb": peak})
+    return figures
+
+
+def _targets(clients: list[httpx.Client], i: int, *, ha_pair: bool) -> list[httpx.Client]:
+    """The replica a load balancer picks for webhook i, and the one its HA twin's copy lands on."""
+    first = clients[i % len(clients)]
+    return [first, clients[(i + 1) % len(clients)]] if ha_pair else [first]
 
 
 def _settled(url: str) -> bool:
@@ -178,18 +254,29 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=40)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--replicas", type=int, default=1, help="autofix serve processes on one database")
+    parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--ha-pair", action=argparse.BooleanOptionalAction, default=None,
+                        help="post each webhook to a second replica too (default: with --replicas > 1)")
     args = parser.parse_args()
+    if args.ha_pair is None:
+        args.ha_pair = args.replicas > 1
     with tempfile.TemporaryDirectory(prefix="bench-storm-") as tmp:
         figures = run(args, Path(tmp))
-    ok = (figures["jobs_stored"] == figures["alerts_posted"] and figures["prs"] == figures["expected_prs"]
-          and figures["distinct_pr_branches"] == figures["prs"] and figures["rss_peak_mb"] < 300
-          and figures["jobs_by_state"].get("failed", 0) == 0)
+    peaks = figures["rss_peak_mb"] if isinstance(figures["rss_peak_mb"], list) else [figures["rss_peak_mb"]]
+    correct = (figures["jobs_stored"] == figures["alerts_posted"] and figures["prs"] == figures["expected_prs"]
+               and figures["distinct_pr_branches"] == figures["prs"] and figures["jobs_by_state"].get("failed", 0) == 0)
+    ok = correct and max(peaks) < 300
     rows = [(k, v) for k, v in figures.items()]
     rows.append(("targets", "every alert stored, one PR per workload and cause, budget respected, peak RSS < 300 MB"))
     rows.append(("targets met", ok))
+    where = "" if args.replicas == 1 and args.database == "sqlite" else f", {args.replicas} x {args.database}"
     print(c.table(f"Storm: {args.workloads * 10} alerts over {args.workloads} workloads in {args.seconds:g} s, "
-                  f"budget {args.budget}/h, {args.workers} workers", rows))
-    print(f"written to {c.save('storm', {'args': vars(args), **figures, 'targets_met': ok})}")
+                  f"budget {args.budget}/h, {args.workers} workers{where}", rows))
+    name = "storm" if not where else f"storm_{args.database}_{args.replicas}"
+    print(f"written to {c.save(name, {'args': vars(args), **figures, 'targets_met': ok})}")
+    if not correct:  # a lost alert, a PR too many or too few: the run is wrong, not slow
+        sys.exit(1)
 
 
 if __name__ == "__main__":
