@@ -48,9 +48,12 @@ class Verdict:
 
 
 def marker(entry: Remediation) -> str:
-    """A hidden HTML comment for the PR body. Angle brackets are escaped so no value can end the comment."""
-    data = {"workload": entry.workload, "cause": entry.cause, "fingerprint": entry.fingerprint,
-            "before": entry.before, "after": entry.after, "images": list(entry.images)}
+    """A hidden HTML comment for the PR body. Angle brackets are escaped so no value can end the comment.
+    The cluster only when there is one to name (clusters.yaml): a one-cluster install's bodies stay as they were."""
+    data: dict[str, Any] = {"workload": entry.workload, "cause": entry.cause, "fingerprint": entry.fingerprint,
+                            "before": entry.before, "after": entry.after, "images": list(entry.images)}
+    if entry.cluster:
+        data["cluster"] = entry.cluster
     text = json.dumps(data, sort_keys=True, default=str).replace("<", "\\u003c").replace(">", "\\u003e")
     return f"{MARKER_PREFIX}{text} -->"
 
@@ -76,6 +79,7 @@ def from_pr(pr: PullRequest) -> Remediation | None:
         before=dict(data.get("before") or {}), after=dict(data.get("after") or {}),
         fingerprint=str(data.get("fingerprint") or ""), images=tuple(data.get("images") or ()),
         opened_at=epoch(pr.created_at) or 0.0, merged_at=epoch(pr.merged_at), closed_at=epoch(pr.closed_at),
+        cluster=str(data.get("cluster") or ""),
     )
 
 
@@ -116,7 +120,8 @@ def _merge(ledger: Ledger, prs: list[PullRequest]) -> None:
         if old is not None:  # the forge knows the state; we know what we wrote and did
             fresh = replace(old, state=fresh.state, merged_at=fresh.merged_at, closed_at=fresh.closed_at,
                             pr_url=fresh.pr_url, opened_at=old.opened_at or fresh.opened_at,
-                            before=old.before or fresh.before, after=old.after or fresh.after)
+                            before=old.before or fresh.before, after=old.after or fresh.after,
+                            cluster=old.cluster or fresh.cluster)
         if fresh != old:
             ledger.record(fresh)
 

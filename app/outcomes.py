@@ -32,7 +32,7 @@ from app import ledger as ledgers
 from app.errors import PermanentError, TemporaryError
 from app.models.runs import PendingRun, amendment
 from app.policies import OutcomesPolicy
-from app.ports import ClusterReader, Forge, Ledger, PullRequest, Remediation, Workspace
+from app.ports import ClusterReader, Forge, K8sObject, Ledger, PullRequest, Remediation, Workspace
 
 log = logging.getLogger(__name__)
 
@@ -127,17 +127,20 @@ def followed(row: Remediation) -> bool:
 
 
 def follow(*, ledger: Ledger, forge: Forge, cluster: ClusterReader, workspace: Workspace, windows: OutcomesPolicy,
-           outbox: Callable[[PendingRun], None], clock: Callable[[], float]) -> list[Remediation]:
+           outbox: Callable[[PendingRun], None], clock: Callable[[], float],
+           clusters: Callable[[str], ClusterReader | None] | None = None) -> list[Remediation]:
     """One pass over the rows still followed: each one's new state is recorded (and, once final, its MLflow
     amendment queued). Returns the rows it looked at, as they are now. ``workspace`` is read at its ``head()``:
-    the caller syncs it first."""
+    the caller syncs it first. ``clusters`` (several clusters, clusters.yaml): the reader of the cluster a row's
+    ledger ``cluster`` names (``reader_of``); without it every row is read from ``cluster``."""
     ledgers.sync(ledger, forge, label=LABEL)  # an empty ledger (lost data dir) is rebuilt first
     result = []
     for row in ledger.entries():
         if not followed(row):
             continue
         try:
-            seen = look(row, forge=forge, cluster=cluster, workspace=workspace)
+            seen = look(row, forge=forge, cluster=reader_of(row, every=cluster, clusters=clusters),
+                        workspace=workspace)
         except (TemporaryError, PermanentError) as err:  # one row's trouble never stops the others
             log.warning("outcome not followed", extra={"pr": row.pr_number, "error": str(err)[:300]})
             result.append(row)
@@ -152,6 +155,37 @@ def follow(*, ledger: Ledger, forge: Forge, cluster: ClusterReader, workspace: W
             log.info("outcome decided", extra={"pr": fresh.pr_number, "final": fresh.final})
         result.append(fresh)
     return result
+
+
+def reader_of(row: Remediation, *, every: ClusterReader,
+              clusters: Callable[[str], ClusterReader | None] | None) -> ClusterReader:
+    """Where a row's workload and its Argo CD / Flux status are read: the cluster the fix was for. ``every`` for a
+    row that names none (one cluster; a row made before the ledger kept the cluster: the first cluster that has the
+    workload). A cluster no longer configured is read as empty: the forge and git still decide rejected, reverted
+    and stale, and no other cluster's workload of the same name can make the fix look rolled out."""
+    if not row.cluster or clusters is None:
+        return every
+    own = clusters(row.cluster)
+    if own is None:
+        log.warning("outcome's cluster not configured", extra={"pr": row.pr_number, "cluster": row.cluster})
+        return _NOWHERE
+    return own
+
+
+class _Nowhere:
+    """A cluster with nothing in it (ClusterReader): a fix's cluster that is not configured any more."""
+
+    def get(self, kind: str, namespace: str | None, name: str) -> K8sObject | None:
+        return None
+
+    def list(self, kind: str, namespace: str | None, *, label_selector: str | None = None) -> list[K8sObject]:
+        return []
+
+    def logs(self, namespace: str, pod: str, container: str, *, previous: bool, tail_lines: int) -> str:
+        return ""
+
+
+_NOWHERE = _Nowhere()
 
 
 def look(row: Remediation, *, forge: Forge, cluster: ClusterReader, workspace: Workspace) -> Seen:

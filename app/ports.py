@@ -276,6 +276,7 @@ class Remediation:
     final_at: float | None = None
     cooldown_lifted_at: float | None = None  # a human lifted this closed PR's cooldown (the dashboard issue)
     repo: str = ""  # the repository's name in repositories.yaml; '' = the one AUTOFIX_GIT_URL names
+    cluster: str = ""  # the cluster's name in clusters.yaml the fix was for; '' = the install's one cluster
 
 
 class Ledger(Protocol):

@@ -160,7 +160,7 @@ _LIFE_FIELDS = ("record_id", "risk", "merged_by", "synced_at", "rolled_out_at", 
 
 
 _LEDGER_COLUMNS = ("repo, pr_number, workload, cause, branch, pr_url, state, before, after, fingerprint, images,"
-                   " opened_at, merged_at, closed_at, resolved_at, escalated_at, life, updated_at")
+                   " opened_at, merged_at, closed_at, resolved_at, escalated_at, life, updated_at, cluster")
 _LEDGER_UPDATE = ", ".join(f"{c} = excluded.{c}" for c in _LEDGER_COLUMNS.replace(" ", "").split(",")[2:])
 
 
@@ -171,7 +171,7 @@ def _row_to_remediation(row: Any) -> Remediation:
         pr_url=row["pr_url"], state=row["state"], before=json.loads(row["before"]), after=json.loads(row["after"]),
         fingerprint=row["fingerprint"], images=tuple(json.loads(row["images"])), opened_at=row["opened_at"],
         merged_at=row["merged_at"], closed_at=row["closed_at"], resolved_at=row["resolved_at"],
-        escalated_at=row["escalated_at"], **{k: life[k] for k in _LIFE_FIELDS if k in life},
+        escalated_at=row["escalated_at"], cluster=row["cluster"], **{k: life[k] for k in _LIFE_FIELDS if k in life},
     )
 
 
@@ -535,14 +535,15 @@ class JobStore:
         """Insert or replace the ledger row of ``entry.pr_number`` in ``entry.repo``."""
         with self._tx() as conn:
             conn.execute(
-                f"INSERT INTO ledger ({_LEDGER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                f"INSERT INTO ledger ({_LEDGER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 f" ON CONFLICT (repo, pr_number) DO UPDATE SET {_LEDGER_UPDATE}",
                 (entry.repo, entry.pr_number, entry.workload, entry.cause, entry.branch, entry.pr_url, entry.state,
                  json.dumps(entry.before, sort_keys=True, default=str),
                  json.dumps(entry.after, sort_keys=True, default=str), entry.fingerprint,
                  json.dumps(list(entry.images)), entry.opened_at, entry.merged_at, entry.closed_at,
                  entry.resolved_at, entry.escalated_at,
-                 json.dumps({k: getattr(entry, k) for k in _LIFE_FIELDS}, sort_keys=True), self._clock()),
+                 json.dumps({k: getattr(entry, k) for k in _LIFE_FIELDS}, sort_keys=True), self._clock(),
+                 entry.cluster),
             )
 
     def entries(self, *, branch: str | None = None, repo: str | None = None) -> list[Remediation]:

@@ -23,7 +23,7 @@ from app.migrations.schema_v1 import SQLITE_SCHEMA, V1_COLUMNS
 
 log = logging.getLogger(__name__)
 
-HEAD = "0002"  # tests/edges/test_migrations.py checks it against the scripts' head
+HEAD = "0003"  # tests/edges/test_migrations.py checks it against the scripts' head
 VERSIONS = Path(__file__).resolve().parent / "versions"
 ADVISORY_KEY = 0x6175746F666978  # "autofix": pg_advisory_lock key of the migration (publishing uses another)
 

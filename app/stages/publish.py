@@ -78,7 +78,7 @@ def compose(*, incident: Incident, evidence: Evidence, diagnosis: Diagnosis, cha
                         state="open", before={c.path: c.old for c in changes}, after={c.path: c.new for c in changes},
                         fingerprint=incident.fingerprint, images=images(evidence),
                         record_id=run_url.removeprefix(RECORD_REF) if run_url.startswith(RECORD_REF) else "",
-                        risk=changeset.risk.score)
+                        risk=changeset.risk.score, cluster=cluster or "")
     body = render.pr_body(workload=workload, diagnosis=diagnosis, changeset=changeset, run_url=run_url,
                           alert=incident.alertname, explanation=explanation, context=incident.context(now=decided),
                           model_note=f"model {model}" if model else None, logs=last_logs(evidence),

@@ -163,6 +163,92 @@ def test_the_ledger_is_keyed_per_repository(store_location: Path | str) -> None:
         store.close()
 
 
+# Rows as revision 0002 left them (ledger keyed (repo, pr_number), no cluster yet): one PR of the env repository,
+# one of another repository with the same number, a job and an outbox record.
+ROWS_0002 = [
+    "INSERT INTO ledger (repo, pr_number, workload, cause, branch, pr_url, state, before, after, fingerprint, images,"
+    " opened_at, merged_at, life, updated_at) VALUES ('', 7, 'Deployment/shop/checkout', 'oom_killed',"
+    " 'autofix/shop/checkout/oom-killed', 'https://github.com/acme/gitops/pull/7', 'merged', '{}',"
+    " '{\"spec.template.spec.containers[name=app].resources.limits.memory\": \"768Mi\"}', 'd09fc39d073c7e73', '[]',"
+    " 1.0, 2.0, '{\"record_id\": \"0123456789abcdef0123456789abcdef\"}', 2.0)",
+    "INSERT INTO ledger (repo, pr_number, workload, cause, branch, pr_url, state, before, after, fingerprint, images,"
+    " opened_at, life, updated_at) VALUES ('platform', 7, 'StatefulSet/db/postgres', 'oom_killed',"
+    " 'autofix/db/postgres/oom-killed-statefulset', 'https://gitlab.example/platform/-/merge_requests/7', 'open',"
+    " '{}', '{}', '5a1c9e3b7d2f4a60', '[]', 3.0, '{}', 3.0)",
+    "INSERT INTO jobs (dedupe_key, fingerprint, alertname, alert_status, alert, state, attempts, available_at,"
+    " result, created_at, updated_at) VALUES ('6f4aeb6ae5c7fa92|2026-11-30T10:00:00+00:00|firing',"
+    " '6f4aeb6ae5c7fa92', 'KubePodCrashLooping', 'firing', '{\"alert\": {}}', 'done', 1, 1.5,"
+    " '{\"outcome\": \"pr_opened\"}', 1.5, 2.5)",
+    "INSERT INTO outbox (key, job_id, run, available_at, created_at, updated_at)"
+    " VALUES ('0123456789abcdef0123456789abcdef', 1, '{}', 3.0, 3.0, 3.0)",
+]
+
+
+def _at_0002_with_rows(location: Path | str) -> None:
+    """A database migrated to revision 0002 by alembic itself (as the version before 0003 did), with rows."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    from app.adapters import sql
+
+    engine = create_engine(sql.alembic_url(location), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            config = Config()
+            config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0002")
+            for statement in ROWS_0002:
+                conn.execute(text(statement))
+            conn.commit()
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_a_store_at_0002_is_upgraded_to_0003_and_keeps_its_rows(dialect: str, tmp_path: Path,
+                                                                 request: pytest.FixtureRequest) -> None:
+    location: Path | str = tmp_path / "jobs.sqlite3"
+    if dialect == "postgresql":
+        location = request.getfixturevalue("postgres").create_database()
+    _at_0002_with_rows(location)
+
+    store = JobStore(location)
+    try:
+        env, platform = store.entries()
+        assert (env.repo, env.pr_number, env.state, env.cluster, env.record_id) == (
+            "", 7, "merged", "", "0123456789abcdef0123456789abcdef")
+        assert env.after == {"spec.template.spec.containers[name=app].resources.limits.memory": "768Mi"}
+        assert (platform.repo, platform.pr_number, platform.workload, platform.cluster) == (
+            "platform", 7, "StatefulSet/db/postgres", "")
+        [job] = store.find("6f4aeb6ae5c7fa92")
+        assert (job.state, job.result) == ("done", {"outcome": "pr_opened"})
+        assert store.backlog()["pending"] == 1
+        # The new column is written, read and replaced by the upsert like any other.
+        store.record(replace(platform, cluster="prod-eu"))
+        store.record(replace(platform, cluster="prod-us", state="merged"))
+        assert [(e.repo, e.cluster, e.state) for e in store.entries()] == [
+            ("", "", "merged"), ("platform", "prod-us", "merged")]
+    finally:
+        store.close()
+    reopened = JobStore(location)  # at HEAD now: opened without alembic, the rows as they were left
+    try:
+        assert [(e.repo, e.cluster) for e in reopened.entries()] == [("", ""), ("platform", "prod-us")]
+    finally:
+        reopened.close()
+    if dialect == "sqlite":
+        with sqlite3.connect(location) as conn:
+            assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0003",)]
+            with pytest.raises(sqlite3.IntegrityError):  # the ledger's CHECK and key untouched by the new column
+                conn.execute("UPDATE ledger SET state = 'lost'")
+            with pytest.raises(sqlite3.IntegrityError):
+                conn.execute("UPDATE ledger SET repo = ''")
+        conn.close()
+
+
 OPEN_STORE = "import sys; from app.adapters.store import JobStore; JobStore(sys.argv[1]).close(); print('ok')"
 
 

@@ -9,15 +9,17 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from app import fieldpaths, outcomes
+from app import clusters, fieldpaths, outcomes, wiring
 from app.adapters.snapshot import SnapshotCluster
 from app.ports import Remediation
+from app.settings import Settings
 from app.stages import history
 from tests.stages.world import DEMO, World
 
@@ -61,10 +63,10 @@ def _clone(world: World) -> Path:
     return clone
 
 
-def _merge(world: World, *, by: str = "alice") -> str:
+def _merge(world: World, *, by: str = "alice", branch: str = BRANCH) -> str:
     """A reviewer merges PR #1 with a merge commit, as GitHub's merge button does."""
     clone = _clone(world)
-    _git(clone, "merge", "-q", "--no-ff", "-m", f"Merge pull request #1 from acme/{BRANCH}", f"origin/{BRANCH}")
+    _git(clone, "merge", "-q", "--no-ff", "-m", f"Merge pull request #1 from acme/{branch}", f"origin/{branch}")
     _git(clone, "push", "-q", "origin", "main")
     sha = _git(clone, "rev-parse", "HEAD")
     world.forge.set_state(1, "merged", merged_by=by, merge_commit=sha)
@@ -218,3 +220,43 @@ def test_the_alert_resolving_after_the_merge_gives_the_time_to_resolve(world: Wo
     assert final.final == "effective" and final.resolved_at is not None
     assert final.resolved_at == ends.timestamp()
     assert _amendment(world, final)[1]["time_to_resolve_s"] == final.resolved_at - (final.merged_at or 0)
+
+
+def test_several_clusters_the_rows_cluster_decides_the_outcome(world: World, tmp_path: Path) -> None:
+    """The same Deployment runs in two clusters: rolled out in prod-eu (the fix's cluster), not in prod-us, which
+    every-cluster reading would ask first. Opened by prod-eu's pipeline, followed by the router's follower."""
+    opener = world.pipeline()
+    opener.cluster_name = "prod-eu"  # as app/wiring builds the pipeline of a cluster of clusters.yaml
+    assert opener.handle(world.incident()).outcome == "pr_opened"
+    [row] = world.ledger.entries()
+    assert row.cluster == "prod-eu" and row.branch != BRANCH, "the cluster is part of the branch's identity"
+    assert '"cluster": "prod-eu"' in world.pr_body(1), "the ledger marker keeps it for a rebuild from the forge"
+    sha = _merge(world, branch=row.branch)
+    snapshots = {"prod-us": _cluster(row, synced=sha, rolled_out=False),
+                 "prod-eu": _cluster(row, synced=sha, rolled_out=True)}
+    config = clusters.ClustersFile(clusters=[clusters.ClusterEntry(name="prod-us"),
+                                             clusters.ClusterEntry(name="prod-eu")])
+    readers = clusters.ClusterSet(config, source=tmp_path / "clusters.yaml",
+                                  factory=lambda entry, _: snapshots[entry.name])
+    follower = world.pipeline()
+    follower.cluster = readers.fleet()  # the router's follower (app/wiring.build_handler): every cluster
+    assert follower.cluster.get("Deployment", "shop", "checkout") == snapshots["prod-us"].get(
+        "Deployment", "shop", "checkout"), "reading every cluster finds prod-us's Deployment first"
+
+    def once(later: float) -> Remediation:
+        [followed] = wiring.build_outcomes(Settings(data_dir=tmp_path), world.ledger, pipeline=follower,
+                                           clock=lambda: world.now() + later)()
+        return followed
+
+    first = once(0.0)
+    assert (first.state, first.final) == ("merged", None) and first.rolled_out_at is not None
+    final = once(25 * HOUR)
+    assert (final.final, final.cluster) == ("effective", "prod-eu")
+    assert _amendment(world, final)[0]["outcome.final"] == "effective"
+    # A row of prod-us would read prod-us's; a cluster no longer configured is read as empty, never another's.
+    fleet = follower.cluster
+    assert isinstance(fleet, clusters.FleetView)
+    assert not outcomes.rolled_out(row, outcomes.reader_of(replace(row, cluster="prod-us"), every=fleet,
+                                                           clusters=fleet.of))
+    assert outcomes.reader_of(replace(row, cluster="staging"), every=fleet,
+                              clusters=fleet.of).get("Deployment", "shop", "checkout") is None

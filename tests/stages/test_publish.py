@@ -63,6 +63,20 @@ def test_compose_renders_the_pr_from_the_change_record(world: World) -> None:
     assert proposal.message.startswith(proposal.title + "\n")
 
 
+def test_the_cluster_is_in_the_ledger_row_and_its_marker_only_when_there_is_one(world: World) -> None:
+    one, _ = _proposal(world)
+    assert one.entry.cluster == "" and '"cluster"' not in one.body, "a one-cluster install's bodies stay as they were"
+    ev = world.evidence()
+    diagnosis = world.diagnosis(ev)
+    _, changeset = _proposal(world)
+    eu = publish.compose(incident=world.incident(), evidence=ev, diagnosis=diagnosis, changeset=changeset,
+                         explanation=None, model=None, policy=world.policy, run_url="autofix-record:1",
+                         cluster="prod-eu")
+    assert eu.entry.cluster == "prod-eu" and eu.branch != one.branch
+    rebuilt = ledgers.from_pr(PullRequest(number=2, url="", branch=eu.branch, body=eu.body))
+    assert rebuilt is not None and (rebuilt.cluster, rebuilt.workload) == ("prod-eu", "Deployment/shop/checkout")
+
+
 def test_a_new_change_opens_one_pr_pushes_one_branch_and_records_it(world: World) -> None:
     proposal, changeset = _proposal(world)
     out = _publish(world, proposal, changeset)
