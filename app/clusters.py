@@ -38,6 +38,7 @@ from app.models.incident import Incident
 from app.models.outcome import Outcome, StageRecord
 from app.policies import _explain_at, _yaml_problem  # the policy files' messages: file:line: key: reason
 from app.ports import ClusterReader, Handler, K8sObject
+from app.stages import End
 
 log = logging.getLogger(__name__)
 
@@ -187,11 +188,18 @@ class SpokeView:
 
 
 class FleetView:
-    """Every cluster as one read-only view, for following fixes whose cluster the ledger does not record:
-    ``get`` answers from the first cluster that has the object, ``list`` concatenates (hub first)."""
+    """Every cluster as one read-only view, for following fixes whose cluster the ledger does not record (rows
+    made before it did): ``get`` answers from the first cluster that has the object, ``list`` concatenates (hub
+    first). ``of`` is one cluster's view, for a row that names its cluster (app/outcomes.reader_of)."""
 
-    def __init__(self, readers: list[Callable[[], ClusterReader]]) -> None:
+    def __init__(self, readers: list[Callable[[], ClusterReader]],
+                 views: Callable[[str], ClusterReader | None] | None = None) -> None:
         self._readers = readers
+        self._views = views
+
+    def of(self, name: str) -> ClusterReader | None:
+        """What the pipeline of cluster ``name`` reads (ClusterSet.view); None for a cluster not configured."""
+        return self._views(name) if self._views is not None else None
 
     def get(self, kind: str, namespace: str | None, name: str) -> K8sObject | None:
         for reader in self._readers:
@@ -261,7 +269,7 @@ class ClusterSet:
     def fleet(self) -> ClusterReader:
         hub = self.config.hub
         order = ([hub] if hub else []) + [n for n in self.names if n != hub]
-        return FleetView([self._later(n) for n in order])
+        return FleetView([self._later(n) for n in order], views=lambda n: self.view(n) if n in self.names else None)
 
     def _later(self, name: str) -> Callable[[], ClusterReader]:
         return lambda: self.reader(name)
@@ -288,15 +296,18 @@ class ClusterRouter:
 
     An alert without the label (and no ``default``) or naming a cluster that is not configured is
     ``skipped``, the reason naming the label or the cluster and the configured ones. ``forge`` and
-    ``policy`` are the pipelines' (they share them); ``follower`` reads every cluster (outcomes)."""
+    ``policy`` are the pipelines' (they share them); ``follower`` reads every cluster (outcomes). ``stop``
+    (Pipeline.stop) ends a skipped alert as a pipeline's stage would, with a record key and a run record
+    (`autofix explain`, MLflow); without it (handlers that keep no records) the outcome has neither."""
 
     def __init__(self, pipelines: Mapping[str, Handler], *, label: str, default: str | None = None,
-                 follower: Any = None) -> None:
+                 follower: Any = None, stop: Callable[[Incident, End], Outcome] | None = None) -> None:
         self.pipelines = dict(pipelines)
         self.label = label
         self.default = default
         self._first = next(iter(self.pipelines.values()))
         self.follower = follower if follower is not None else self._first
+        self._stop = stop
 
     @property
     def forge(self) -> Any:
@@ -310,17 +321,19 @@ class ClusterRouter:
         name = incident.labels.get(self.label) or self.default
         configured = ", ".join(self.pipelines)
         if not name:
-            return _skipped(incident, f"the alert has no {self.label!r} label to choose a cluster by "
-                                      f"(configured in {FILE_NAME}: {configured}; set default: to send such alerts "
-                                      "to one)", code="no_cluster")
+            return self._skipped(incident, f"the alert has no {self.label!r} label to choose a cluster by "
+                                           f"(configured in {FILE_NAME}: {configured}; set default: to send such "
+                                           "alerts to one)", code="no_cluster")
         pipeline = self.pipelines.get(name)
         if pipeline is None:
-            return _skipped(incident, f"cluster {name!r} (label {self.label}) is not configured in {FILE_NAME} "
-                                      f"(configured: {configured})", code="unknown_cluster")
+            return self._skipped(incident, f"cluster {name!r} (label {self.label}) is not configured in {FILE_NAME} "
+                                           f"(configured: {configured})", code="unknown_cluster")
         return pipeline.handle(incident)
 
-
-def _skipped(incident: Incident, reason: str, *, code: str) -> Outcome:
-    log.info("alert for no configured cluster", extra={"fingerprint": incident.fingerprint, "code": code})
-    return Outcome(alertname=incident.alertname, fingerprint=incident.fingerprint, outcome="skipped", reason=reason,
-                   code=code, stages=[StageRecord(stage="intake", seconds=0.0, decision=reason)])
+    def _skipped(self, incident: Incident, reason: str, *, code: str) -> Outcome:
+        log.info("alert for no configured cluster", extra={"fingerprint": incident.fingerprint, "code": code})
+        end = End(kind="skipped", reason=reason, code=code)
+        if self._stop is not None:
+            return self._stop(incident, end)
+        return Outcome(alertname=incident.alertname, fingerprint=incident.fingerprint, outcome=end.kind,
+                       reason=reason, code=code, stages=[StageRecord(stage="intake", seconds=0.0, decision=reason)])

@@ -102,11 +102,20 @@ class Pipeline:
         return RepoLedger(self.ledger, name) if self.repos.from_file else self.ledger
 
     def handle(self, incident: Incident) -> Outcome:
+        return self._handle(incident, lambda steps, run_url: self._flow(incident, steps, run_url=run_url))
+
+    def stop(self, incident: Incident, end: End, *, stage: str = "intake") -> Outcome:
+        """An alert ended before this pipeline reads anything (a router over clusters skips one no cluster is
+        configured for), as a stage's ``stop`` ends one: the same Outcome, record key and run record."""
+        return self._handle(incident, lambda steps, _: steps.run(stage, lambda: Output(decision=end.reason,
+                                                                                      stop=end)).stop or end)
+
+    def _handle(self, incident: Incident, flow: Callable[[_Steps, str], End]) -> Outcome:
         key = self.new_key()
         started = self.clock()
         steps = _Steps(self.on_stage)
         try:
-            end = self._flow(incident, steps, run_url=record_ref(key))
+            end = flow(steps, record_ref(key))
         except _Stopped as stop:
             end = stop.end
         except NoFix as err:

@@ -125,8 +125,9 @@ def build_handler(settings: Settings, *, cluster: ClusterReader | None = None,
     readers.check()  # every kubeconfig loaded now: one that cannot be stops the start, naming its entry
     first = build_pipeline(settings, cluster=readers.view(fleet.names[0]), store=store)
     pipelines = {name: _reading(first, readers.view(name), name=name) for name in fleet.names}
-    return clusters.ClusterRouter(pipelines, label=fleet.label, default=fleet.default,
-                                  follower=_reading(first, readers.fleet()))
+    follower = _reading(first, readers.fleet())
+    return clusters.ClusterRouter(pipelines, label=fleet.label, default=fleet.default, follower=follower,
+                                  stop=follower.stop)
 
 
 def _reading(pipeline: Pipeline, cluster: ClusterReader, *, name: str | None = None) -> Pipeline:
@@ -150,6 +151,14 @@ def follower_of(handler: Handler) -> Pipeline | None:
     """The pipeline that follows outcomes for ``handler``: itself, or a router's (reading every cluster)."""
     found = getattr(handler, "follower", handler)
     return found if isinstance(found, Pipeline) else None
+
+
+def per_cluster(follower: Pipeline) -> Callable[[str], ClusterReader | None] | None:
+    """Each cluster's own view, for the outcome of a fix the ledger says was for it (app/outcomes.reader_of): the
+    follower reading every cluster (clusters.yaml) has them; one cluster has none (its rows are read from it)."""
+    from app.clusters import FleetView
+
+    return follower.cluster.of if isinstance(follower.cluster, FleetView) else None
 
 
 def commit_workspace(workspace: Workspace, forge: Forge, *, via: str, author: str,
@@ -192,7 +201,7 @@ def build_outcomes(settings: Settings, store: JobStore, *, pipeline: Pipeline | 
             follower.workspace.sync()
             return outcomes.follow(ledger=store, forge=follower.forge, cluster=follower.cluster,
                                    workspace=follower.workspace, windows=follower.policy.outcomes,
-                                   outbox=store.add_run, clock=clock)
+                                   outbox=store.add_run, clock=clock, clusters=per_cluster(follower))
         return [row for name in follower.repos.names for row in _follow_repository(follower, store, name, clock)]
 
     return once
@@ -210,7 +219,7 @@ def _follow_repository(follower: Pipeline, store: JobStore, name: str,
         repo.workspace.sync()
         return outcomes.follow(ledger=repos.RepoLedger(store, name), forge=repo.forge, cluster=follower.cluster,
                                workspace=repo.workspace, windows=follower.policy.outcomes, outbox=store.add_run,
-                               clock=clock)
+                               clock=clock, clusters=per_cluster(follower))
     except AutofixError as err:
         log.warning("outcomes of a repository not followed", extra={"repo": name, "error": err.message})
         return []

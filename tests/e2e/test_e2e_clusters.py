@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from app.adapters.store import JobStore
 from app.demo import seed_bare_repo
 from tests.conftest import ROOT, SCENARIOS
 from tests.fakes.github_api import FakeGitHub
@@ -123,6 +124,19 @@ def test_alert_is_handled_in_the_cluster_its_label_names(tmp_path: Path) -> None
                                      "(configured: hub, spoke-a, spoke-b)")
         assert unlabelled["outcome"] == "skipped"
         assert "the alert has no 'cluster' label" in unlabelled["reason"]
+        # Skipped by the router, recorded as a pipeline's skip is: a record key and a run record in the outbox.
+        skips = {r["record_id"]: r for r in (unknown, unlabelled)}
+        assert len(skips) == 2 and all(skips), (unknown, unlabelled)
+        store = JobStore(tmp_path / "data" / "jobs.sqlite3")
+        try:
+            for key, skipped in skips.items():
+                export = store.export_of(key)
+                assert export is not None, key
+                tags = export.run.record.tags
+                assert (tags["outcome"], tags["reason"], tags["autofix_record"]) == ("skipped", skipped["reason"], key)
+                assert tags["fingerprint"] == skipped["fingerprint"]
+        finally:
+            store.close()
 
         [pr] = [r.body for r in gh.requests_to("POST", "/pulls")]
         # Diagnosed from spoke-a's pods and events, the fix found through the hub's Application for spoke-a.
