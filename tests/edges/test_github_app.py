@@ -16,7 +16,7 @@ from app.adapters.workspace import GitWorkspace
 from app.errors import ConfigError, PermanentError
 from app.forges.github import AppCredentials, GitHubForge
 from app.wiring import build_forge
-from tests.fakes.github_api import FakeApp, FakeGitHub
+from tests.fakes.github_api import FakeApp, FakeGitHub, app_key_pair
 
 APP_ID = 123456
 INSTALLATION = 4242
@@ -25,12 +25,7 @@ FAST = {"write_spacing": 0.0, "request_spacing": 0.0, "backoff": 0.01, "max_wait
 
 @pytest.fixture(scope="module")
 def key_pair() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    return private, public
+    return app_key_pair()
 
 
 @pytest.fixture

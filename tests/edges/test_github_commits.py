@@ -13,8 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from app import settings as settings_mod
 from app.adapters.workspace import GitWorkspace
@@ -25,7 +23,7 @@ from app.forges.github_commits import ApiCommitWorkspace, commit_message, traile
 from app.forges.local import LocalForge
 from app.wiring import commit_workspace
 from tests.conftest import EXAMPLES
-from tests.fakes.github_api import APP_SLUG, BOT_USER_ID, FakeApp, FakeGitHub
+from tests.fakes.github_api import APP_SLUG, BOT_USER_ID, FakeApp, FakeGitHub, app_key_pair
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -47,12 +45,7 @@ def git(bare: Path, *argv: str, env: dict[str, str] | None = None) -> str:
 
 @pytest.fixture(scope="module")
 def key_pair() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    return private, public
+    return app_key_pair()
 
 
 @pytest.fixture

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.server
-import json
 import os
 import subprocess
 import tempfile
@@ -26,11 +24,15 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from tests.fakes.holds import Hold, Holds
+from tests.fakes.http_base import Fault, JsonHandler, LoopbackServer, Recorded
+from tests.fakes.http_base import fake_sha as _sha
 
 DOCS = "https://docs.github.com/rest"
 SECONDARY_RATE_LIMIT = {
@@ -41,29 +43,6 @@ PRIMARY_RATE_LIMIT = {
     "message": "API rate limit exceeded for installation ID 1.",
     "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
 }
-
-
-@dataclass(frozen=True)
-class Recorded:
-    method: str
-    path: str  # without the Enterprise prefix
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: Any
-    at: float = field(default_factory=time.monotonic)  # arrival (monotonic clock): gaps between requests
-
-
-@dataclass
-class _Fault:
-    status: int
-    headers: dict[str, str]
-    body: Any
-    method: str | None = None
-    path: str | None = None
-    processed: bool = False
-
-    def matches(self, method: str, path: str) -> bool:
-        return (self.method in (None, method)) and (self.path is None or path.endswith(self.path))
 
 
 @dataclass
@@ -82,12 +61,22 @@ class FakeApp:
         return expires is not None and expires > datetime.now(UTC)
 
 
+def app_key_pair() -> tuple[str, str]:
+    """A new GitHub App key, as PEM: (the private key the bot is configured with, the public key ``FakeApp`` checks)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return private, public
+
+
 @dataclass
 class _State:
     pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
     comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     issues: dict[int, dict[str, Any]] = field(default_factory=dict)  # plain issues (numbers shared with pulls)
-    faults: deque[_Fault] = field(default_factory=deque)
+    faults: deque[Fault] = field(default_factory=deque)
     next_id: int = 1000
 
 
@@ -95,12 +84,16 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _sha(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()  # noqa: S324 - a fake commit id, not security
+class _Handler(JsonHandler):
+    request_id = ("X-GitHub-Request-Id", "FAKE:0001")
+    json_type = "application/json; charset=utf-8"
 
 
-class FakeGitHub:
+class FakeGitHub(LoopbackServer):
     """GitHub REST fake for one repository ("owner/name")."""
+
+    handler_class = _Handler
+    thread_name = "fake-github"
 
     def __init__(self, repo: str = "owner/name", *, token: str = "test-token", prefix: str = "",
                  app: FakeApp | None = None, git_dir: Path | None = None) -> None:
@@ -120,30 +113,8 @@ class FakeGitHub:
         self._state = _State()
         self._files: dict[int, dict[str, str]] = {}  # PR number -> path -> patch (seeded PRs)
         self._lock = threading.Lock()
-        self._server: http.server.ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------------------
-
-    def __enter__(self) -> FakeGitHub:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        fake = self
-
-        class Handler(_Handler):
-            owner = fake
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-github",
-                                        daemon=True)
-        self._thread.start()
 
     def hold(self, method: str, path_suffix: str) -> Hold:
         """Block the next ``method`` request whose path ends with ``path_suffix`` (see tests.fakes.holds)."""
@@ -151,15 +122,11 @@ class FakeGitHub:
 
     def stop(self) -> None:
         self.holds.stop()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        super().stop()
 
     @property
     def api_url(self) -> str:
-        assert self._server is not None, "start the fake first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}{self.prefix}"
+        return f"{self.root_url}{self.prefix}"
 
     # ---- state for tests ----------------------------------------------------------------------------
 
@@ -187,7 +154,7 @@ class FakeGitHub:
         default = {"message": "Server Error"} if status >= 500 else {"message": "Error"}
         with self._lock:
             for _ in range(n):
-                self._state.faults.append(_Fault(status, dict(headers or {}), default if body is None else body,
+                self._state.faults.append(Fault(status, dict(headers or {}), default if body is None else body,
                                                  method=method, path=path, processed=processed))
 
     def recover(self) -> None:
@@ -788,32 +755,3 @@ def _invalid(message: str) -> tuple[int, dict[str, str], Any]:
 
 def _not_found() -> tuple[int, dict[str, str], Any]:
     return 404, {}, {"message": "Not Found", "documentation_url": DOCS, "status": "404"}
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as requests expects
-    disable_nagle_algorithm = True  # headers and body go out in two writes: avoid 40 ms delayed-ACK stalls
-    owner: FakeGitHub
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = raw.decode("utf-8", errors="replace")
-        status, headers, payload = self.owner.handle(self.command, self.path, dict(self.headers), body)
-        data = b"" if payload is None else json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("X-GitHub-Request-Id", "FAKE:0001")
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve  # noqa: N815 - http.server API
-
-    def log_message(self, *args: Any) -> None:
-        pass

@@ -14,17 +14,14 @@ who are not project members are dropped without an error. Every request is recor
 
 from __future__ import annotations
 
-import hashlib
-import http.server
-import json
 import threading
-import time
 from collections import deque
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+
+from tests.fakes.http_base import Fault, JsonHandler, LoopbackServer, Recorded
+from tests.fakes.http_base import fake_sha as _sha
 
 API = "/api/v4"
 DEFAULT_PER_PAGE = 20
@@ -32,39 +29,27 @@ MAX_PER_PAGE = 100
 PROJECT_NOT_FOUND = {"message": "404 Project Not Found"}
 
 
-@dataclass(frozen=True)
-class Recorded:
-    method: str
-    path: str  # as sent, still URL-encoded, without /api/v4
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: Any
-    at: float = field(default_factory=time.monotonic)
-
-
-@dataclass
-class _Fault:
-    status: int
-    headers: dict[str, str]
-    body: Any
-    method: str | None = None
-    path: str | None = None
-    processed: bool = False
-
-    def matches(self, method: str, path: str) -> bool:
-        return self.method in (None, method) and (self.path is None or path.endswith(self.path))
-
-
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
-def _sha(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()  # noqa: S324 - a fake commit id, not security
+class _Handler(JsonHandler):
+    request_id = ("X-Request-Id", "01FAKEGITLAB")
+
+    def not_json(self, raw: bytes) -> Any:
+        return dict(parse_qsl(raw.decode("utf-8", errors="replace")))  # a form-encoded body
+
+    def encode(self, payload: Any) -> tuple[str, bytes]:
+        if isinstance(payload, str):  # GitLab's throttle answers plain text
+            return "text/plain", payload.encode()
+        return super().encode(payload)
 
 
-class FakeGitLab:
+class FakeGitLab(LoopbackServer):
     """GitLab REST fake for one project ("group/name" or "group/sub/name")."""
+
+    handler_class = _Handler
+    thread_name = "fake-gitlab"
 
     def __init__(self, project: str = "acme/gitops", *, token: str = "glpat-test", project_id: int = 42,
                  bot: str = "project_42_bot_autofix", access_level: int = 30) -> None:
@@ -81,41 +66,15 @@ class FakeGitLab:
         self.issues: dict[int, dict[str, Any]] = {}
         self.diffs: dict[int, dict[str, str]] = {}  # iid -> path -> diff hunks
         self.requests: list[Recorded] = []
-        self._faults: deque[_Fault] = deque()
+        self._faults: deque[Fault] = deque()
         self._next_id = 5000
         self._lock = threading.Lock()
-        self._server: http.server.ThreadingHTTPServer | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------------------
 
-    def __enter__(self) -> FakeGitLab:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        fake = self
-
-        class Handler(_Handler):
-            owner = fake
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-gitlab", daemon=True).start()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
     @property
     def url(self) -> str:
-        assert self._server is not None, "start the fake first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self.root_url
 
     @property
     def web(self) -> str:
@@ -139,7 +98,7 @@ class FakeGitLab:
             default = "Retry later\n"  # GitLab's throttle (Rack::Attack) answers plain text
         with self._lock:
             for _ in range(n):
-                self._faults.append(_Fault(status, dict(headers or {}), default if body is None else body,
+                self._faults.append(Fault(status, dict(headers or {}), default if body is None else body,
                                            method=method, path=path, processed=processed))
 
     def requests_to(self, method: str, suffix: str = "") -> list[Recorded]:
@@ -423,33 +382,3 @@ def _names(value: Any) -> list[str]:
 
 def _stamp(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    owner: FakeGitLab
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = dict(parse_qsl(raw.decode("utf-8", errors="replace")))  # a form-encoded body
-        status, headers, payload = self.owner.handle(self.command, self.path, dict(self.headers), body)
-        text = isinstance(payload, str)
-        data = b"" if payload is None else payload.encode() if text else json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain" if text else "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("X-Request-Id", "01FAKEGITLAB")
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = do_POST = do_PUT = do_DELETE = _serve  # noqa: N815 - http.server API
-
-    def log_message(self, *args: Any) -> None:
-        pass

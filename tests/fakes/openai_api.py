@@ -16,8 +16,9 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
+
+from tests.fakes.http_base import LoopbackServer
 
 
 @dataclass(frozen=True)
@@ -47,79 +48,6 @@ class Reply:
     prompt_tokens: int | None = None
     completion_tokens: int = 0
     error: dict[str, Any] = field(default_factory=dict)
-
-
-class FakeOpenAI:
-    """OpenAI-compatible fake; ``base_url`` ends in /v1 like the real API's."""
-
-    def __init__(self, *, api_key: str = "sk-test-fake-0123456789abcdefghijkl", models: tuple[str, ...] = ("gpt-4o-mini",)) -> None:
-        self.api_key = api_key
-        self.models = models
-        self.requests: list[Recorded] = []
-        self.schema_errors: list[str] = []
-        self._replies: deque[Reply] = deque()
-        self._lock = threading.Lock()
-        self._server: http.server.ThreadingHTTPServer | None = None
-
-    # ---- lifecycle -----------------------------------------------------------------------------------
-
-    def __enter__(self) -> FakeOpenAI:
-        fake = self
-
-        class Handler(_Handler):
-            owner = fake
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-openai", daemon=True).start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None, "start the fake first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
-
-    # ---- scripting -----------------------------------------------------------------------------------
-
-    def reply_json(self, value: dict[str, Any], *, delay: float = 0.0, completion_tokens: int = 0) -> None:
-        content = json.dumps(value)
-        self._push(Reply(content=content, check_schema=True, delay=delay,
-                         completion_tokens=completion_tokens or max(1, len(content) // 4)))
-
-    def reply_content(self, content: str, *, finish_reason: str = "stop") -> None:
-        self._push(Reply(content=content, finish_reason=finish_reason, completion_tokens=max(1, len(content) // 4)))
-
-    def reply_refusal(self, text: str = "I'm sorry, I can't help with that request.") -> None:
-        self._push(Reply(refusal=text, completion_tokens=12))
-
-    def reply_status(self, status: int, message: str = "The server had an error while processing your request.",
-                     *, delay: float = 0.0) -> None:
-        kind = "server_error" if status >= 500 else "invalid_request_error"
-        self._push(Reply(status=status, delay=delay,
-                         error={"error": {"message": message, "type": kind, "param": None, "code": None}}))
-
-    def _push(self, reply: Reply) -> None:
-        with self._lock:
-            self._replies.append(reply)
-
-    def chat_requests(self) -> list[Recorded]:
-        return [r for r in self.requests if r.path.endswith("/chat/completions")]
-
-    # ---- serving -------------------------------------------------------------------------------------
-
-    def _next(self) -> Reply:
-        with self._lock:
-            if self._replies:
-                return self._replies.popleft()
-        return Reply(status=500, error={"error": {"message": "fake: no scripted reply", "type": "server_error",
-                                                  "param": None, "code": None}})
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -178,6 +106,62 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                                        "type": "server_error", "param": None, "code": None}})
             return
         self._send(200, _completion(body, reply))
+
+
+class FakeOpenAI(LoopbackServer):
+    """OpenAI-compatible fake; ``base_url`` ends in /v1 like the real API's."""
+
+    handler_class = _Handler
+    thread_name = "fake-openai"
+
+    def __init__(self, *, api_key: str = "sk-test-fake-0123456789abcdefghijkl", models: tuple[str, ...] = ("gpt-4o-mini",)) -> None:
+        self.api_key = api_key
+        self.models = models
+        self.requests: list[Recorded] = []
+        self.schema_errors: list[str] = []
+        self._replies: deque[Reply] = deque()
+        self._lock = threading.Lock()
+
+    # ---- lifecycle -----------------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.root_url}/v1"
+
+    # ---- scripting -----------------------------------------------------------------------------------
+
+    def reply_json(self, value: dict[str, Any], *, delay: float = 0.0, completion_tokens: int = 0) -> None:
+        content = json.dumps(value)
+        self._push(Reply(content=content, check_schema=True, delay=delay,
+                         completion_tokens=completion_tokens or max(1, len(content) // 4)))
+
+    def reply_content(self, content: str, *, finish_reason: str = "stop") -> None:
+        self._push(Reply(content=content, finish_reason=finish_reason, completion_tokens=max(1, len(content) // 4)))
+
+    def reply_refusal(self, text: str = "I'm sorry, I can't help with that request.") -> None:
+        self._push(Reply(refusal=text, completion_tokens=12))
+
+    def reply_status(self, status: int, message: str = "The server had an error while processing your request.",
+                     *, delay: float = 0.0) -> None:
+        kind = "server_error" if status >= 500 else "invalid_request_error"
+        self._push(Reply(status=status, delay=delay,
+                         error={"error": {"message": message, "type": kind, "param": None, "code": None}}))
+
+    def _push(self, reply: Reply) -> None:
+        with self._lock:
+            self._replies.append(reply)
+
+    def chat_requests(self) -> list[Recorded]:
+        return [r for r in self.requests if r.path.endswith("/chat/completions")]
+
+    # ---- serving -------------------------------------------------------------------------------------
+
+    def _next(self) -> Reply:
+        with self._lock:
+            if self._replies:
+                return self._replies.popleft()
+        return Reply(status=500, error={"error": {"message": "fake: no scripted reply", "type": "server_error",
+                                                  "param": None, "code": None}})
 
 
 def _schema_problem(body: Any, content: str) -> str | None:

@@ -62,9 +62,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 
 from app import quantities
+from tests.fakes.http_base import StartStop
 
 MINUTE = 60.0
 HOUR = 3600.0
@@ -411,7 +411,7 @@ def build_blocks(blocks: dict[int, str], data: Path, *, workdir: Path) -> None:
             future.result()
 
 
-class PrometheusServer:
+class PrometheusServer(StartStop):
     """The real ``prometheus`` on 127.0.0.1 over a scenario's series (or an OpenMetrics text), stopped on exit."""
 
     def __init__(self, scenario: Scenario | None, directory: Path, *, openmetrics: str | None = None,
@@ -432,14 +432,6 @@ class PrometheusServer:
     @property
     def url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> PrometheusServer:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
     def start(self) -> None:
         binary = shutil.which("prometheus")
