@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -29,9 +28,9 @@ import yaml
 
 from app.demo import seed_bare_repo
 from tests.conftest import EXAMPLES, ROOT, SCENARIOS
-from tests.edges.test_api import free_port
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.kube_api import KubeApiFake
+from tests.serve import serving
 
 pytestmark = pytest.mark.e2e
 
@@ -178,25 +177,11 @@ def forge_outputs(gh: FakeGitHub) -> dict[str, str]:
 
 def serve_one_alert(env: dict[str, str], payload: dict[str, Any], tmp_path: Path) -> dict[str, str]:
     """`autofix serve` as deployed: post the alert, wait for the job, read /jobs and /metrics, stop it."""
-    port = free_port()
     out, err = tmp_path / "serve.out", tmp_path / "serve.err"
-    with out.open("w") as stdout, err.open("w") as stderr:
-        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "-v", "serve", "--port", str(port)], env=env,
-                                cwd=ROOT, stdout=stdout, stderr=stderr)
     outputs: dict[str, str] = {}
-    try:
-        base = f"http://127.0.0.1:{port}"
+    with serving(env, out=out, err=err, verbose=True, start_seconds=60) as served:
+        base = served.base
         headers = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, err.read_text()
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "autofix serve did not start"
-            time.sleep(0.2)
         accepted = httpx.post(f"{base}/webhooks/alertmanager", json=payload, headers=headers, timeout=10)
         assert accepted.status_code == 202, accepted.text
         [job_id] = accepted.json()["jobs"]
@@ -219,13 +204,6 @@ def serve_one_alert(env: dict[str, str], payload: dict[str, Any], tmp_path: Path
             assert time.monotonic() < deadline, [line for line in page.splitlines() if "export" in line]
             time.sleep(0.3)
         outputs["GET /metrics"] = page
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     outputs["serve stdout"] = out.read_text()
     outputs["serve stderr"] = err.read_text()
     return outputs

@@ -14,8 +14,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from tests.conftest import EXAMPLES, ROOT
 from tests.edges.test_api import free_port
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.kube_api import KubeApiFake
+from tests.serve import answers, serving, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -37,20 +37,6 @@ GH_TOKEN = "ghs_outbox_token_0123456789abcdefghij"
 WEBHOOK_TOKEN = "outbox-webhook-token-7c1d"
 DEMO = EXAMPLES / "demo"
 HEADERS = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
-
-
-def wait_for(check: Callable[[], bool], what: str, *, seconds: float = 90) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
-
-
-def answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 @contextmanager
@@ -72,26 +58,6 @@ def mlflow_server(root: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
-
-
-@contextmanager
-def serve(env: dict[str, str], out: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    port = free_port()
-    with out.open("ab") as stream:
-        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "-v", "serve", "--port", str(port)], env=env,
-                                cwd=ROOT, stdout=stream, stderr=stream)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: proc.poll() is None and answers(f"{base}/healthz"), "autofix serve to start")
-        yield proc, base
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def post_and_wait(base: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
@@ -149,7 +115,8 @@ def test_prs_open_while_mlflow_is_down_and_each_run_lands_once_when_it_is_back(t
                "AUTOFIX_DATA_DIR": str(data), "AUTOFIX_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "MLFLOW_TRACKING_URI": uri}
 
         # 1. MLflow is down: the PR opens, both records wait; then the service is SIGKILLed before any export.
-        with serve(env, tmp_path / "serve-1.log") as (first, base):
+        with serving(env, out=tmp_path / "serve-1.log", verbose=True) as first:
+            base = first.base
             jobs = sorted(post_and_wait(base, payload), key=lambda j: j["result"]["outcome"] != "pr_opened")
             assert [j["result"]["outcome"] for j in jobs] == ["pr_opened", "duplicate"], jobs
             assert backlog(data)["pending"] == 2
@@ -161,13 +128,14 @@ def test_prs_open_while_mlflow_is_down_and_each_run_lands_once_when_it_is_back(t
             scraped = httpx.get(f"{base}/metrics", timeout=10).text
             assert 'autofix_export_backlog{state="pending"} 2.0' in scraped
             assert 'autofix_dependency_errors_total{dependency="mlflow",kind="refused"}' in scraped
-            first.send_signal(signal.SIGKILL)
-            first.wait(timeout=10)
+            first.proc.send_signal(signal.SIGKILL)
+            first.proc.wait(timeout=10)
         [pr] = gh.pulls.values()
         assert "autofix_record=" in pr["body"], "the PR names the record it waits for"
 
         # 2. MLflow is back, the service starts again: the records left are exported, once, and the PR linked.
-        with mlflow_server(tmp_path, mlflow_port), serve(env, tmp_path / "serve-2.log") as (_, base):
+        with mlflow_server(tmp_path, mlflow_port), serving(env, out=tmp_path / "serve-2.log", verbose=True) as second:
+            base = second.base
             wait_for(lambda: backlog(data)["pending"] + backlog(data)["linking"] == 0, "the outbox to empty")
             runs = runs_by_record(uri)
             assert sorted(runs) == sorted(j["result"]["record_id"] for j in jobs)
@@ -186,7 +154,8 @@ def test_prs_open_while_mlflow_is_down_and_each_run_lands_once_when_it_is_back(t
 
         # 3. MLflow stops while the service runs: the next alert is decided at once, its record waits, then lands.
         again = {**payload, "alerts": [{**payload["alerts"][0], "startsAt": "2026-12-01T10:00:00Z"}]}
-        with serve(env, tmp_path / "serve-3.log") as (_, base):
+        with serving(env, out=tmp_path / "serve-3.log", verbose=True) as third:
+            base = third.base
             [job] = post_and_wait(base, again)
             assert job["result"]["outcome"] == "duplicate"
             assert backlog(data)["pending"] == 1

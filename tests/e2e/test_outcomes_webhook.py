@@ -30,10 +30,11 @@ from app.demo import seed_bare_repo
 from app.ports import Remediation
 from app.settings import DEFAULT_POLICY_DIR
 from tests.conftest import ROOT, mlflow_run
-from tests.e2e.test_outbox import GH_TOKEN, WEBHOOK_TOKEN, post_and_wait, serve, wait_for
+from tests.e2e.test_outbox import GH_TOKEN, WEBHOOK_TOKEN, post_and_wait
 from tests.e2e.test_outcomes import BRANCH, DEMO, LIMIT, _git, _human
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.kube_api import KubeApiFake
+from tests.serve import serving, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 
@@ -151,7 +152,8 @@ def _exported(tmp_path: Path, record_id: str) -> bool:
 def test_merged_synced_by_argo_resolved_through_the_webhook_is_effective(tmp_path: Path, mlflow_uri: str) -> None:
     with FakeGitHub("acme/gitops", token=GH_TOKEN) as gh, KubeApiFake.from_snapshot(DEMO / "cluster.json") as kube:
         env = _env(tmp_path, gh, kube, mlflow_uri)
-        with serve(env, tmp_path / "serve.log") as (_, base):
+        with serving(env, out=tmp_path / "serve.log", verbose=True) as served:
+            base = served.base
             opened, number, merged_at = _open_and_merge(tmp_path, gh, kube, base)
             resolved_at = float(int(time.time()))  # Alertmanager's endsAt: the alert resolved after the merge
             [job] = post_and_wait(base, _alert(status="resolved", ends_at=_iso(resolved_at)))
@@ -186,7 +188,8 @@ def test_merged_fix_whose_alert_fires_again_through_the_webhook_is_ineffective(t
                                                                                mlflow_uri: str) -> None:
     with FakeGitHub("acme/gitops", token=GH_TOKEN) as gh, KubeApiFake.from_snapshot(DEMO / "cluster.json") as kube:
         env = _env(tmp_path, gh, kube, mlflow_uri)
-        with serve(env, tmp_path / "serve.log") as (_, base):
+        with serving(env, out=tmp_path / "serve.log", verbose=True) as served:
+            base = served.base
             opened, number, merged_at = _open_and_merge(tmp_path, gh, kube, base)
             # The pod crash-loops again after the rollout: a new firing (a later startsAt) of the same alert.
             [job] = post_and_wait(base, _alert(status="firing", starts_at=_iso(time.time())))

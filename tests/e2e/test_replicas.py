@@ -14,9 +14,7 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from tests.edges.test_api import free_port
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.kube_api import KubeApiFake
 from tests.fakes.postgres import PostgresServer
+from tests.serve import Served, launch, stop, wait_for, wait_healthy
 
 pytestmark = pytest.mark.e2e
 
@@ -46,49 +45,23 @@ BUDGETED = (4, 5, 6, 7)  # the second phase: one alert each, a budget of 2 PRs p
 REPLICAS = 3
 
 
-def wait_for(check: Callable[[], bool], what: str, *, seconds: float = 45) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-
-
-def answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
 @contextmanager
 def replicas(env: dict[str, str], work: Path, phase: str) -> Iterator[list[tuple[subprocess.Popen[bytes], str]]]:
     """Three `autofix serve` on one database, each with its own data dir (its checkout) and port."""
-    started: list[tuple[subprocess.Popen[bytes], str]] = []
+    started: list[Served] = []
     try:
-        for n in range(REPLICAS):
-            port = free_port()
-            with (work / f"{phase}-serve-{n}.log").open("ab") as out:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=ROOT, stdout=out, stderr=out,
-                    env={**env, "AUTOFIX_DATA_DIR": str(work / f"{phase}-data-{n}")})
-            started.append((proc, f"http://127.0.0.1:{port}"))
-        for proc, base in started:
-            wait_for(lambda p=proc, b=base: p.poll() is None and answers(f"{b}/healthz"), f"replica {base} to start")
-        yield started
+        for n in range(REPLICAS):  # all launched before any is waited for: they start side by side
+            started.append(launch({**env, "AUTOFIX_DATA_DIR": str(work / f"{phase}-data-{n}")},
+                                  out=work / f"{phase}-serve-{n}.log"))
+        for served in started:
+            wait_healthy(served, seconds=45)
+        yield [(served.proc, served.base) for served in started]
     except BaseException:
         for log in sorted(work.glob(f"{phase}-serve-*.log")):
             print(f"--- {log.name}\n{log.read_text(errors='replace')[-6000:]}")
         raise
     finally:
-        for proc, _ in started:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc, _ in started:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(*(served.proc for served in started), seconds=30)
 
 
 def post(base: str, alerts: list[dict[str, Any]]) -> list[int]:

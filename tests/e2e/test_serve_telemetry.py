@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,9 +22,9 @@ import httpx
 import pytest
 
 from app.demo import seed_bare_repo
-from tests.conftest import EXAMPLES, ROOT
-from tests.edges.test_api import free_port
+from tests.conftest import EXAMPLES
 from tests.fakes.kube_api import KubeApiFake
+from tests.serve import serving
 
 pytestmark = pytest.mark.e2e
 
@@ -62,8 +61,6 @@ def scrape_series(text: str) -> dict[str, float]:
 def test_serve_logs_json_lines_and_exposes_metrics_promtool_accepts(tmp_path: Path) -> None:
     bare = tmp_path / "gitops.git"
     seed_bare_repo(DEMO / "repo", bare)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     stderr_path = tmp_path / "serve.stderr"
     with KubeApiFake.from_snapshot(DEMO / "cluster.json") as kube:
         env = {**os.environ, "KUBECONFIG": str(kube.write_kubeconfig(tmp_path / "kubeconfig")),
@@ -71,12 +68,8 @@ def test_serve_logs_json_lines_and_exposes_metrics_promtool_accepts(tmp_path: Pa
                "AUTOFIX_DATA_DIR": str(tmp_path / "data"), "AUTOFIX_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
                "LOG_FORMAT": "json"}
         env.pop("LOG_LEVEL", None)  # serve's own default: INFO
-        with stderr_path.open("wb") as stderr:
-            proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], env=env,
-                                    cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
-        try:
-            wait_for(lambda: proc.poll() is None and httpx.get(f"{base}/healthz", timeout=2).status_code == 200,
-                     "autofix serve to start")
+        with serving(env, out=tmp_path / "serve.stdout", err=stderr_path, stop_seconds=60) as served:
+            base = served.base
             refused = httpx.post(f"{base}/webhooks/alertmanager", content=b'{"version": "4"}',
                                  headers={"Authorization": f"Bearer {WRONG_TOKEN}"}, timeout=10)
             assert refused.status_code == 401
@@ -89,15 +82,8 @@ def test_serve_logs_json_lines_and_exposes_metrics_promtool_accepts(tmp_path: Pa
             opened = [j for j in jobs if j["result"]["outcome"] == "pr_opened"]
             assert len(opened) == 1, jobs
             scraped = httpx.get(f"{base}/metrics", timeout=10).text
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
     # uvicorn re-raises the SIGTERM it handled once it has shut down gracefully.
-    assert proc.returncode in (0, -signal.SIGTERM), stderr_path.read_text()[-3000:]
+    assert served.proc.returncode in (0, -signal.SIGTERM), stderr_path.read_text()[-3000:]
 
     checked = subprocess.run([PROMTOOL, "check", "metrics"], input=scraped, capture_output=True, text=True,
                              timeout=30)
