@@ -295,9 +295,11 @@ class Ledger(Protocol):
 
     def is_empty(self) -> bool: ...
 
-    def publishing(self) -> AbstractContextManager[None]:
+    def publishing(self, *, spacing: float = 0.0) -> AbstractContextManager[None]:
         """Held around the PR budget check, the look for an open PR on the branch, the push, the PR and its
-        ledger row: one at a time across workers, processes and replicas (app/adapters/store.py)."""
+        ledger row: one at a time across workers, processes and replicas (app/adapters/store.py). ``spacing``:
+        seconds another replica waiting for the lock must still wait after it is released (the forge's write
+        spacing, which each process keeps only between its own writes)."""
         ...
 
 

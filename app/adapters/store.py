@@ -674,14 +674,18 @@ class JobStore:
     # --- publishing: one PR decision at a time, across workers, processes and replicas ----------------------
 
     @contextmanager
-    def publishing(self) -> Iterator[None]:
+    def publishing(self, *, spacing: float = 0.0) -> Iterator[None]:
         """Held around the PR budget check, the forge's look for an open PR, the push, the PR and its ledger row
         (app/stages/publish.py), so that neither the budget nor one-PR-per-branch can be overshot by two workers.
 
         Threads of this process wait on a lock; other processes on SQLite on an exclusive ``flock`` of
         ``<store>.publish.lock`` beside the file; other replicas on PostgreSQL on ``pg_advisory_lock`` taken on a
         connection of its own (no statement timeout: the holder may be pushing). The advisory lock is released
-        in ``finally``, and by the server when the connection drops (a replica SIGKILLed while publishing)."""
+        in ``finally``, and by the server when the connection drops (a replica SIGKILLed while publishing).
+
+        ``spacing``: when another replica waits for the lock at release, it is released ``spacing`` seconds late,
+        so that replica's first forge write comes at least that long after this one's last (GitHub asks one App to
+        space its writes; each process spaces only its own). Nobody waiting: released at once."""
         with self._publish_lock:
             if self._url is None:
                 with migrations.file_lock(self.path.with_name(self.path.name + ".publish.lock") if self.path else None):
@@ -692,6 +696,8 @@ class JobStore:
                 yield
             finally:
                 try:
+                    if spacing > 0 and self._publish_waiters(conn):
+                        time.sleep(spacing)
                     conn.execute("SELECT pg_advisory_unlock(?)", (PUBLISH_LOCK_KEY,))
                 except self._dialect.errors:  # the connection is gone, and the lock with it
                     log.warning("publishing lock: connection lost while held", exc_info=True)
@@ -709,6 +715,14 @@ class JobStore:
             self._drop_publish_conn()
             raise StoreUnavailable(f"publishing lock unavailable: {_one_line(err)}") from err
         return self._publish_conn
+
+    @staticmethod
+    def _publish_waiters(conn: sql.PgConnection) -> int:
+        """Sessions waiting for the publishing lock (a bigint advisory key shows as classid/objid, objsubid 1)."""
+        row = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objsubid = 1"
+            " AND ((classid::bigint << 32) | objid::bigint) = ?", (PUBLISH_LOCK_KEY,)).fetchone()
+        return int(row[0])
 
     def _drop_publish_conn(self) -> None:
         if self._publish_conn is not None:

@@ -79,6 +79,7 @@ class GitHubForge:
         self._repo_name = repo
         self._owner = owner
         self._is_app = app is not None
+        self.write_spacing = write_spacing  # also kept between replicas' writes (app/stages/publish.py)
         self._auth: Any = _provided_token(self._token) if app is None else _installation_auth(
             app, repo=repo, api_url=api_url, timeout=timeout)
         self._timeout = _JobBoundTimeout(connect=CONNECT_SECONDS, read=timeout)

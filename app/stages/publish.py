@@ -100,7 +100,7 @@ def publish(*, proposal: Proposal, workload: WorkloadRef, cause: str, changeset:
     # makes the look for an open PR, the budget check, the push, the PR (new or updated) and the ledger record
     # one step across workers, processes and replicas: no second PR for a branch, no overshot budget, no two
     # replicas pushing over each other's update of one PR.
-    with _lock_for(proposal.branch), ledger.publishing():
+    with _lock_for(proposal.branch), ledger.publishing(spacing=getattr(forge, "write_spacing", 0.0)):
         existing = _open_pr(forge, workload, cause, proposal.branch)
         if existing is not None:
             return _with_existing(existing, proposal, changeset=changeset, workspace=workspace, forge=forge,
@@ -112,7 +112,7 @@ def publish(*, proposal: Proposal, workload: WorkloadRef, cause: str, changeset:
                                                     branch=twin.branch, risk=changeset.risk.score))
         opened = _open_new(proposal, workspace=workspace, forge=forge, ledger=ledger, policy=policy, base=base,
                            clock=clock)
-    _request_reviews(forge, opened, workspace=workspace, proposal=proposal)  # after the lock: they spend no budget
+        _request_reviews(forge, opened, workspace=workspace, proposal=proposal)  # writes too: spaced with the others
     return Published(decision=f"PR #{opened.number} opened",
                      end=End(kind="pr_opened", reason=proposal.title, pr_url=opened.url, branch=proposal.branch,
                              risk=changeset.risk.score))

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -373,6 +374,47 @@ def test_the_same_payload_enqueued_by_two_stores_is_one_job(store_location: Path
         b = second.enqueue(payload)
         assert [r.job_id for r in a] == [r.job_id for r in b] and all(r.duplicate for r in b)
         assert first.counts()["queued"] == 2
+    finally:
+        first.close()
+        second.close()
+
+
+def _waiting_for_publishing(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+@pytest.mark.timeout(60)
+def test_a_replica_waiting_to_publish_starts_no_sooner_than_the_forge_spacing(
+        postgres: PostgresServer, postgres_template: str) -> None:
+    """Each process spaces only its own forge writes: the lock keeps that spacing between replicas, by releasing
+    late when (and only when) another replica waits."""
+    url = postgres.create_database(template=postgres_template)
+    first, second = JobStore(url), JobStore(url)
+    acquired_at: list[float] = []
+
+    def take() -> None:
+        with second.publishing(spacing=0.6):
+            acquired_at.append(time.monotonic())
+
+    try:
+        started = time.monotonic()
+        with first.publishing(spacing=30.0):  # alone: released at once, far sooner than 30 s
+            pass
+        assert time.monotonic() - started < 30.0
+        with first.publishing(spacing=0.6):
+            thread = threading.Thread(target=take, daemon=True)
+            thread.start()
+            deadline = time.monotonic() + 20
+            while not _waiting_for_publishing(url):
+                assert time.monotonic() < deadline, "the second replica never queued for the lock"
+                time.sleep(0.02)
+            last_write = time.monotonic()  # the holder's last forge write
+        thread.join(20)
+        assert acquired_at and acquired_at[0] - last_write >= 0.6
     finally:
         first.close()
         second.close()
