@@ -34,8 +34,12 @@ $(VENV)/.test-deps: $(BIN)/autofix
 
 setup-test: $(VENV)/.test-deps
 
+# Two workers (pytest-xdist): most tests wait on subprocesses and servers; 2 matches CI's cores. PYTEST_WORKERS=0:
+# one process.
+PYTEST_WORKERS ?= 2
+
 test: setup-test
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py
