@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -295,11 +295,12 @@ class Ledger(Protocol):
 
     def is_empty(self) -> bool: ...
 
-    def publishing(self, *, spacing: float = 0.0) -> AbstractContextManager[None]:
+    def publishing(self, *, spacing: float | Callable[[], float] = 0.0) -> AbstractContextManager[None]:
         """Held around the PR budget check, the look for an open PR on the branch, the push, the PR and its
         ledger row: one at a time across workers, processes and replicas (app/adapters/store.py). ``spacing``:
         seconds another replica waiting for the lock must still wait after it is released (the forge's write
-        spacing, which each process keeps only between its own writes)."""
+        spacing, which each process keeps only between its own writes); a callable is asked at release (0 when
+        the holder wrote nothing)."""
         ...
 
 

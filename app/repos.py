@@ -413,7 +413,7 @@ class RepoLedger:
     def is_empty(self) -> bool:
         return not self.install.entries(repo=self.repo)
 
-    def publishing(self, *, spacing: float = 0.0) -> AbstractContextManager[None]:
+    def publishing(self, *, spacing: float | Callable[[], float] = 0.0) -> AbstractContextManager[None]:
         """The install's publishing lock: the budget is the install's."""
         return self.install.publishing(spacing=spacing)
 

@@ -674,7 +674,7 @@ class JobStore:
     # --- publishing: one PR decision at a time, across workers, processes and replicas ----------------------
 
     @contextmanager
-    def publishing(self, *, spacing: float = 0.0) -> Iterator[None]:
+    def publishing(self, *, spacing: float | Callable[[], float] = 0.0) -> Iterator[None]:
         """Held around the PR budget check, the forge's look for an open PR, the push, the PR and its ledger row
         (app/stages/publish.py), so that neither the budget nor one-PR-per-branch can be overshot by two workers.
 
@@ -696,8 +696,9 @@ class JobStore:
                 yield
             finally:
                 try:
-                    if spacing > 0 and self._publish_waiters(conn):
-                        time.sleep(spacing)
+                    wait = spacing() if callable(spacing) else spacing
+                    if wait > 0 and self._publish_waiters(conn):
+                        time.sleep(wait)
                     conn.execute("SELECT pg_advisory_unlock(?)", (PUBLISH_LOCK_KEY,))
                 except self._dialect.errors:  # the connection is gone, and the lock with it
                     log.warning("publishing lock: connection lost while held", exc_info=True)

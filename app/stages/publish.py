@@ -100,19 +100,34 @@ def publish(*, proposal: Proposal, workload: WorkloadRef, cause: str, changeset:
     # makes the look for an open PR, the budget check, the push, the PR (new or updated) and the ledger record
     # one step across workers, processes and replicas: no second PR for a branch, no overshot budget, no two
     # replicas pushing over each other's update of one PR.
-    with _lock_for(proposal.branch), ledger.publishing(spacing=getattr(forge, "write_spacing", 0.0)):
-        existing = _open_pr(forge, workload, cause, proposal.branch)
-        if existing is not None:
-            return _with_existing(existing, proposal, changeset=changeset, workspace=workspace, forge=forge,
-                                  ledger=ledger, base=base, clock=clock, run_url=run_url)
-        twin = _same_change_elsewhere(proposal, changeset=changeset, workspace=workspace, forge=forge, ledger=ledger)
-        if twin is not None:
-            said = f"PR #{twin.number} (branch {twin.branch}) already proposes this change"
-            return Published(decision=said, end=End(kind="duplicate", reason=said, pr_url=twin.url,
-                                                    branch=twin.branch, risk=changeset.risk.score))
-        opened = _open_new(proposal, workspace=workspace, forge=forge, ledger=ledger, policy=policy, base=base,
-                           clock=clock)
-        _request_reviews(forge, opened, workspace=workspace, proposal=proposal)  # writes too: spaced with the others
+    done: list[Published] = []
+
+    def spacing() -> float:  # asked at release: only a publication that wrote to the forge makes the next one wait
+        wrote = bool(done) and done[0].end.kind in ("pr_opened", "pr_updated")
+        return float(getattr(forge, "write_spacing", 0.0)) if wrote else 0.0
+
+    with _lock_for(proposal.branch), ledger.publishing(spacing=spacing):
+        done.append(_publish_locked(proposal, workload=workload, cause=cause, changeset=changeset,
+                                    workspace=workspace, forge=forge, ledger=ledger, policy=policy, base=base,
+                                    clock=clock, run_url=run_url))
+    return done[0]
+
+
+def _publish_locked(proposal: Proposal, *, workload: WorkloadRef, cause: str, changeset: ChangeSet,
+                    workspace: Workspace, forge: Forge, ledger: Ledger, policy: Policy, base: str,
+                    clock: Callable[[], float], run_url: str) -> Published:
+    existing = _open_pr(forge, workload, cause, proposal.branch)
+    if existing is not None:
+        return _with_existing(existing, proposal, changeset=changeset, workspace=workspace, forge=forge,
+                              ledger=ledger, base=base, clock=clock, run_url=run_url)
+    twin = _same_change_elsewhere(proposal, changeset=changeset, workspace=workspace, forge=forge, ledger=ledger)
+    if twin is not None:
+        said = f"PR #{twin.number} (branch {twin.branch}) already proposes this change"
+        return Published(decision=said, end=End(kind="duplicate", reason=said, pr_url=twin.url,
+                                                branch=twin.branch, risk=changeset.risk.score))
+    opened = _open_new(proposal, workspace=workspace, forge=forge, ledger=ledger, policy=policy, base=base,
+                       clock=clock)
+    _request_reviews(forge, opened, workspace=workspace, proposal=proposal)  # writes too: spaced with the others
     return Published(decision=f"PR #{opened.number} opened",
                      end=End(kind="pr_opened", reason=proposal.title, pr_url=opened.url, branch=proposal.branch,
                              risk=changeset.risk.score))

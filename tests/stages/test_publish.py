@@ -4,6 +4,8 @@ real bare repository and the local forge: opened, duplicate, updated, budget, a 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -176,3 +178,35 @@ def test_delivery_reads_argocd_and_flux_objects() -> None:
     assert flux is not None and (flux.tool, flux.kind, flux.interval, flux.automated) == ("Flux", "Kustomization",
                                                                                           "10m", True)
     assert publish.delivery([], app=None) is None
+
+
+class RecordingLedger:
+    """The world's ledger, recording what each publication asks the replicas after it to wait (asked at release)."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner, self.waits = inner, []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    @contextmanager
+    def publishing(self, *, spacing: float | Callable[[], float] = 0.0) -> Iterator[None]:
+        with self.inner.publishing():  # type: ignore[attr-defined]
+            yield
+        self.waits.append(spacing() if callable(spacing) else spacing)
+
+
+def test_only_a_publication_that_wrote_makes_the_next_replica_wait_the_forges_spacing(world: World) -> None:
+    world.forge.write_spacing = 1.0  # type: ignore[attr-defined]  # as GitHub's forge (1 s between writes)
+    ledger = RecordingLedger(world.ledger)
+    proposal, changeset = _proposal(world)
+    bigger, bigger_changes = _proposal(world, bump="1Gi")
+    kinds = []
+    for p, c in ((proposal, changeset), (proposal, changeset), (bigger, bigger_changes)):
+        ev = world.evidence()
+        kinds.append(publish.publish(proposal=p, workload=ev.workload, cause="oom_killed", changeset=c,
+                                     workspace=world.workspace, forge=world.forge, ledger=ledger,  # type: ignore[arg-type]
+                                     policy=world.policy, base="main", clock=world.now,
+                                     run_url="https://mlflow.example/#/runs/1").end.kind)
+    assert kinds == ["pr_opened", "duplicate", "pr_updated"]
+    assert ledger.waits == [1.0, 0.0, 1.0]  # a duplicate wrote nothing: nobody waits after it
