@@ -298,6 +298,21 @@ def _write(root: Path, files: Mapping[str, str]) -> None:
         target.write_text(text, encoding="utf-8")
 
 
+def _render(argv: list[str], *, cwd: Path, env: dict[str, str], what: str, renderer: str, directory: str,
+            stdin: str | None = None) -> str:
+    """A renderer's output, run sandboxed within TIMEOUT; a timeout or a failure is a PermanentError that names
+    ``what`` ran (its stderr logged, cut to its end)."""
+    try:
+        proc = subprocess.run(argv, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=TIMEOUT,
+                              check=False, env=env)
+    except subprocess.TimeoutExpired as err:
+        raise PermanentError(f"{what} timed out", code="render_failed") from err
+    if proc.returncode != 0:
+        log.warning("render failed", extra={"renderer": renderer, "dir": directory, "stderr": proc.stderr[-2000:]})
+        raise PermanentError(f"{what} failed: {_why(proc)}", code="render_failed")
+    return proc.stdout
+
+
 def kustomize(files: Mapping[str, str], directory: str, *, tool: Tool | None = None) -> list[dict[str, Any]]:
     """Objects `kustomize build DIRECTORY` (or `kubectl kustomize`) renders from ``files`` (path -> text);
     ``tool``: the program, found on PATH when not given."""
@@ -307,15 +322,9 @@ def kustomize(files: Mapping[str, str], directory: str, *, tool: Tool | None = N
     with tempfile.TemporaryDirectory(prefix="autofix-kustomize-") as tmp:
         root = Path(tmp)
         _write(root, files)
-        try:
-            proc = subprocess.run(_limited(_kustomize_argv(tool, directory)), cwd=root, capture_output=True,
-                                  text=True, timeout=TIMEOUT, check=False, env=sandbox_env(tmp))
-        except subprocess.TimeoutExpired as err:
-            raise PermanentError(f"{tool.label} {directory} timed out", code="render_failed") from err
-    if proc.returncode != 0:
-        log.warning("kustomize render failed", extra={"dir": directory, "stderr": proc.stderr[-2000:]})
-        raise PermanentError(f"{tool.label} {directory} failed: {_why(proc)}", code="render_failed")
-    documents = aliases.load_all(proc.stdout, source=f"{tool.label} {directory or '.'} output")
+        out = _render(_limited(_kustomize_argv(tool, directory)), cwd=root, env=sandbox_env(tmp),
+                      what=f"{tool.label} {directory}", renderer="kustomize", directory=directory)
+    documents = aliases.load_all(out, source=f"{tool.label} {directory or '.'} output")
     return [d for d in documents if isinstance(d, dict)]
 
 
@@ -333,17 +342,11 @@ def helm(files: Mapping[str, str], chart_dir: str, *, values: dict[str, Any], re
         _write(root, files)
         request = json.dumps({"chart": str(root / chart_dir), "values": values, "name": release,
                               "namespace": namespace})
-        try:
-            # The child imports helm_python from our own import path, and nothing else of our environment.
-            env = {**sandbox_env(tmp), "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-            proc = subprocess.run([sys.executable, "-c", _HELM_SCRIPT], input=request, capture_output=True,
-                                  text=True, timeout=TIMEOUT, check=False, cwd=root, env=env)
-        except subprocess.TimeoutExpired as err:
-            raise PermanentError(f"helm render of {chart_dir} timed out", code="render_failed") from err
-    if proc.returncode != 0:
-        log.warning("helm render failed", extra={"dir": chart_dir, "stderr": proc.stderr[-2000:]})
-        raise PermanentError(f"helm render of {chart_dir} failed: {_why(proc)}", code="render_failed")
-    rendered: dict[str, str] = json.loads(proc.stdout)
+        # The child imports helm_python from our own import path, and nothing else of our environment.
+        env = {**sandbox_env(tmp), "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        printed = _render([sys.executable, "-c", _HELM_SCRIPT], cwd=root, env=env, stdin=request,
+                          what=f"helm render of {chart_dir}", renderer="helm", directory=chart_dir)
+    rendered: dict[str, str] = json.loads(printed)
     out: list[dict[str, Any]] = []
     for name in sorted(rendered):
         if name.endswith("NOTES.txt"):
@@ -376,15 +379,9 @@ def _helm_binary(tool: Tool, files: Mapping[str, str], chart_dir: str, *, values
         values_file.write_text(json.dumps(values), encoding="utf-8")
         argv = [tool.path, "template", release, str(root / chart_dir), "--namespace", namespace,
                 "--values", str(values_file)]
-        try:
-            proc = subprocess.run(_limited(argv), cwd=root, capture_output=True, text=True, timeout=TIMEOUT,
-                                  check=False, env=helm_home)
-        except subprocess.TimeoutExpired as err:
-            raise PermanentError(f"helm template {chart_dir} timed out", code="render_failed") from err
-    if proc.returncode != 0:
-        log.warning("helm render failed", extra={"dir": chart_dir, "stderr": proc.stderr[-2000:]})
-        raise PermanentError(f"helm template {chart_dir} failed: {_why(proc)}", code="render_failed")
-    documents = aliases.load_all(proc.stdout, source=f"helm template {chart_dir} output")
+        out = _render(_limited(argv), cwd=root, env=helm_home, what=f"helm template {chart_dir}",
+                      renderer="helm", directory=chart_dir)
+    documents = aliases.load_all(out, source=f"helm template {chart_dir} output")
     return [d for d in documents if isinstance(d, dict)]
 
 

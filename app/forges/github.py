@@ -27,12 +27,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from urllib3.util.timeout import Timeout
 
 from app import deadlines, dependencies
 from app.errors import ConfigError, PermanentError, TemporaryError
+from app.forges import transport
 from app.ports import Issue, PrFile, PullRequest
 
 if TYPE_CHECKING:
@@ -334,18 +334,8 @@ class GitHubForge:
         deadlines.answered(FORGE)
 
     def _transport_error(self, action: str, err: Exception) -> TemporaryError:
-        """No HTTP answer: GitHub did not answer in time, refused the connection, or cannot be reached."""
-        kind = dependencies.kind_of(err)
-        request = getattr(err, "request", None)
-        url = str(getattr(request, "url", "") or "")
-        call = f"{request.method} {urlsplit(url).path}" if request is not None and url else action
-        if kind == dependencies.TIMEOUT:
-            text = f"GitHub did not answer within {self._timeout.last_read():.3g} s ({call})"
-        elif kind == dependencies.REFUSED:
-            text = f"GitHub unreachable: connection refused ({call})"
-        else:
-            text = f"GitHub unreachable while trying to {action}: {type(err).__name__} ({call})"
-        return TemporaryError(text, code="github_unavailable", dependency=FORGE, kind=kind)
+        return transport.unanswered("GitHub", action, err, read_seconds=self._timeout.last_read(),
+                                    code="github_unavailable")
 
     def _github_error(self, action: str, err: Any) -> PermanentError | TemporaryError:
         status: int = err.status

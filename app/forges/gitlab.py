@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import gitlab
 import requests
@@ -39,6 +39,7 @@ from gitlab import exceptions as gl_exceptions
 
 from app import deadlines, dependencies
 from app.errors import ConfigError, PermanentError, TemporaryError
+from app.forges import transport
 from app.ports import Issue, PrFile, PullRequest
 
 log = logging.getLogger(__name__)
@@ -285,22 +286,13 @@ class GitLabForge:
         deadlines.answered(FORGE)
 
     def _transport_error(self, action: str, err: requests.RequestException) -> TemporaryError:
-        kind = dependencies.kind_of(err)
-        request = err.request
-        call = _call(request.method, str(request.url)) if request is not None and request.url else action
-        if kind == dependencies.TIMEOUT:
-            text = f"GitLab did not answer within {self._client.policy.last_read():.3g} s ({call})"
-        elif kind == dependencies.REFUSED:
-            text = f"GitLab unreachable: connection refused ({call})"
-        else:
-            text = f"GitLab unreachable while trying to {action}: {type(err).__name__} ({call})"
-        return TemporaryError(text, code="gitlab_unavailable", dependency=FORGE, kind=kind)
+        return transport.unanswered("GitLab", action, err, read_seconds=self._client.policy.last_read(),
+                                    code="gitlab_unavailable")
 
     def _gitlab_error(self, action: str, err: gl_exceptions.GitlabError) -> PermanentError | TemporaryError:
         status = int(err.response_code or 0)
         answer = self._client.last_response()
-        call = f" ({_call(answer.request.method, str(answer.request.url))})" if answer is not None and \
-            answer.request.url else ""
+        call = f" ({transport.call_of(answer.request, '')})" if answer is not None and answer.request.url else ""
         message = _message(err.error_message)
         text = f"GitLab {status} while trying to {action} on {self._path}: {message}{call}"
         text = text.replace(self._token(), "***")  # GitLab never echoes it, but a proxy's error page might
@@ -513,10 +505,6 @@ def _message(value: Any) -> str:
 def _already_exists(err: gl_exceptions.GitlabError) -> bool:
     return err.response_code == 409 and "another open merge request already exists" in \
         _message(err.error_message).lower()
-
-
-def _call(method: str | None, url: str | None) -> str:
-    return f"{method} {urlsplit(url or '').path}"
 
 
 def _header_wait(headers: Mapping[str, str]) -> float | None:
