@@ -181,6 +181,11 @@ def timeout(seconds: float) -> float:
     return max(min(seconds, deadline.remaining()), MIN_CALL_SECONDS)
 
 
+def shown(seconds: float) -> str:
+    """``seconds`` as a message shows it: a call cut by the budget's last millisecond reads "1 s", not "0.999 s"."""
+    return f"{seconds:.2g}" if seconds < 1 else f"{round(seconds, 1):g}"
+
+
 @contextmanager
 def calling(dependency: str, what: str) -> Iterator[None]:
     """A call to ``dependency`` is in flight for the duration of the block (see the module docstring).

@@ -268,7 +268,7 @@ def _transport_error(err: Exception, call: str, timeout: tuple[float, float]) ->
     """No HTTP answer: the API server did not answer in time, refused the connection, or cannot be reached."""
     kind = dependencies.kind_of(err)
     if kind == dependencies.TIMEOUT:
-        text = f"the Kubernetes API did not answer within {max(timeout):.3g} s ({call})"
+        text = f"the Kubernetes API did not answer within {deadlines.shown(max(timeout))} s ({call})"
     elif kind == dependencies.REFUSED:
         text = f"the Kubernetes API is unreachable: connection refused ({call})"
     else:

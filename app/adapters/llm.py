@@ -85,7 +85,7 @@ class OpenAIAdvisor:
                     messages=[{"role": "system", "content": prompt.system},
                               {"role": "user", "content": prompt.user}])
         except openai.APITimeoutError as err:
-            raise self._failed(f"timed out after {timeout:.3g} s", "llm_timeout", start, None,
+            raise self._failed(f"timed out after {deadlines.shown(timeout)} s", "llm_timeout", start, None,
                                kind=dependencies.TIMEOUT) from err
         except (openai.LengthFinishReasonError, openai.ContentFilterFinishReasonError) as err:
             raise self._failed(f"output cut off ({type(err).__name__})", "llm_invalid_output", start,

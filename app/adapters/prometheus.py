@@ -99,7 +99,7 @@ class PrometheusReader:
                 retry_after = response.headers.get("Retry-After")
         except httpx.TimeoutException as err:
             waited = connect if isinstance(err, httpx.ConnectTimeout | httpx.PoolTimeout) else read
-            raise deadlines.failed(_error(f"no answer within {waited:.3g} s ({call})", dependencies.TIMEOUT)) from err
+            raise deadlines.failed(_error(f"no answer within {deadlines.shown(waited)} s ({call})", dependencies.TIMEOUT)) from err
         except httpx.HTTPError as err:  # connect refused, DNS, TLS, reset, protocol errors
             kind = dependencies.kind_of(err)
             what = "connection refused" if kind == dependencies.REFUSED else f"unreachable: {_first_line(err)}"
@@ -129,7 +129,7 @@ def _read(response: Any, *, until: float, call: str, seconds: float) -> bytes:
                                           dependencies.INVALID_RESPONSE))
         chunks.append(chunk)
         if time.monotonic() > until:
-            raise deadlines.failed(_error(f"no complete answer within {seconds:.3g} s ({call})",
+            raise deadlines.failed(_error(f"no complete answer within {deadlines.shown(seconds)} s ({call})",
                                           dependencies.TIMEOUT))
     return b"".join(chunks)
 

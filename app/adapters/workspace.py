@@ -635,7 +635,7 @@ class GitWorkspace:
         except subprocess.TimeoutExpired as err:
             if network:
                 raise deadlines.failed(TemporaryError(
-                    f"the remote did not answer within {timeout:.3g} s (git {args[0]})", code="git_timeout",
+                    f"the remote did not answer within {deadlines.shown(timeout)} s (git {args[0]})", code="git_timeout",
                     dependency=GIT, kind=dependencies.TIMEOUT)) from err
             raise TemporaryError(f"git {args[0]} timed out after {timeout:.0f}s", code="git_timeout") from err
         except OSError as err:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from app import dependencies
+from app import deadlines, dependencies
 from app.errors import TemporaryError
 
 
@@ -20,7 +20,7 @@ def unanswered(service: str, action: str, err: Exception, *, read_seconds: float
     kind = dependencies.kind_of(err)
     call = call_of(getattr(err, "request", None), action)
     if kind == dependencies.TIMEOUT:
-        text = f"{service} did not answer within {read_seconds:.3g} s ({call})"
+        text = f"{service} did not answer within {deadlines.shown(read_seconds)} s ({call})"
     elif kind == dependencies.REFUSED:
         text = f"{service} unreachable: connection refused ({call})"
     else:

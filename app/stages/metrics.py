@@ -201,7 +201,7 @@ def _out_of_time(allowed: float, current: Planned | None, started: float) -> str
     """The queries' budget ran out: reported to the job's observer as a Prometheus timeout."""
     where = f"; stopped before {current.name}" if current is not None else ""
     log.warning("prometheus queries out of time", extra={"seconds": round(time.monotonic() - started, 3)})
-    err = TemporaryError(f"the queries took longer than {allowed:.3g} s (metrics.budget_seconds){where}",
+    err = TemporaryError(f"the queries took longer than {deadlines.shown(allowed)} s (metrics.budget_seconds){where}",
                          dependency=dependencies.PROMETHEUS,
                          kind=dependencies.TIMEOUT, code="prometheus_unavailable")
     deadlines.failed(err, spend_attempt=False)

@@ -209,3 +209,11 @@ def test_budget_running_out_while_waiting_for_a_dependency_names_it_and_is_tempo
     own = deadlines.Deadline(3, clock=clock)
     clock.now += 3
     assert isinstance(own.error(), deadlines.BudgetExceeded), "the job's own work out of time stays permanent"
+
+
+def test_a_call_cut_by_the_budgets_last_millisecond_reads_as_the_budget() -> None:
+    """deadlines.timeout() hands a call what is left of the budget, a hair under it: the message rounds it back."""
+    from app.deadlines import shown
+
+    assert [shown(s) for s in (0.999, 0.9996, 1.0, 29.98, 30.0, 2.5, 0.25, 0.05)] == \
+        ["1", "1", "1", "30", "30", "2.5", "0.25", "0.05"]
