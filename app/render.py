@@ -57,6 +57,8 @@ DEFAULT_KIND = "Deployment"  # the kind whose branches carry no kind suffix (the
 READABLE_NAME = 63  # names up to this length are shown whole in a branch (the old cut: branches stay the same)
 SHORT_NAME = 40  # a longer or sanitised name keeps this many characters, and the hash tells it apart
 HASH_CHARS = 10
+MAX_BRANCH = 200  # well inside what git, GitHub and GitLab take; the hashed form is at most 195
+SHORT_CLUSTER = 30  # a hashed name keeps this much of the cluster
 OWNER_CHARS = 16
 ZWSP = "\u200b"
 
@@ -126,25 +128,30 @@ def owner(workload: WorkloadRef, cause: str, *, cluster: str | None = None) -> s
 
 
 def branch(workload: WorkloadRef, cause: str, *, cluster: str | None = None) -> str:
-    """``autofix/<namespace>/<name>/<cause>[-<kind>]`` when that is exact and a valid ref, else with a hash.
+    """``autofix/[<cluster>.]<namespace>/<name>/<cause>[-<kind>]`` when that is exact and a valid ref, else with a hash.
 
-    The readable form is used only when every part is a valid Kubernetes name (namespace: DNS label; name:
-    DNS subdomain of at most ``READABLE_NAME`` characters), the cause an identifier, the kind known, no cluster set,
-    and git accepts the result (``x.lock`` is a valid name but not a valid ref component). Otherwise the parts
-    are shortened to ``[a-z0-9-]`` and the last one ends with ``-<10 hex>`` of the full identity: no readable
-    name ends like that, so a hashed name never equals a readable one.
+    The readable form is used only when every part is a valid Kubernetes name (namespace and cluster: DNS labels;
+    name: DNS subdomain of at most ``READABLE_NAME`` characters), the cause an identifier, the kind known, and git
+    accepts the result (``x.lock`` is a valid name but not a valid ref component). A namespace has no dot, so
+    ``<cluster>.<namespace>`` never reads as another cluster's or a cluster-less name, and every name keeps four
+    components (one branch is never the directory of another). Otherwise the parts are shortened to ``[a-z0-9-]``
+    and the last one ends with ``-<10 hex>`` of the full identity: no readable name ends like that, so a hashed name
+    never equals a readable one.
     """
     cluster = cluster or None
     tail = cause.replace("_", "-") + ("" if workload.kind == DEFAULT_KIND else f"-{workload.kind.lower()}")
-    readable = f"{BRANCH_PREFIX}{workload.namespace}/{workload.name}/{tail}"
-    exact = (cluster is None and _readable_cause(cause) and workload.kind in KINDS
+    scope = workload.namespace if cluster is None else f"{cluster}.{workload.namespace}"
+    readable = f"{BRANCH_PREFIX}{scope}/{workload.name}/{tail}"
+    exact = (_readable_cause(cause) and workload.kind in KINDS
              and _DNS_LABEL.fullmatch(workload.namespace) is not None
+             and (cluster is None or _DNS_LABEL.fullmatch(cluster) is not None)
              and _DNS_SUBDOMAIN.fullmatch(workload.name) is not None and len(workload.name) <= READABLE_NAME)
-    if exact and valid_branch(readable):
+    if exact and len(readable) <= MAX_BRANCH and valid_branch(readable):
         return readable
     digest = identity(workload, cause, cluster=cluster)[:HASH_CHARS]
-    return (f"{BRANCH_PREFIX}{_component(workload.namespace, 63)}/{_component(workload.name, SHORT_NAME)}/"
-            f"{_component(tail, 40)}-{digest}")
+    scope = _component(workload.namespace, 63) if cluster is None else \
+        f"{_component(cluster, SHORT_CLUSTER)}-{_component(workload.namespace, 63)}"  # no ".lock" ending
+    return f"{BRANCH_PREFIX}{scope}/{_component(workload.name, SHORT_NAME)}/{_component(tail, 40)}-{digest}"
 
 
 def _readable_cause(cause: str) -> bool:

@@ -153,7 +153,7 @@ def test_alert_is_handled_in_the_cluster_its_label_names(tmp_path: Path) -> None
         # The cluster is part of the branch's identity: the same workload and cause in another cluster never
         # updates (and so replaces) spoke-a's fix. Both spokes deploy the one manifest here, so spoke-b's
         # identical change is the open PR's duplicate, not a second PR.
-        assert opened["branch"].startswith("autofix/shop/checkout/oom-killed-"), opened["branch"]
+        assert opened["branch"] == "autofix/spoke-a.shop/checkout/oom-killed", opened["branch"]
         assert twin["outcome"] == "duplicate", twin
         assert twin["reason"] == f"PR #1 (branch {opened['branch']}) already proposes this change"
         assert any("/pods" in p for p in paths["spoke-b"]), "spoke-b's alert was read from spoke-b"

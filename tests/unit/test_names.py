@@ -53,8 +53,15 @@ CASES = {
     "dns-253": (w(DNS_253), "oom_killed", None, None),
     "dns-253-twin": (w(DNS_253[:-1] + "c"), "oom_killed", None, None),
     "namespace-63": (w("api", namespace="n" * 63), "oom_killed", None, f"autofix/{'n' * 63}/api/oom-killed"),
-    "cluster": (w("checkout"), "oom_killed", "eu-central-1", None),
-    "other-cluster": (w("checkout"), "oom_killed", "us-east-1", None),
+    "cluster": (w("checkout"), "oom_killed", "eu-central-1", "autofix/eu-central-1.shop/checkout/oom-killed"),
+    "other-cluster": (w("checkout"), "oom_killed", "us-east-1", "autofix/us-east-1.shop/checkout/oom-killed"),
+    # a cluster-less namespace never has a dot: "a.b-c" and "a-b.c" are two clusters, not one name
+    "cluster-a": (w("api", namespace="b-c"), "oom_killed", "a", "autofix/a.b-c/api/oom-killed"),
+    "cluster-a-b": (w("api", namespace="c"), "oom_killed", "a-b", "autofix/a-b.c/api/oom-killed"),
+    "cluster-63-statefulset": (w(PREFIX_63, namespace="n" * 63, kind="StatefulSet"), "oom_killed", "c" * 63, None),
+    "cluster-not-a-label": (w("checkout"), "oom_killed", "arn:aws:eks:eu-west-1:123456789012:cluster/prod", None),
+    "cluster-lock-namespace": (w("checkout", namespace="lock"), "oom_killed", "prod", None),  # "prod.lock": not a ref
+    "cluster-with-dot": (w("checkout"), "oom_killed", "prod.eu", None),
     "unknown-kind": (w("checkout", kind="Rollout"), "oom_killed", None, None),
     "cause-looks-like-kind": (w("checkout"), "oom_killed_job", None, None),
     "job-of-that-cause": (w("checkout", kind="Job"), "oom_killed", None, "autofix/shop/checkout/oom-killed-job"),
@@ -82,7 +89,7 @@ def test_branch_is_valid_for_git_and_readable_when_it_can_be(
     name = render.branch(workload, cause, cluster=cluster)
     assert git_accepts(name, tmp_path) == (True, name), name
     assert render.valid_branch(name)
-    assert name.startswith("autofix/") and name.count("/") == 3 and len(name) <= 200, name
+    assert name.startswith("autofix/") and name.count("/") == 3 and len(name) <= render.MAX_BRANCH, name
     if exact is not None:
         assert name == exact
     else:  # shortened or sanitised: the hash of the full identity tells it apart
