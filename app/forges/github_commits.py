@@ -7,6 +7,12 @@ files as blobs (POST /repos/{o}/{r}/git/blobs), one tree on top of the base comm
 fetches the branch so the checkout's later reads (``remote_branch_files``) see it. Every other method is the git
 workspace's: reads, the index and history stay local git.
 
+Each tree entry needs a mode, and the one sent wins over the base tree's: so each changed path is first looked up
+in the base commit's tree (GET .../git/trees/SHA, one directory at a time, each listed once) and keeps its mode
+there, as ``git add`` keeps it in git mode (an executable file stays 100755); a path the base does not have is a
+new regular file (100644). A path that is, or lies under, a symlink (120000) or a submodule (160000) in the base
+is refused before anything is written, as git mode refuses to write through a symlink.
+
 When GitHub marks such a commit verified (docs.github.com, "About commit signature verification", section
 "Signature verification for bots"): only when the request is authenticated as the GitHub App (an installation
 token) and sends no custom author, no custom committer and no signature. So the commit is sent with none of them:
@@ -48,7 +54,12 @@ log = logging.getLogger(__name__)
 BRANCH_PREFIX = "autofix/"  # the bot writes only its own branches (app/adapters/workspace.py, same rule)
 OWNER_TRAILER = "Autofix-Id"  # the trailer git mode writes too: either mode recognises the other's branches
 GITHUB_COMMITTER = "noreply@github.com"  # the committer of every commit GitHub creates and signs
-FILE_MODE = "100644"  # manifests are regular files; the API needs a mode for each entry
+FILE_MODE = "100644"  # a new file: a regular file, as git adds one
+EXECUTABLE_MODE = "100755"
+TREE_MODE = "040000"  # GitHub's tree API spells a directory's mode with the leading 0
+SYMLINK_MODE = "120000"
+SUBMODULE_MODE = "160000"
+_NOT_WRITTEN = {SYMLINK_MODE: "a symlink", SUBMODULE_MODE: "a submodule"}
 _APP_BOT_EMAIL = re.compile(r"^\d+\+[A-Za-z0-9][A-Za-z0-9-]*\[bot\]@users\.noreply\.github\.com$")
 _BRANCH_RE = re.compile(r"^autofix/[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*$")
 _OWNER_RE = re.compile(r"^[0-9a-f]{8,64}$")
@@ -144,11 +155,12 @@ class ApiCommitWorkspace:
         from github import InputGitTreeElement
 
         parent = repo.get_git_commit(base)
+        modes = _base_modes(repo, parent.tree.sha, sorted(changed))  # refuses before any write
         elements = []
         for path in sorted(changed):
             content = base64.b64encode(changed[path].encode("utf-8")).decode("ascii")  # the exact bytes
             blob = repo.create_git_blob(content, "base64")
-            elements.append(InputGitTreeElement(path, FILE_MODE, "blob", sha=blob.sha))
+            elements.append(InputGitTreeElement(path, modes[path], "blob", sha=blob.sha))
         tree = repo.create_git_tree(elements, parent.tree)
         commit = repo.create_git_commit(message, tree, [parent])
         email = str(commit.author.email or "")
@@ -240,6 +252,43 @@ def trailer_values(message: str, key: str) -> list[str]:
     last = paragraphs[-1].splitlines() if paragraphs else []
     prefix = f"{key.lower()}:"
     return [line.split(":", 1)[1].strip() for line in last if line.lower().startswith(prefix)]
+
+
+def _base_modes(repo: Repository, root: str, paths: Sequence[str]) -> dict[str, str]:
+    """Each path's mode in the base tree ``root``: its own for a file there (100644 or 100755), 100644 for a new
+    one. Each directory on the way is listed once (GET .../git/trees/SHA, not recursive: a GitOps monorepo's whole
+    tree can be megabytes); a symlink or submodule on the way, or a directory at the path, is refused."""
+    listed: dict[str, dict[str, tuple[str, str]]] = {}
+
+    def listing(sha: str) -> dict[str, tuple[str, str]]:
+        if sha not in listed:
+            tree = repo.get_git_tree(sha)
+            if tree.raw_data.get("truncated"):  # only past 100,000 entries in one directory
+                raise PermanentError(f"GitHub truncated the listing of tree {sha}: cannot tell the modes of the "
+                                     "changed files", code="tree_truncated")
+            listed[sha] = {e.path: (e.mode, e.sha) for e in tree.tree}
+        return listed[sha]
+
+    modes = {}
+    for path in paths:
+        sha, mode, parts = root, FILE_MODE, path.split("/")
+        for depth, name in enumerate(parts):
+            entry = listing(sha).get(name)
+            if entry is None:
+                mode = FILE_MODE  # not in the base: a new file (in new directories, maybe)
+                break
+            mode, sha = entry
+            at, last = "/".join(parts[:depth + 1]), depth == len(parts) - 1
+            if mode in _NOT_WRITTEN:
+                kind = _NOT_WRITTEN[mode]
+                what = f"refused to write through {kind} {path!r}: it is" if last else \
+                    f"refused path {path!r}: {at} is"
+                raise PermanentError(f"{what} {kind} ({mode}) in the base tree", code="unsafe_path")
+            if last == (mode == TREE_MODE):
+                kind = "a directory" if mode == TREE_MODE else f"a file ({mode})"
+                raise PermanentError(f"refused path {path!r}: {at} is {kind} in the base tree", code="unsafe_path")
+        modes[path] = mode
+    return modes
 
 
 def _branch_ref(repo: Repository, branch: str) -> GitRef | None:

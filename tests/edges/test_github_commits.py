@@ -87,6 +87,12 @@ def git_data(fake: FakeGitHub) -> list[tuple[str, str]]:
             if r.path.startswith(("/repos/acme/gitops/git/", "/repos/acme/gitops/compare/"))]
 
 
+def tree_reads(bare: Path, base: str, path: str) -> list[tuple[str, str]]:
+    """The base tree's directories on the way to ``path``, each listed once to learn the file's mode."""
+    dirs = ["", *("/".join(path.split("/")[:i]) for i in range(1, path.count("/") + 1))]
+    return [("GET", "git/trees/" + git(bare, "rev-parse", f"{base}:{d}").strip()) for d in dirs]
+
+
 def test_fix_commit_is_created_through_the_git_data_api_as_the_app(workspace: ApiCommitWorkspace, fake: FakeGitHub,
                                                                   bare: Path) -> None:
     base = workspace.sync()
@@ -96,8 +102,8 @@ def test_fix_commit_is_created_through_the_git_data_api_as_the_app(workspace: Ap
     pushed = workspace.push_branch(BRANCH, files, message="Raise memory limit\n\nCause: oom_killed\n", owner=OWNER)
 
     assert git_data(fake) == [("GET", f"git/ref/heads/{BRANCH}"), ("GET", f"git/commits/{base}"),
-                              ("POST", "git/blobs"), ("POST", "git/trees"), ("POST", "git/commits"),
-                              ("POST", "git/refs")]
+                              *tree_reads(bare, base, MANIFEST), ("POST", "git/blobs"), ("POST", "git/trees"),
+                              ("POST", "git/commits"), ("POST", "git/refs")]
     [tree] = fake.requests_to("POST", "/git/trees")
     [blob] = fake.requests_to("POST", "/git/blobs")
     base_tree = git(bare, "rev-parse", f"{base}^{{tree}}").strip()
@@ -137,8 +143,8 @@ def test_second_fix_force_updates_the_bots_own_branch(workspace: ApiCommitWorksp
     second = workspace.push_branch(BRANCH, raised(workspace, "1Gi"), message="Raise to 1Gi\n", owner=OWNER)
 
     assert git_data(fake) == [("GET", f"git/ref/heads/{BRANCH}"), ("GET", f"compare/{base}...{first.commit}"),
-                              ("GET", f"git/commits/{base}"), ("POST", "git/blobs"), ("POST", "git/trees"),
-                              ("POST", "git/commits"), ("PATCH", f"git/refs/heads/{BRANCH}")]
+                              ("GET", f"git/commits/{base}"), *tree_reads(bare, base, MANIFEST), ("POST", "git/blobs"),
+                              ("POST", "git/trees"), ("POST", "git/commits"), ("PATCH", f"git/refs/heads/{BRANCH}")]
     [patch] = fake.requests_to("PATCH", f"/git/refs/heads/{BRANCH}")
     assert patch.body == {"sha": second.commit, "force": True}  # not a fast forward: the new fix replaces the old
     assert git(bare, "rev-parse", f"refs/heads/{BRANCH}").strip() == second.commit

@@ -284,7 +284,7 @@ class FakeGitHub(LoopbackServer):
             if self.git_dir is not None and path.startswith((self._repo_path() + "/git/",
                                                              self._repo_path() + "/compare/")):
                 return _GitData(self, self.git_dir).route(method, path[len(self._repo_path()) + 1:], body,
-                                                          as_app=self._as_app(headers))
+                                                          as_app=self._as_app(headers), query=query)
             return self._route(method, path, query, body)
 
     def _as_app(self, headers: dict[str, str]) -> bool:
@@ -554,7 +554,8 @@ class _GitData:
         self.git_dir = git_dir
         self.api = f"{fake.api_url}{fake._repo_path()}"
 
-    def route(self, method: str, rest: str, body: Any, *, as_app: bool) -> tuple[int, dict[str, str], Any]:
+    def route(self, method: str, rest: str, body: Any, *, as_app: bool,
+              query: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
         parts = [unquote(p) for p in rest.split("/")]
         body = body if isinstance(body, dict) else {}
         match method, parts:
@@ -562,6 +563,12 @@ class _GitData:
                 return self.create_blob(body)
             case "POST", ["git", "trees"]:
                 return self.create_tree(body)
+            case "GET", ["git", "trees", sha] if self.kind(sha) in ("tree", "commit"):
+                # GitHub takes a tree or a commit (its tree); any value of ``recursive`` turns recursion on.
+                tree = self.git("rev-parse", f"{sha}^{{tree}}").strip()
+                return 200, {}, self.tree_json(tree, recursive="recursive" in (query or {}))
+            case "GET", ["git", "trees", _]:
+                return _not_found()
             case "POST", ["git", "commits"]:
                 return self.create_commit(body, as_app=as_app)
             case "GET", ["git", "commits", sha] if self.kind(sha) == "commit":
@@ -625,7 +632,10 @@ class _GitData:
                     continue
                 if mode not in ("100644", "100755", "040000", "160000", "120000") or self.kind(sha) != "blob":
                     return _invalid(f"GitRPC::BadObjectState: tree.sha {sha} is not a blob")
-                self.git("update-index", "--add", "--cacheinfo", f"{mode},{sha},{path}", env=env)
+                try:
+                    self.git("update-index", "--add", "--cacheinfo", f"{mode},{sha},{path}", env=env)
+                except RuntimeError:  # a path through a file or a submodule: GitHub refuses the tree too
+                    return _invalid(f"GitRPC::BadObjectState: tree.path {path} conflicts with the base tree")
             tree = self.git("write-tree", env=env).strip()
         return 201, {}, self.tree_json(tree)
 
@@ -705,9 +715,12 @@ class _GitData:
 
     # ---- JSON shapes ----------------------------------------------------------------------------------
 
-    def tree_json(self, tree: str) -> dict[str, Any]:
+    def tree_json(self, tree: str, *, recursive: bool = False) -> dict[str, Any]:
+        """GitHub's tree shape: each entry's mode as a string (a directory's "040000", a symlink's "120000", a
+        submodule's "160000" of type "commit"), a size for blobs only; recursive: every level, trees included."""
         entries = []
-        for line in filter(None, self.git("ls-tree", "-l", tree).splitlines()):
+        listing = self.git("ls-tree", "-l", "-z", *(["-r", "-t"] if recursive else []), tree)
+        for line in filter(None, listing.split("\x00")):
             meta, _, path = line.partition("\t")
             mode, kind, sha, size = meta.split()
             entries.append({"path": path, "mode": mode, "type": kind, "sha": sha,
