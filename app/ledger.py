@@ -375,13 +375,26 @@ def pr_raise(pr: PullRequest, raised: Raise, *, workload: str, name: str, files:
         if old is None or not is_raise(old, new):
             return None
         return Precedent(raised=raised, old=old, new=new, at=_pr_time(pr), pr=pr, tie="ledger marker")
-    patch = next((f.patch for f in files or [] if f.path == raised.file), None)
+    # A file the forge did not show (too large to show) has no hunks to read: not an empty change (hidden_change).
+    patch = next((f.patch for f in files or [] if f.path == raised.file and not f.too_large), None)
     if patch is None or not (single_workload or _mentions(pr, name)):
         return None
     change = _patch_raise(patch, raised.path)
     if change is None:
         return None
     return Precedent(raised=raised, old=change[0], new=change[1], at=_pr_time(pr), pr=pr, tie="changed files")
+
+
+def hidden_change(pr: PullRequest, raised: Raise, *, name: str, files: list[PrFile] | None,
+                  single_workload: bool) -> str | None:
+    """What to say when a labelled PR without a marker, tied to the workload as ``pr_raise`` ties it, changes the
+    raised field's file but the forge did not show its hunks (GitLab's too_large or collapsed): whether it raised
+    the field cannot be read. None otherwise."""
+    if marker_of(pr) is not None or not (single_workload or _mentions(pr, name)):
+        return None
+    if not any(f.path == raised.file and f.too_large for f in files or []):
+        return None
+    return f"#{pr.number} changes {raised.file} but its diff is too large to show: not read"
 
 
 def _pr_time(pr: PullRequest) -> float:

@@ -176,10 +176,12 @@ class PullRequest:
 @dataclass(frozen=True)
 class PrFile:
     """A file a pull request changes, with the forge's patch of it (unified diff hunks; "" when the forge
-    leaves it out: binary, or too large)."""
+    leaves it out: binary, or too large). ``too_large``: the forge changed the file but did not show the hunks
+    (GitLab's ``too_large``/``collapsed``): an empty patch then says nothing about what changed."""
 
     path: str
     patch: str = ""
+    too_large: bool = False
 
 
 class Forge(Protocol):

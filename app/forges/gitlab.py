@@ -80,6 +80,7 @@ class GitLabForge:
             retries=retries, backoff=backoff, max_wait=max_wait, read=timeout, write_spacing=write_spacing))
         # lazy: no GET /projects/:id until a call needs it; the manager paths carry the encoded path.
         self._project: Any = self._client.projects.get(path, lazy=True)
+        self._changes_only = False  # GitLab before 15.7: MR diffs through .../changes (pr_files)
 
     @property
     def project(self) -> str:
@@ -150,12 +151,21 @@ class GitLabForge:
         return _with(pr, merged_by=str(user.get("username") or "") or None)
 
     def pr_files(self, pr: PullRequest) -> list[PrFile]:
-        """GET .../merge_requests/:iid/diffs (GitLab 15.7+, paged): the first MAX_PR_FILES paths and their hunks
-        (``diff``: unified hunks without the file header, "" when GitLab leaves it out as too large)."""
+        """The first MAX_PR_FILES paths the MR changes and their hunks (``diff``: unified hunks without the file
+        header): GET .../merge_requests/:iid/diffs (GitLab 15.7+, paged); a GitLab older than 15.7 answers it 404
+        (no such route), and then, from that answer on, GET .../merge_requests/:iid/changes (one answer, the MR
+        with its ``changes``: the same entries). A file whose hunks GitLab leaves out (``too_large``, or
+        ``collapsed`` past its diff limits: ``diff`` is "") is marked ``too_large``, not read as an empty change."""
         with self._mapped("list merge request diffs"):
-            diffs = self._client.http_list(f"{self._mr_path(pr.number)}/diffs", iterator=True, per_page=PER_PAGE)
-            return [PrFile(path=str(d.get("new_path") or d.get("old_path") or ""), patch=str(d.get("diff") or ""))
-                    for d in itertools.islice(diffs, MAX_PR_FILES)]
+            entries = None if self._changes_only else self._diffs(pr.number)
+            if entries is None:
+                entries = self._changes(pr.number)
+        files = [_pr_file(entry) for entry in entries]
+        hidden = [f.path for f in files if f.too_large]
+        if hidden:
+            log.info("merge request diff too large to show", extra={"pr": pr.number, "paths": hidden[:20],
+                                                                    "project": self._path})
+        return files
 
     def request_reviewers(self, pr: PullRequest, *, reviewers: Sequence[str],
                           teams: Sequence[str]) -> list[tuple[str, str]]:
@@ -264,6 +274,29 @@ class GitLabForge:
                                      "does not list it yet", code="gitlab_mr_race", delay=5.0, dependency=FORGE,
                                      kind=dependencies.HTTP_4XX) from err
             return found
+
+    def _diffs(self, iid: int) -> list[dict[str, Any]] | None:
+        """GET .../diffs, at most MAX_PR_FILES entries; None when this GitLab has no such route (before 15.7)."""
+        try:
+            listed = self._client.http_list(f"{self._mr_path(iid)}/diffs", iterator=True, per_page=PER_PAGE)
+            return [dict(entry) for entry in itertools.islice(listed, MAX_PR_FILES)]
+        except gl_exceptions.GitlabHttpError as err:
+            if err.response_code != 404:
+                raise
+        # An unknown MR is 404 on .../changes as well, and fails there, named; an older GitLab answers it.
+        log.info("gitlab has no merge request diffs endpoint: reading changes", extra={"project": self._path})
+        return None
+
+    def _changes(self, iid: int) -> list[dict[str, Any]]:
+        """GET .../changes (deprecated in 15.7, the only way before): the MR with ``changes``; ``overflow``: GitLab
+        left files out past its diff limits (they are not listed at all)."""
+        answer = self._client.http_get(f"{self._mr_path(iid)}/changes")
+        self._changes_only = True  # answered where .../diffs was not: ask this GitLab the same way from now on
+        mr = answer if isinstance(answer, dict) else {}
+        if mr.get("overflow"):
+            log.warning("merge request changes overflow: gitlab listed only some files",
+                        extra={"pr": iid, "changes_count": mr.get("changes_count"), "project": self._path})
+        return [dict(entry) for entry in (mr.get("changes") or [])[:MAX_PR_FILES]]
 
     def _update(self, iid: int, data: dict[str, Any]) -> dict[str, Any]:
         return dict(self._project.mergerequests.update(iid, data))
@@ -450,6 +483,17 @@ def project_from_url(git_url: str) -> str:
 def _own(mr: Mapping[str, Any]) -> bool:
     source, target = mr.get("source_project_id"), mr.get("project_id", mr.get("target_project_id"))
     return source is None or target is None or source == target
+
+
+def _pr_file(entry: Mapping[str, Any]) -> PrFile:
+    """One entry of .../diffs or .../changes. GitLab sends ``diff: ""`` for a file it left out (``too_large``:
+    past the diff limits; ``collapsed``: past a tenth of them); GitLab before 15.x has neither flag, and then an
+    empty diff of a file that was neither added, deleted, renamed nor changed mode is one left out too."""
+    diff = str(entry.get("diff") or "")
+    content_only = not any(entry.get(k) for k in ("new_file", "deleted_file", "renamed_file")) and \
+        entry.get("a_mode") == entry.get("b_mode")
+    hidden = not diff and (bool(entry.get("too_large") or entry.get("collapsed")) or content_only)
+    return PrFile(path=str(entry.get("new_path") or entry.get("old_path") or ""), patch=diff, too_large=hidden)
 
 
 def _labels(mr: Mapping[str, Any]) -> tuple[str, ...]:

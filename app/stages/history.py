@@ -167,8 +167,9 @@ def precedents(*, evidence: Evidence, diagnosis: Diagnosis, incident: Incident, 
     found = [p for raised in raises for p in ledgers.commit_raises(raised, histories[raised.file])]
     prs = _foreign_prs(forge, now=now, limits=limits)
     found = ledgers.tie_to_commits(found, prs)
-    found += _pr_raises(prs, raises, evidence=evidence, forge=forge, workspace=workspace,
-                        tied={p.pr.number for p in found if p.pr is not None})
+    from_prs, unread = _pr_raises(prs, raises, evidence=evidence, forge=forge, workspace=workspace,
+                                  tied={p.pr.number for p in found if p.pr is not None})
+    found += from_prs
     verdict = ledgers.judge(found, now=now, limits=limits)
     stop = None
     if verdict.action != "proceed" and verdict.precedent is not None:
@@ -179,6 +180,8 @@ def precedents(*, evidence: Evidence, diagnosis: Diagnosis, incident: Incident, 
         stop = End(kind="no_fix", reason=verdict.reason, code=code)
     fields = ", ".join(sorted({r.path for r in raises}))
     decision = f"{verdict.action}: {verdict.reason or f'no earlier raise of {fields} by anyone within the window'}"
+    if unread:  # said, not guessed: an unread change is neither a raise nor its absence
+        decision += f" (PR {'; '.join(unread[:5])})"
     return Precedents(action=verdict.action, found=tuple(found), decision=decision, stop=stop)
 
 
@@ -209,11 +212,12 @@ def _foreign_prs(forge: Forge, *, now: float, limits: Any) -> list[PullRequest]:
 
 
 def _pr_raises(prs: list[PullRequest], raises: list[ledgers.Raise], *, evidence: Evidence, forge: Forge,
-               workspace: Workspace, tied: set[int]) -> list[ledgers.Precedent]:
-    """The PRs not yet tied to a commit that raise one of the fields: by marker, else by their changed files."""
+               workspace: Workspace, tied: set[int]) -> tuple[list[ledgers.Precedent], list[str]]:
+    """The PRs not yet tied to a commit that raise one of the fields: by marker, else by their changed files;
+    and what could not be read (a changed file whose diff the forge did not show)."""
     files_of = {r.file for r in raises}
     only = {r.file: ledgers.defines_only(workspace.read_text(r.file), kind=r.kind, name=r.name) for r in raises}
-    found, lookups = [], 0
+    found, lookups, unread = [], 0, []
     for pr in prs:
         if pr.number in tied:
             continue
@@ -228,7 +232,10 @@ def _pr_raises(prs: list[PullRequest], raises: list[ledgers.Raise], *, evidence:
             if hit is not None:
                 found.append(hit)
                 break
-    return found
+        else:
+            unread += [note for raised in raises if (note := ledgers.hidden_change(
+                pr, raised, name=evidence.workload.name, files=files, single_workload=only[raised.file]))][:1]
+    return found, unread
 
 
 def _comment_once(precedent: ledgers.Precedent, action: str, *, evidence: Evidence, diagnosis: Diagnosis,

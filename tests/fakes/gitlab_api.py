@@ -8,6 +8,12 @@ answers ``404 {"message": "404 Project Not Found"}``. Lists are paged with GitLa
 ``{"message": ["Another open merge request already exists for this source branch: !N"]}``. ``fail_next`` injects
 faults (a 429 with ``Retry-After``, a 502, a lost answer after the write was carried out).
 
+MR diffs follow ``version`` (default "17.5.0"): from 15.7 ``GET .../merge_requests/:iid/diffs`` (paged entries with
+``collapsed`` and ``too_large``); before 15.7 that route does not exist (404 ``{"error": "404 Not Found"}``, as Grape
+answers an unknown route) and ``GET .../merge_requests/:iid/changes`` is the way: the MR with ``changes`` (entries
+without ``collapsed``/``too_large``, which older GitLab did not send), ``changes_count`` (a string) and ``overflow``.
+A file seeded as too large or collapsed comes with ``diff: ""``, as GitLab sends it.
+
 Reviewers behave like GitLab Free: only the first reviewer id is kept (``multiple_reviewers`` = Premium), and users
 who are not project members are dropped without an error. Every request is recorded (``.requests``).
 """
@@ -52,8 +58,9 @@ class FakeGitLab(LoopbackServer):
     thread_name = "fake-gitlab"
 
     def __init__(self, project: str = "acme/gitops", *, token: str = "glpat-test", project_id: int = 42,
-                 bot: str = "project_42_bot_autofix", access_level: int = 30) -> None:
+                 bot: str = "project_42_bot_autofix", access_level: int = 30, version: str = "17.5.0") -> None:
         self.project = project
+        self.version = version  # GitLab's: before 15.7, no .../diffs (MR diffs through .../changes)
         self.project_id = project_id
         self.token = token
         self.bot = bot
@@ -65,6 +72,7 @@ class FakeGitLab(LoopbackServer):
         self.notes: dict[int, list[dict[str, Any]]] = {}
         self.issues: dict[int, dict[str, Any]] = {}
         self.diffs: dict[int, dict[str, str]] = {}  # iid -> path -> diff hunks
+        self.hidden: dict[int, dict[str, str]] = {}  # iid -> path -> "too_large" or "collapsed" (diff left out)
         self.requests: list[Recorded] = []
         self._faults: deque[Fault] = deque()
         self._next_id = 5000
@@ -118,8 +126,10 @@ class FakeGitLab(LoopbackServer):
 
     def seed_mr(self, *, source_branch: str, title: str = "t", description: str = "", labels: tuple[str, ...] = (),
                 target_branch: str = "main", files: dict[str, str] | None = None, at: datetime | None = None,
-                fork: bool = False) -> dict[str, Any]:
-        """An MR opened earlier (``at``), or from a fork (``fork``: another source project)."""
+                fork: bool = False, too_large: tuple[str, ...] = (),
+                collapsed: tuple[str, ...] = ()) -> dict[str, Any]:
+        """An MR opened earlier (``at``), or from a fork (``fork``: another source project). ``too_large`` and
+        ``collapsed``: files of ``files`` whose diff GitLab leaves out past its diff limits."""
         with self._lock:
             mr = self._new_mr({"source_branch": source_branch, "target_branch": target_branch, "title": title,
                                "description": description, "labels": ",".join(labels)})
@@ -128,6 +138,7 @@ class FakeGitLab(LoopbackServer):
             if fork:
                 mr["source_project_id"] = self.project_id + 1000
             self.diffs[int(mr["iid"])] = dict(files or {})
+            self.hidden[int(mr["iid"])] = {**dict.fromkeys(collapsed, "collapsed"), **dict.fromkeys(too_large, "too_large")}
             return mr
 
     # ---- JSON shapes --------------------------------------------------------------------------------
@@ -228,8 +239,14 @@ class FakeGitLab(LoopbackServer):
                 return self._page(path, query, self.notes[int(iid)])
             case "POST", ["merge_requests", iid, "notes"] if self._has(iid):
                 return self._add_note(int(iid), body)
-            case "GET", ["merge_requests", iid, "diffs"] if self._has(iid):
+            case "GET", ["merge_requests", iid, "diffs"] if self._has(iid) and self._since(15, 7):
                 return self._page(path, query, self._diffs_json(int(iid)))
+            case "GET", ["merge_requests", _, "diffs"] if not self._since(15, 7):
+                return 404, {}, {"error": "404 Not Found"}  # no such route yet
+            case "GET", ["merge_requests", iid, "changes"] if self._has(iid):
+                changes = self._diffs_json(int(iid))
+                return 200, {}, {**self.mrs[int(iid)], "changes": changes, "changes_count": str(len(changes)),
+                                 "overflow": False}
             case "GET", ["merge_requests", _]:
                 return 404, {}, {"message": "404 Not found"}
             case "GET", ["issues"]:
@@ -342,10 +359,21 @@ class FakeGitLab(LoopbackServer):
         self.mrs[iid]["updated_at"] = _now()
         return 201, {}, note
 
+    def _since(self, major: int, minor: int) -> bool:
+        return tuple(int(n) for n in self.version.split(".")[:2]) >= (major, minor)
+
     def _diffs_json(self, iid: int) -> list[dict[str, Any]]:
-        return [{"old_path": path, "new_path": path, "a_mode": "100644", "b_mode": "100644", "diff": diff,
-                 "new_file": False, "renamed_file": False, "deleted_file": False, "generated_file": False}
-                for path, diff in self.diffs.get(iid, {}).items()]
+        hidden = self.hidden.get(iid, {})
+        entries = []
+        for path, diff in self.diffs.get(iid, {}).items():
+            entry = {"old_path": path, "new_path": path, "a_mode": "100644", "b_mode": "100644",
+                     "diff": "" if path in hidden else diff, "new_file": False, "renamed_file": False,
+                     "deleted_file": False}
+            if self._since(15, 7):
+                entry.update(collapsed=hidden.get(path) == "collapsed", too_large=hidden.get(path) == "too_large",
+                             generated_file=False)
+            entries.append(entry)
+        return entries
 
     def _create_issue(self, body: Any) -> tuple[int, dict[str, str], Any]:
         if not isinstance(body, dict) or not body.get("title"):
