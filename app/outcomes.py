@@ -128,16 +128,20 @@ def followed(row: Remediation) -> bool:
 
 def follow(*, ledger: Ledger, forge: Forge, cluster: ClusterReader, workspace: Workspace, windows: OutcomesPolicy,
            outbox: Callable[[PendingRun], None], clock: Callable[[], float],
-           clusters: Callable[[str], ClusterReader | None] | None = None) -> list[Remediation]:
+           clusters: Callable[[str], ClusterReader | None] | None = None,
+           fetch: Callable[[], object] | None = None) -> list[Remediation]:
     """One pass over the rows still followed: each one's new state is recorded (and, once final, its MLflow
     amendment queued). Returns the rows it looked at, as they are now. ``workspace`` is read at its ``head()``:
-    the caller syncs it first. ``clusters`` (several clusters, clusters.yaml): the reader of the cluster a row's
-    ledger ``cluster`` names (``reader_of``); without it every row is read from ``cluster``."""
+    synced by the caller first, or by ``fetch`` (the workspace's sync), called once before the first row, and only
+    when there is a row to follow: a repository with nothing open or unsettled is not fetched. ``clusters``
+    (several clusters, clusters.yaml): the reader of the cluster a row's ledger ``cluster`` names
+    (``reader_of``); without it every row is read from ``cluster``."""
     ledgers.sync(ledger, forge, label=LABEL)  # an empty ledger (lost data dir) is rebuilt first
+    rows = [row for row in ledger.entries() if followed(row)]
+    if rows and fetch is not None:
+        fetch()  # a git failure fails the whole pass of this repository, as the caller's sync did
     result = []
-    for row in ledger.entries():
-        if not followed(row):
-            continue
+    for row in rows:
         try:
             seen = look(row, forge=forge, cluster=reader_of(row, every=cluster, clusters=clusters),
                         workspace=workspace)

@@ -305,6 +305,11 @@ class Repository:
     base: str
 
 
+def shown(name: str) -> str:
+    """A repository's name as logs and reasons show it: the AUTOFIX_GIT_URL one is named ''."""
+    return name or "AUTOFIX_GIT_URL"
+
+
 def entry_of(config: RepoConfig) -> Entry:
     return Entry(name=config.name, identity=PatternIdentity(config.patterns), base=config.base, config=config)
 
@@ -373,8 +378,9 @@ class RepoSet:
 
     def select(self, gitops: Sequence[Mapping[str, Any]], *, workload: str) -> Entry:
         """The repository the workload's GitOps objects read from. NoFix when they read only other
-        repositories (naming them) or several configured ones; the default entry when no GitOps object
-        deploys it (plain YAML: the deployer still wants exactly one manifest there)."""
+        repositories (naming them) or several configured ones; the default entry when none names a repository
+        (with several repositories, the repository stage searches them for a workload no GitOps object
+        deploys instead of asking this: app/stages/repository.search)."""
         urls = source_urls(gitops)
         if not urls:
             return self.default

@@ -190,39 +190,59 @@ def check_renderers() -> None:
 def build_outcomes(settings: Settings, store: JobStore, *, pipeline: Pipeline | None = None,
                    clock: Callable[[], float] = time.time) -> Callable[[], list[Remediation]]:
     """One pass of app/outcomes.follow over the ledger, with the pipeline's forge, cluster and workspace (its own
-    if none is given): the workspace synced first, decided outcomes queued in the store's outbox for MLflow."""
+    if none is given), decided outcomes queued in the store's outbox for MLflow. A repository's checkout is
+    fetched only when its ledger has a row still to follow (open, or merged and not settled): an install with
+    ten repositories and one open PR fetches one. Each pass logs which repositories were fetched."""
     from app import outcomes
 
     follower = pipeline if pipeline is not None else follower_of(build_handler(settings, store=store))
     assert follower is not None, "build_handler builds real pipelines"
 
     def once() -> list[Remediation]:
+        fetched: list[str] = []
         if not follower.repos.from_file:
-            follower.workspace.sync()
-            return outcomes.follow(ledger=store, forge=follower.forge, cluster=follower.cluster,
-                                   workspace=follower.workspace, windows=follower.policy.outcomes,
-                                   outbox=store.add_run, clock=clock, clusters=per_cluster(follower))
-        return [row for name in follower.repos.names for row in _follow_repository(follower, store, name, clock)]
+            workspace = follower.workspace
+            rows = outcomes.follow(ledger=store, forge=follower.forge, cluster=follower.cluster,
+                                   workspace=workspace, windows=follower.policy.outcomes, outbox=store.add_run,
+                                   clock=clock, clusters=per_cluster(follower),
+                                   fetch=_fetcher(workspace, repos.DEFAULT, fetched))
+        else:
+            rows = [row for name in follower.repos.names
+                    for row in _follow_repository(follower, store, name, clock, fetched=fetched)]
+        log.info("outcomes pass", extra={"fetched": [repos.shown(n) for n in fetched],
+                                         "not_fetched": [repos.shown(n) for n in follower.repos.names
+                                                         if n not in fetched], "rows": len(rows)})
+        return rows
 
     return once
 
 
-def _follow_repository(follower: Pipeline, store: JobStore, name: str,
-                       clock: Callable[[], float]) -> list[Remediation]:
-    """The rows of one repository of repositories.yaml, with its forge and checkout: one repository's trouble
-    (its forge or git away) never stops the others'."""
+def _follow_repository(follower: Pipeline, store: JobStore, name: str, clock: Callable[[], float], *,
+                       fetched: list[str]) -> list[Remediation]:
+    """The rows of one repository of repositories.yaml, with its forge and checkout (fetched only when a row is
+    still followed; its name then appended to ``fetched``): one repository's trouble (its forge or git away)
+    never stops the others'."""
     from app import outcomes
     from app.errors import AutofixError
 
     try:
         repo = follower.repos.get(name)
-        repo.workspace.sync()
         return outcomes.follow(ledger=repos.RepoLedger(store, name), forge=repo.forge, cluster=follower.cluster,
                                workspace=repo.workspace, windows=follower.policy.outcomes, outbox=store.add_run,
-                               clock=clock, clusters=per_cluster(follower))
+                               clock=clock, clusters=per_cluster(follower),
+                               fetch=_fetcher(repo.workspace, name, fetched))
     except AutofixError as err:
         log.warning("outcomes of a repository not followed", extra={"repo": name, "error": err.message})
         return []
+
+
+def _fetcher(workspace: Workspace, name: str, fetched: list[str]) -> Callable[[], str]:
+    """The workspace's sync, noting the repository's name in ``fetched`` (the pass's log line)."""
+    def fetch() -> str:
+        fetched.append(name)
+        return workspace.sync()
+
+    return fetch
 
 
 def build_metrics(settings: Settings) -> MetricsReader | None:

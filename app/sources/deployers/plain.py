@@ -13,9 +13,7 @@ from app.sources.repos import RepoIdentity, RepoView
 def locate(ev: Evidence, repo: RepoView, identity: RepoIdentity) -> Location | None:
     if ev.gitops:
         return None  # a GitOps owner was found: only its own source may decide
-    # With the workspace's index this is a lookup; without one the repository's files are read.
-    found = manifests.find(repo, ev.workload, api_version=str(ev.object.get("apiVersion") or ""),
-                           default_namespace=None)
+    found = defining(ev, repo)
     if not found:
         return None
     if len(found) > 1:
@@ -25,3 +23,11 @@ def locate(ev: Evidence, repo: RepoView, identity: RepoIdentity) -> Location | N
     path, index = found[0]
     return Location(path=path, document_index=index, source="plain",
                     note="the only manifest in the repo with this kind, name and namespace")
+
+
+def defining(ev: Evidence, repo: RepoView) -> list[tuple[str, int]]:
+    """Every (path, document index) of the repository defining the workload: with the workspace's index a
+    lookup, without one the repository's files are read. The repository stage asks each configured repository
+    this (app/stages/repository.py)."""
+    return manifests.find(repo, ev.workload, api_version=str(ev.object.get("apiVersion") or ""),
+                          default_namespace=None)
