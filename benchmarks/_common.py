@@ -72,6 +72,32 @@ def rss_mb(pid: int) -> dict[str, float]:
     return {"rss_mb": fields.get("VmRSS", 0.0), "peak_rss_mb": fields.get("VmHWM", 0.0)}
 
 
+# The packages that decide a service's memory: the full mlflow (the test venv: pandas, numpy, pyarrow) or only
+# mlflow-skinny (the runtime's pyproject dependency, `make demo`, the image), and helm-python-sdk (the helm extra).
+MEMORY_PACKAGES = ("mlflow", "mlflow-skinny", "pandas", "numpy", "pyarrow", "helm-python-sdk")
+_PACKAGES_SCRIPT = """
+import importlib.metadata as m, json, platform, sys
+def version(name):
+    try:
+        return m.version(name)
+    except m.PackageNotFoundError:
+        return None
+print(json.dumps({"python": sys.executable, "version": platform.python_version(),
+                  "packages": {name: version(name) for name in sys.argv[1:]}}))
+"""
+
+
+def interpreter(python: str) -> dict[str, Any]:
+    """Which interpreter ``python`` is and which of MEMORY_PACKAGES it has (None: not installed), so a memory
+    figure says what it measured ("mlflow": None, "mlflow-skinny": "3.x" is the runtime's set)."""
+    out = subprocess.run([python, "-c", _PACKAGES_SCRIPT, *MEMORY_PACKAGES], capture_output=True, text=True,
+                         check=True, timeout=60)
+    found: dict[str, Any] = json.loads(out.stdout)
+    packages = found["packages"]
+    found["set"] = "full mlflow (test venv)" if packages["mlflow"] else "mlflow-skinny (runtime)"
+    return found
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:

@@ -20,12 +20,19 @@ load balancer would spread them, and the same webhook again to replica i+1 mod 3
 HA pair would (``--no-ha-pair`` to post once). The checks are the same: one job per alert whoever received it,
 exactly ``min(budget, workloads)`` PRs (the budget and the one-PR rule hold across processes), RSS per process.
 Results: benchmarks/results/storm.json for the default, storm_<database>_<replicas>.json otherwise.
+
+Interpreter: the service runs on ``--service-python`` (or AUTOFIX_BENCH_SERVICE_PYTHON; default this interpreter)
+with this checkout first on its path, while this driver and the fakes stay here. Memory depends on it: the test
+venv has the full ``mlflow`` (pandas, numpy, pyarrow: the tests start ``mlflow server``), the runtime only
+``mlflow-skinny``; a venv with the runtime's dependencies alone (``python3 -m venv /tmp/rt && /tmp/rt/bin/pip install
+.``) measures what ``make demo`` and the image run. The table and the JSON name the interpreter and those packages.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import sqlite3
@@ -131,7 +138,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 port = c.free_port()
                 suffix = "" if args.replicas == 1 else f"-{n}"  # one replica: the paths as before issue 17
                 procs.append(c.spawn(
-                    [str(Path(c.PYTHON).parent / "autofix"), "serve", "--port", str(port)],
+                    [args.service_python, "-m", "app.cli", "serve", "--port", str(port)],
                     env={**env, "AUTOFIX_DATA_DIR": str(work / f"data{suffix}"),
                          "MLFLOW_TRACKING_URI": f"sqlite:///{work / f'mlflow{suffix}.db'}"},
                     log=work / f"service{suffix}.log"))
@@ -256,13 +263,20 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--replicas", type=int, default=1, help="autofix serve processes on one database")
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--service-python", default=os.environ.get("AUTOFIX_BENCH_SERVICE_PYTHON", c.PYTHON),
+                        help="interpreter running `autofix serve` (default: this one; e.g. a venv with only the "
+                             "runtime dependencies, mlflow-skinny, as the image has: /tmp/rt/bin/python)")
     parser.add_argument("--ha-pair", action=argparse.BooleanOptionalAction, default=None,
                         help="post each webhook to a second replica too (default: with --replicas > 1)")
     args = parser.parse_args()
     if args.ha_pair is None:
         args.ha_pair = args.replicas > 1
+    service = c.interpreter(args.service_python)
     with tempfile.TemporaryDirectory(prefix="bench-storm-") as tmp:
         figures = run(args, Path(tmp))
+    figures["service_python"] = service["python"]
+    figures["service_packages"] = f"{service['set']}: " + ", ".join(
+        f"{name} {version}" for name, version in service["packages"].items() if version)
     peaks = figures["rss_peak_mb"] if isinstance(figures["rss_peak_mb"], list) else [figures["rss_peak_mb"]]
     correct = (figures["jobs_stored"] == figures["alerts_posted"] and figures["prs"] == figures["expected_prs"]
                and figures["distinct_pr_branches"] == figures["prs"] and figures["jobs_by_state"].get("failed", 0) == 0)
