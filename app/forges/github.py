@@ -233,7 +233,9 @@ class GitHubForge:
         """GET .../pulls/N/files (paged; GitHub lists up to 3000): the first MAX_PR_FILES names and patches."""
         with self._mapped("list pull request files"):
             files = self._repository().get_pull(pr.number).get_files()
-            return [PrFile(path=f.filename, patch=f.patch or "") for f in itertools.islice(files, MAX_PR_FILES)]
+            # GitHub leaves ``patch`` out of a diff too large to show, while ``changes`` still counts its lines
+            return [PrFile(path=f.filename, patch=f.patch or "", too_large=not f.patch and bool(f.changes))
+                    for f in itertools.islice(files, MAX_PR_FILES)]
 
     # ---- the dashboard issue (app.ports.IssueBoard) ---------------------------------------------------
 

@@ -60,6 +60,18 @@ def test_a_prs_changed_files_with_their_patches(fake: FakeGitHub) -> None:
     assert fake.requests_to("GET", "/pulls/1/files")
 
 
+def test_a_file_github_lists_without_its_patch_is_too_large_not_unchanged(fake: FakeGitHub) -> None:
+    """GitHub drops ``patch`` from a diff too large to show but still counts its lines (``changes``); a renamed or
+    binary file without a patch changes no line."""
+    fake.create_pull(head="renovate/vendored-crds", labels=("autofix",), files={"charts/app/logo.png": ""},
+                     too_large={"kubernetes-manifests/checkoutservice.yaml": 3400})
+    [pr] = forge(fake).list_prs("autofix", "open")
+
+    assert forge(fake).pr_files(pr) == [PrFile(path="charts/app/logo.png", patch=""),
+                                        PrFile(path="kubernetes-manifests/checkoutservice.yaml", patch="",
+                                               too_large=True)]
+
+
 def test_pr_files_are_bounded(fake: FakeGitHub) -> None:
     fake.create_pull(head="bulk/rename", labels=("autofix",), files={f"apps/a{i}.yaml": "" for i in range(150)})
     [pr] = forge(fake).list_prs("autofix", "open")

@@ -112,6 +112,7 @@ class FakeGitHub(LoopbackServer):
         self.holds = Holds()
         self._state = _State()
         self._files: dict[int, dict[str, str]] = {}  # PR number -> path -> patch (seeded PRs)
+        self._too_large: dict[int, dict[str, int]] = {}  # PR number -> path -> changed lines, listed without patch
         self._lock = threading.Lock()
 
     # ---- lifecycle ----------------------------------------------------------------------------------
@@ -177,15 +178,17 @@ class FakeGitHub(LoopbackServer):
 
     def create_pull(self, *, head: str, base: str = "main", title: str = "t", body: str = "",
                     labels: tuple[str, ...] = (), files: dict[str, str] | None = None,
-                    at: datetime | None = None) -> dict[str, Any]:
+                    too_large: dict[str, int] | None = None, at: datetime | None = None) -> dict[str, Any]:
         """Seed a PR directly (as if someone opened it before, ``at`` that time), with ``files`` (path ->
-        patch) for GET .../pulls/N/files."""
+        patch) for GET .../pulls/N/files; ``too_large`` (path -> changed lines): files GitHub lists without
+        a ``patch``, as it does for a diff too large to show."""
         with self._lock:
             pr = self._new_pull({"head": head, "base": base, "title": title, "body": body})
             pr["labels"] = [self._label(name) for name in labels]
             if at is not None:
                 pr["created_at"] = pr["updated_at"] = at.strftime("%Y-%m-%dT%H:%M:%SZ")
             self._files[int(pr["number"])] = dict(files or {})
+            self._too_large[int(pr["number"])] = dict(too_large or {})
             return pr
 
     def requests_to(self, method: str, suffix: str = "") -> list[Recorded]:
@@ -466,6 +469,13 @@ class FakeGitHub(LoopbackServer):
                         "raw_url": f"https://github.example/{self.repo}/raw/{blob}/{path}",
                         "contents_url": f"{self.api_url}{self._repo_path()}/contents/{path}?ref={blob}",
                         "patch": patch})
+        for path, changed in self._too_large.get(number, {}).items():  # GitHub omits "patch" here
+            blob = _sha(f"{number}:{path}")
+            out.append({"sha": blob, "filename": path, "status": "modified", "additions": changed,
+                        "deletions": 0, "changes": changed,
+                        "blob_url": f"https://github.example/{self.repo}/blob/{blob}/{path}",
+                        "raw_url": f"https://github.example/{self.repo}/raw/{blob}/{path}",
+                        "contents_url": f"{self.api_url}{self._repo_path()}/contents/{path}?ref={blob}"})
         return out
 
     def _create_pull(self, body: Any) -> tuple[int, dict[str, str], Any]:
