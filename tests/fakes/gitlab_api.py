@@ -14,8 +14,9 @@ answers an unknown route) and ``GET .../merge_requests/:iid/changes`` is the way
 without ``collapsed``/``too_large``, which older GitLab did not send), ``changes_count`` (a string) and ``overflow``.
 A file seeded as too large or collapsed comes with ``diff: ""``, as GitLab sends it.
 
-Reviewers behave like GitLab Free: only the first reviewer id is kept (``multiple_reviewers`` = Premium), and users
-who are not project members are dropped without an error. Every request is recorded (``.requests``).
+Reviewers behave like GitLab Free: only the first reviewer id is kept (``multiple_reviewers`` = Premium; GitLab's
+own change "Only allow multiple reviewers in paid tiers", gitlab-org/gitlab!43256 and !44097, issue #246905: "In the
+free tier, user can only select one reviewer"), and users who are not project members are dropped without an error. Every request is recorded (``.requests``).
 """
 
 from __future__ import annotations
