@@ -84,6 +84,8 @@ with helm.Chart.load(req["chart"]) as chart:
 json.dump(out, sys.stdout)
 """
 
+_HELM_VERSION_SCRIPT = "import helm_python\nprint(helm_python.helm_sdk_version())"
+
 
 def sandbox_env(home: str) -> dict[str, str]:
     """The whole environment of a renderer child: nothing inherited, no way out to the network."""
@@ -172,12 +174,16 @@ def helm_available() -> bool:
     return importlib.util.find_spec("helm_python") is not None
 
 
-def _probe(argv: list[str]) -> str:
-    """stdout of a short query (help, version) run in the sandbox; "" when it fails or hangs."""
+def _probe(argv: list[str], *, pythonpath: bool = False) -> str:
+    """stdout of a short query (help, version) run in the sandbox; "" when it fails or hangs. ``pythonpath``:
+    the child imports from our own import path (helm_python), as the Helm render's child does."""
     with tempfile.TemporaryDirectory(prefix="autofix-probe-") as tmp:
+        env = sandbox_env(tmp)
+        if pythonpath:
+            env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         try:
             proc = subprocess.run(_limited(argv), cwd=tmp, capture_output=True, text=True, timeout=TIMEOUT,
-                                  check=False, env=sandbox_env(tmp))
+                                  check=False, env=env)
         except (subprocess.TimeoutExpired, OSError):
             return ""
     return proc.stdout if proc.returncode == 0 else ""
@@ -212,10 +218,8 @@ def _stamp(path: str) -> float:
 @functools.lru_cache(maxsize=16)
 def _tool_version(tool: Tool, _mtime: float) -> str:
     """The version a renderer program reports ("v5.5.0"), or "unknown". Cached per program and its mtime."""
-    if tool.kind == HELM_SDK:
-        import helm_python
-
-        return str(helm_python.helm_sdk_version())
+    if tool.kind == HELM_SDK:  # asked in a child: importing helm_python maps Helm's Go runtime for good (~50 MB)
+        return _probe([sys.executable, "-c", _HELM_VERSION_SCRIPT], pythonpath=True).strip() or UNKNOWN
     if tool.kind == HELM_BIN:
         found = _VERSION.search(_probe([tool.path, "version", "--short"]))
         return f"v{found[1]}.{found[2]}.{found[3]}" if found else UNKNOWN

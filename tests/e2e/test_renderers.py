@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +183,22 @@ def test_this_machines_renderers_and_their_versions() -> None:
     assert found["kustomize_via"].split()[0] in ("kustomize", "kubectl"), found
     assert found["helm"] == helm_python.helm_sdk_version() or found["helm_via"].startswith("helm "), found
     assert renderers.renderer_versions() == found  # cached: the same answer, no second probe needed
+
+
+def test_the_helm_sdk_version_is_asked_in_a_child_so_the_service_never_maps_helms_go_runtime(
+        tmp_path: Path) -> None:
+    # A fresh interpreter (this one has imported helm_python in other tests); an empty search path: no helm
+    # binary, so the SDK is the Helm renderer, as on a machine with the helm extra and no binary.
+    script = ("import json, sys\nfrom app.adapters import renderers\nfound = renderers.check_at_start(sys.argv[1])\n"
+              "print(json.dumps({'found': found, 'loaded': 'helm_python' in sys.modules}))")
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                          check=True, timeout=60)
+    answer = json.loads(proc.stdout)
+    import helm_python
+
+    assert answer["found"]["helm_via"].startswith("helm-python-sdk "), answer
+    assert answer["found"]["helm"] == helm_python.helm_sdk_version(), answer
+    assert answer["loaded"] is False, answer  # importing it maps Helm's Go runtime for good: ~50 MB resident
 
 
 def test_kubectl_120_is_kustomize_v2_too_old_warned_at_start_and_failed_by_doctor(
