@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,20 @@ def _isolated_git(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     for name in ("GITHUB_TOKEN", "OPENAI_API_KEY", "KUBECONFIG", "MLFLOW_TRACKING_URI", "AUTOFIX_WEBHOOK_TOKEN"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """A command run in process (``cli.main(["-v", ...])``) installs our root handler at DEBUG; left there, a server
+    thread of a later test logs to the terminal between tests. Ours go, the level comes back (pytest's stay)."""
+    from app import logs
+
+    root = logging.getLogger()
+    level = root.level
+    yield
+    for handler in [h for h in root.handlers if isinstance(h, logs._Handler)]:
+        root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")
