@@ -19,7 +19,7 @@ EXAMPLES = ROOT / "examples"
 
 
 @pytest.fixture(autouse=True)
-def _isolated_git(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _isolated_git(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never read the developer's git config, and the bot must work without one (as in a pod)."""
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
