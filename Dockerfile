@@ -47,7 +47,8 @@ ENV PATH=/opt/autofix/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \
     AUTOFIX_DATA_DIR=/data \
-    AUTOFIX_POLICY_DIR=/opt/autofix/policies
+    AUTOFIX_POLICY_DIR=/opt/autofix/policies \
+    AUTOFIX_POLICY_DEFAULTS=/opt/autofix/policies/default.yaml
 USER 10001:10001
 WORKDIR /data
 VOLUME ["/data"]

@@ -306,7 +306,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     from app.adapters.tracking import MlflowTracker
 
     settings = settings_mod.load()
-    policy = policies.load(settings.policy_dir)
+    policy = policies.load(settings.policy_dir, defaults=settings.policy_base())
     runs = MlflowTracker(settings.tracking_uri, ui_url=settings.mlflow_ui_url).scored_runs()
     data = calibration.samples(runs)
     wanted = policy.calibration.min_samples
@@ -359,7 +359,7 @@ def _dashboard_sync(args: argparse.Namespace) -> int:
     from app.wiring import build_forge, build_repos
 
     settings = settings_mod.load()
-    policy = policies.load(settings.policy_dir)
+    policy = policies.load(settings.policy_dir, defaults=settings.policy_base())
     configured = repos.load(settings.policy_dir)  # repositories.yaml: the issue in its dashboard: true entry
     if configured is None:
         forge, _ = build_forge(settings)  # the one forge of the settings (no git URL needed for an issue)
@@ -378,15 +378,22 @@ def _dashboard_sync(args: argparse.Namespace) -> int:
 
 
 def _policy_check(args: argparse.Namespace) -> int:
+    import os
+
     from app import policies
     from app.errors import ConfigError
+    from app.settings import policy_base
 
-    try:
-        policy = policies.load(args.directory, setting="")  # the directory is the argument, not a variable
+    try:  # the directory is the argument, layered over the shipped defaults as the service will
+        base = policy_base(os.environ.get("AUTOFIX_POLICY_DEFAULTS"))
+        if base is not None and not base.is_file():
+            raise ConfigError(f"AUTOFIX_POLICY_DEFAULTS: {base} is not a file")
+        policy = policies.load(args.directory, setting="", defaults=base)
     except ConfigError as err:
         print(f"invalid policy: {err}", file=sys.stderr)
         return 1
-    print(f"policy OK: {args.directory} (version {policy.digest})")
+    over = f", over {base}" if base is not None and base.name not in {p.name for p in args.directory.iterdir()} else ""
+    print(f"policy OK: {args.directory}{over} (version {policy.digest})")
     return 0
 
 

@@ -113,7 +113,7 @@ def _describe(err: Exception) -> str:
 def _policy(settings: Settings) -> tuple[Status, str]:
     from app import policies
 
-    policy = policies.load(settings.policy_dir)
+    policy = policies.load(settings.policy_dir, defaults=settings.policy_base())
     return "ok", f"{settings.policy_dir} (version {policy.digest})"
 
 
@@ -349,7 +349,7 @@ def _prometheus(settings: Settings) -> tuple[Status, str]:
     from app.adapters.prometheus import PrometheusReader
 
     try:
-        labels = policies.load(settings.policy_dir).metrics.labels
+        labels = policies.load(settings.policy_dir, defaults=settings.policy_base()).metrics.labels
     except Exception:  # the policy row says what is wrong with it; the defaults are checked here meanwhile
         labels = policies.MetricsLabels()
     token = settings.prometheus_token.get_secret_value() if settings.prometheus_token is not None else None

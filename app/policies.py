@@ -1,7 +1,8 @@
 """Policies: YAML files in AUTOFIX_POLICY_DIR, validated with pydantic at start.
 
-Files are merged in name order over the built-in defaults (``default.yaml`` first), so a team's
-``zz-team.yaml`` overrides only the keys it names.
+Files are merged in name order over the shipped defaults (``policies/default.yaml``, AUTOFIX_POLICY_DEFAULTS;
+a directory with a ``default.yaml`` of its own replaces it), so a team's ``zz-team.yaml`` (or the one file a chart's
+values give) overrides only the keys it names.
 """
 
 from __future__ import annotations
@@ -361,8 +362,9 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 NOT_POLICIES = frozenset({"repositories.yaml", "repositories.yml", "clusters.yaml", "clusters.yml"})
 
 
-def load(directory: Path, *, setting: str = "AUTOFIX_POLICY_DIR") -> Policy:
-    """Load and validate every *.yaml in ``directory``; ConfigError is one line naming the file and the reason.
+def load(directory: Path, *, setting: str = "AUTOFIX_POLICY_DIR", defaults: Path | None = None) -> Policy:
+    """Load and validate every *.yaml in ``directory`` over ``defaults`` (unless the directory has a file of that
+    name); ConfigError is one line naming the file and the reason.
 
     ``setting`` is where the directory came from, named first in each message ("" for a directory given on
     the command line, as `autofix policy check DIR` does).
@@ -373,6 +375,8 @@ def load(directory: Path, *, setting: str = "AUTOFIX_POLICY_DIR") -> Policy:
         raise ConfigError(f"{prefix}{directory} {what}; use a directory of policy *.yaml files "
                           "(the shipped one is policies/)")
     files = sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.name not in NOT_POLICIES)
+    if defaults is not None and defaults.name not in {p.name for p in files}:
+        files.insert(0, defaults)
     merged: dict[str, Any] = {}
     digest = hashlib.sha256()
     for path in files:

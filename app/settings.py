@@ -16,6 +16,7 @@ from app.deadlines import DEFAULT_BUDGET_SECONDS
 from app.errors import ConfigError
 
 DEFAULT_POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
+SHIPPED_POLICY = DEFAULT_POLICY_DIR / "default.yaml"  # the defaults a team's policy files are layered over
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
@@ -94,6 +95,9 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = Field(default=None, validation_alias="AUTOFIX_DATABASE_URL")
     webhook_token: SecretStr | None = Field(default=None, validation_alias="AUTOFIX_WEBHOOK_TOKEN")
     policy_dir: Path = Field(default=DEFAULT_POLICY_DIR, validation_alias="AUTOFIX_POLICY_DIR")
+    # The shipped defaults (policies/default.yaml) under the directory's files, unless the directory has its own
+    # default.yaml; unset: the source tree's, when there is one (the image sets its copy); "": none (model defaults).
+    policy_defaults: str | None = Field(default=None, validation_alias="AUTOFIX_POLICY_DEFAULTS")
     workers: int = Field(default=2, ge=1, le=64, validation_alias="AUTOFIX_WORKERS")
     lease_seconds: float = Field(default=300.0, gt=0, validation_alias="AUTOFIX_LEASE_SECONDS")
     # wall-clock limit of one job (app/deadlines.py): past it the job fails naming its stage, the worker moves on
@@ -129,6 +133,17 @@ class Settings(BaseSettings):
     def _empty_secret_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
         """GITHUB_TOKEN= (an empty Secret key, a blank line in an env file) is unset, so start says what is needed."""
         return value if value is not None and value.get_secret_value().strip() else None
+
+    @field_validator("policy_defaults")
+    @classmethod
+    def _defaults_file(cls, value: str | None) -> str | None:
+        if value is not None and value.strip() and not Path(value).is_file():
+            raise ValueError(f"{value} is not a file: name the shipped policies/default.yaml, or set it empty for none")
+        return value
+
+    def policy_base(self) -> Path | None:
+        """The file the policy directory's files are layered over (app.policies.load ``defaults``)."""
+        return policy_base(self.policy_defaults)
 
     @field_validator("pod_namespace")
     @classmethod
@@ -335,6 +350,14 @@ def _pem(source: str, text: str) -> str:
 
 
 _ALIASES = {name: (f.validation_alias or name) for name, f in Settings.model_fields.items()}
+
+
+def policy_base(value: str | None) -> Path | None:
+    """AUTOFIX_POLICY_DEFAULTS as a file: unset is the source tree's shipped default.yaml (if this is a source
+    tree), empty is none."""
+    if value is None:
+        return SHIPPED_POLICY if SHIPPED_POLICY.is_file() else None
+    return Path(value) if value.strip() else None
 
 
 def load(**overrides: object) -> Settings:

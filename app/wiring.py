@@ -39,7 +39,7 @@ def build_pipeline(settings: Settings, *, cluster: ClusterReader | None = None,
     from app.adapters.store import JobStore
     from app.sources.layouts import Layouts
 
-    policy = policies.load(settings.policy_dir)  # first: an invalid policy stops everything, with its line
+    policy = policies.load(settings.policy_dir, defaults=settings.policy_base())  # first: an invalid policy stops everything, with its line
     configured = repos.load(settings.policy_dir)  # repositories.yaml, validated: None without the file
     if not settings.git_url and configured is None:
         raise ConfigError("AUTOFIX_GIT_URL: required (clone URL of the GitOps repo)")
@@ -115,7 +115,7 @@ def build_handler(settings: Settings, *, cluster: ClusterReader | None = None,
 
     from app import clusters
 
-    policies.load(settings.policy_dir)  # first, as build_pipeline does: an invalid policy is the error to see
+    policies.load(settings.policy_dir, defaults=settings.policy_base())  # first, as build_pipeline does: an invalid policy is the error to see
     fleet = clusters.load(settings.policy_dir) if cluster is None else None
     if fleet is None:
         return build_pipeline(settings, cluster=cluster, store=store)

@@ -92,6 +92,23 @@ def test_policies_from_values_are_mounted_where_the_policy_loader_reads_them(tmp
     assert loaded.outcomes == policies.load(ROOT / "policies").outcomes  # the rest from the shipped default
 
 
+def test_a_teams_file_alone_is_layered_over_the_images_shipped_defaults(tmp_path: Path) -> None:
+    """The image names its copy of policies/default.yaml in AUTOFIX_POLICY_DEFAULTS: a chart user's one file
+    changes what it names, and every cause keeps the shipped allowed paths."""
+    docs = helm({"policies": {"files": {"team.yaml": TEAM_POLICY}}})
+    configmap = named(docs, "ConfigMap", "gitops-autofix-policies")
+    directory = kubelet_layout(tmp_path / "policies", configmap["data"])
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "COPY policies ./policies" in dockerfile and "cp -r policies /opt/autofix/policies" in dockerfile
+    assert "AUTOFIX_POLICY_DEFAULTS=/opt/autofix/policies/default.yaml" in dockerfile
+    assert "AUTOFIX_POLICY_DEFAULTS" not in {e["name"] for e in container(docs)["env"]}, "the image's stays"
+
+    loaded = policies.load(directory, defaults=ROOT / "policies" / "default.yaml")  # /opt/autofix/policies here
+    shipped = policies.load(ROOT / "policies")
+    assert loaded.limits.prs_per_hour == 3 and loaded.namespaces.deny == ["kube-*", "payments"]
+    assert loaded.causes == shipped.causes and loaded.kinds == shipped.kinds and loaded.llm == shipped.llm
+
+
 def test_an_invalid_policy_in_values_is_what_the_service_would_refuse(tmp_path: Path) -> None:
     """The chart does not parse policies: the rendered files are what `autofix serve` loads, and rejects."""
     docs = helm({"policies": {"files": {"team.yaml": "limits:\n  prs_per_hour: -1\n"}}})

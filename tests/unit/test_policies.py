@@ -78,6 +78,53 @@ def test_service_refuses_to_start_with_an_invalid_policy(tmp_path: Path) -> None
     assert f"{directory / 'zz-team.yaml'}:3: namespace: Extra inputs are not permitted" in proc.stderr
 
 
+TEAM_ONLY = "# the one file a chart's values give\nowners:\n  - namespaces: [shop]\n    reviewers: [alice]\n"
+
+
+def test_a_teams_one_file_is_layered_over_the_shipped_defaults(tmp_path: Path) -> None:
+    """A chart's policies.files with the team's file alone: what it leaves out comes from policies/default.yaml,
+    not from the model's bare defaults (no allowed paths for any cause, the bot's namespace not denied)."""
+    directory = tmp_path / "policies"
+    directory.mkdir()
+    (directory / "team.yaml").write_text(TEAM_ONLY)
+    shipped = policies.load(DEFAULT_POLICY_DIR)
+
+    layered = policies.load(directory, defaults=DEFAULT_POLICY_DIR / "default.yaml")
+    assert [(o.namespaces, o.reviewers) for o in layered.owners] == [(["shop"], ["alice"])]
+    assert layered.causes == shipped.causes and layered.namespaces.deny == ["kube-*", "gitops-autofix"]
+    assert layered.kinds == shipped.kinds and layered.digest != shipped.digest
+
+    bare = policies.load(directory)  # AUTOFIX_POLICY_DEFAULTS="": the model's defaults alone
+    assert bare.namespaces.deny == ["kube-*"] and bare.causes != shipped.causes
+
+
+def test_a_directory_with_its_own_default_yaml_replaces_the_shipped_one(tmp_path: Path) -> None:
+    directory = tmp_path / "policies"
+    directory.mkdir()
+    (directory / "default.yaml").write_text("version: 1\nnamespaces:\n  deny: [kube-*, legacy]\n")
+    loaded = policies.load(directory, defaults=DEFAULT_POLICY_DIR / "default.yaml")
+    assert loaded.namespaces.deny == ["kube-*", "legacy"] and loaded == policies.load(directory)
+
+
+def test_the_defaults_setting(tmp_path: Path) -> None:
+    from app import settings
+
+    assert settings.load().policy_base() == DEFAULT_POLICY_DIR / "default.yaml", "a source tree: its shipped file"
+    assert settings.load(policy_defaults="").policy_base() is None
+    with pytest.raises(ConfigError) as err:
+        settings.load(policy_defaults=str(tmp_path / "gone.yaml"))
+    assert "AUTOFIX_POLICY_DEFAULTS" in str(err.value) and "gone.yaml is not a file" in str(err.value)
+
+
+def test_policy_check_layers_a_teams_directory_as_the_service_does(tmp_path: Path) -> None:
+    directory = tmp_path / "policies"
+    directory.mkdir()
+    (directory / "team.yaml").write_text(TEAM_ONLY)
+    checked = _autofix("policy", "check", str(directory))
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.startswith(f"policy OK: {directory}, over {DEFAULT_POLICY_DIR / 'default.yaml'} ")
+
+
 @pytest.mark.parametrize(("namespace", "labels", "own", "why"), [
     ("kube-system", {}, None, "denied by policy"),
     ("gitops-autofix", {}, None, "denied by policy"),
