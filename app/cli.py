@@ -392,8 +392,7 @@ def _policy_check(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(f"invalid policy: {err}", file=sys.stderr)
         return 1
-    over = f", over {base}" if base is not None and base.name not in {p.name for p in args.directory.iterdir()} else ""
-    print(f"policy OK: {args.directory}{over} (version {policy.digest})")
+    print(f"policy OK: {args.directory}{policies.layered_over(args.directory, base)} (version {policy.digest})")
     return 0
 
 

@@ -113,8 +113,9 @@ def _describe(err: Exception) -> str:
 def _policy(settings: Settings) -> tuple[Status, str]:
     from app import policies
 
-    policy = policies.load(settings.policy_dir, defaults=settings.policy_base())
-    return "ok", f"{settings.policy_dir} (version {policy.digest})"
+    base = settings.policy_base()
+    policy = policies.load(settings.policy_dir, defaults=base)
+    return "ok", f"{settings.policy_dir}{policies.layered_over(settings.policy_dir, base)} (version {policy.digest})"
 
 
 def cluster_rows(settings: Settings) -> list[Check]:

@@ -362,6 +362,13 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 NOT_POLICIES = frozenset({"repositories.yaml", "repositories.yml", "clusters.yaml", "clusters.yml"})
 
 
+def layered_over(directory: Path, defaults: Path | None) -> str:
+    """``", over FILE"`` when ``load`` puts ``defaults`` under the directory's files (for the lines that show it)."""
+    if defaults is None or not directory.is_dir() or (directory / defaults.name).exists():
+        return ""
+    return f", over {defaults}"
+
+
 def load(directory: Path, *, setting: str = "AUTOFIX_POLICY_DIR", defaults: Path | None = None) -> Policy:
     """Load and validate every *.yaml in ``directory`` over ``defaults`` (unless the directory has a file of that
     name); ConfigError is one line naming the file and the reason.
