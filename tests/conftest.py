@@ -42,6 +42,15 @@ def _root_logging_restored() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
+def key_pair() -> tuple[str, str]:
+    """One GitHub App key for the session (tests/fakes/github_api.py app_key_pair): the bot's private key, the
+    public key the fake App checks."""
+    from tests.fakes.github_api import app_key_pair
+
+    return app_key_pair()
+
+
+@pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """One real PostgreSQL server for the session (tests/fakes/postgres.py); each test takes a database of its own."""
     with PostgresServer.start() as server:

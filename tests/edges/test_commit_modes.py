@@ -25,7 +25,7 @@ from app.forges.github import AppCredentials, GitHubForge
 from app.forges.github_commits import ApiCommitWorkspace
 from app.ports import Workspace
 from tests.conftest import EXAMPLES
-from tests.fakes.github_api import FakeApp, FakeGitHub, app_key_pair
+from tests.fakes.github_api import FakeApp, FakeGitHub
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -77,11 +77,6 @@ def commit_to_main(bare: Path, entries: list[tuple[str, str, str]], message: str
 def modes(bare: Path, rev: str, *paths: str) -> dict[str, str]:
     listed = git(bare, "ls-tree", "-r", rev, "--", *paths).splitlines()
     return {line.split("\t", 1)[1]: line.split()[0] for line in listed}
-
-
-@pytest.fixture(scope="module")
-def key_pair() -> tuple[str, str]:
-    return app_key_pair()
 
 
 @pytest.fixture

@@ -16,16 +16,11 @@ from app.adapters.workspace import GitWorkspace
 from app.errors import ConfigError, PermanentError
 from app.forges.github import AppCredentials, GitHubForge
 from app.wiring import build_forge
-from tests.fakes.github_api import FakeApp, FakeGitHub, app_key_pair
+from tests.fakes.github_api import FakeApp, FakeGitHub
 
 APP_ID = 123456
 INSTALLATION = 4242
 FAST = {"write_spacing": 0.0, "request_spacing": 0.0, "backoff": 0.01, "max_wait": 2.0}
-
-
-@pytest.fixture(scope="module")
-def key_pair() -> tuple[str, str]:
-    return app_key_pair()
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from app.forges.github_commits import ApiCommitWorkspace, commit_message, traile
 from app.forges.local import LocalForge
 from app.wiring import commit_workspace
 from tests.conftest import EXAMPLES
-from tests.fakes.github_api import APP_SLUG, BOT_USER_ID, FakeApp, FakeGitHub, app_key_pair
+from tests.fakes.github_api import APP_SLUG, BOT_USER_ID, FakeApp, FakeGitHub
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -41,11 +41,6 @@ def git(bare: Path, *argv: str, env: dict[str, str] | None = None) -> str:
     full = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1", **(env or {})}
     return subprocess.run(["git", *argv], cwd=bare, env=full, check=True, capture_output=True, text=True,
                           timeout=30).stdout
-
-
-@pytest.fixture(scope="module")
-def key_pair() -> tuple[str, str]:
-    return app_key_pair()
 
 
 @pytest.fixture

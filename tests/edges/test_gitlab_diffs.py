@@ -17,6 +17,7 @@ from app.errors import PermanentError
 from app.forges.gitlab import GitLabForge
 from app.ports import PrFile, PullRequest
 from tests.fakes.gitlab_api import FakeGitLab, project_path
+from tests.unit.test_precedents import PATCH  # GitLab's diff of the raise: the hunks GitHub's patch has
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -25,13 +26,6 @@ MRS = project_path("acme/gitops") + "/merge_requests"
 FILE = "kubernetes-manifests/checkoutservice.yaml"
 LOCK = "kubernetes-manifests/generated/all-in-one.yaml"
 VALUES = "helm-chart/values.yaml"
-PATCH = """@@ -72,4 +72,4 @@ spec:
-               memory: 64Mi
-             limits:
-               cpu: 200m
--              memory: 128Mi
-+              memory: 192Mi
-"""
 LIMIT = "spec.template.spec.containers[name=server].resources.limits.memory"
 RAISED = ledger.Raise(file=FILE, document_index=0, prefix=(), path=LIMIT, old="192Mi", new="288Mi",
                       kind="Deployment", name="checkoutservice")
