@@ -255,7 +255,7 @@ def test_an_open_pr_of_an_earlier_version_under_the_shared_name_is_kept(tmp_path
     with FakeGitHub("acme/gitops", token=TOKEN) as gh, KubeApiFake.from_snapshot(world / "cluster.json") as kube:
         gh.create_pull(head=f"acme:{shared}", title="Raise memory limit", body=f"body\n\n{marker}\n",
                        labels=("autofix",))
-        results = run_handle(world, tmp_path, mlflow_uri, gh, kube, bare=bare)
+        results = run_handle(world, tmp_path, mlflow_uri, gh, kube, bare=bare, export=False)
 
     assert [r["outcome"] for r in results] == ["duplicate", "pr_opened"], results
     assert results[0]["branch"] == shared and results[0]["pr_url"].endswith("/pull/1")
@@ -290,7 +290,7 @@ def test_a_name_held_by_another_workloads_pr_is_refused_not_reused(tmp_path: Pat
     with FakeGitHub("acme/gitops", token=TOKEN) as gh, KubeApiFake.from_snapshot(demo / "cluster.json") as kube:
         gh.create_pull(head="acme:autofix/shop/checkout/oom-killed", title="Raise memory limit of the StatefulSet",
                        body=f"body\n\n{ledger.marker(other)}\n", labels=("autofix",))
-        [result] = run_handle(demo, tmp_path, mlflow_uri, gh, kube, bare=bare, payload=tmp_path / "alert.json")
+        [result] = run_handle(demo, tmp_path, mlflow_uri, gh, kube, bare=bare, payload=tmp_path / "alert.json", export=False)
 
     assert result["outcome"] == "failed" and "PR #1 of another workload" in result["reason"], result
     assert git("branch", "--format=%(refname:short)", cwd=bare).split() == ["main"], "nothing pushed"

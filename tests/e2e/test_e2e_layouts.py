@@ -41,7 +41,7 @@ class Run:
 def _run(scenario: Path, tmp: Path, template_db: Path) -> Run:
     shutil.copy(template_db, tmp / "mlflow.db")  # a migrated store per run: concurrent runs never share a lock
     with FakeGitHub("acme/gitops", token=TOKEN) as gh, KubeApiFake.from_snapshot(scenario / "cluster.json") as kube:
-        results = run_handle(scenario, tmp, f"sqlite:///{tmp / 'mlflow.db'}", gh, kube)
+        results = run_handle(scenario, tmp, f"sqlite:///{tmp / 'mlflow.db'}", gh, kube, export=False)
         return Run(results=results, bare=tmp / "gitops.git", methods=set(kube.methods),
                    pull_requests=[r.body for r in gh.requests_to("POST", "/pulls")])
 

@@ -36,7 +36,7 @@ def test_the_pr_carries_context_labels_and_codeowners_reviewers(tmp_path: Path, 
     with FakeGitHub("acme/gitops", token=TOKEN) as gh, \
             KubeApiFake.from_snapshot(EXAMPLES / "demo" / "cluster.json") as kube:
         gh.collaborators = {"carol"}
-        results = run_handle(EXAMPLES / "demo", tmp_path, mlflow_uri, gh, kube, bare=bare)
+        results = run_handle(EXAMPLES / "demo", tmp_path, mlflow_uri, gh, kube, bare=bare, export=False)
         assert [r["outcome"] for r in results].count("pr_opened") == 1, results
 
         [opened] = gh.requests_to("POST", "/pulls")

@@ -131,7 +131,7 @@ def test_remote_transformer_and_generator_are_refused_and_never_fetched(tmp_path
                        "generators:\n"
                        f"  - http://127.0.0.1:{listener.port}/generator.yaml\n")
     with FakeGitHub("acme/gitops", token=TOKEN) as gh, KubeApiFake.from_snapshot(scenario / "cluster.json") as kube:
-        [result] = run_handle(scenario, tmp_path, mlflow_uri, gh, kube)
+        [result] = run_handle(scenario, tmp_path, mlflow_uri, gh, kube, export=False)
         pulls = gh.requests_to("POST", "/pulls")
 
     _probe(listener)

@@ -34,7 +34,7 @@ def handle(tmp_path: Path, mlflow_uri: str, gh: FakeGitHub, case: str) -> tuple[
     shas = rollback_git.repository(bare, case)
     snapshot = rollback_git.write_cluster(tmp_path / "cluster.json", case, shas)
     with KubeApiFake.from_snapshot(snapshot) as kube:
-        [result] = run_handle(rollback_git.SCENARIO, tmp_path, mlflow_uri, gh, kube, bare=bare)
+        [result] = run_handle(rollback_git.SCENARIO, tmp_path, mlflow_uri, gh, kube, bare=bare, export=False)
         assert kube.methods == {"GET"}, "the bot must only read the cluster"
     return result, bare, shas
 
