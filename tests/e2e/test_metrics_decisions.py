@@ -87,7 +87,8 @@ def handle(scenario: str, snapshot: Path, tmp_path: Path, mlflow_uri: str, gh: F
                "AUTOFIX_GIT_URL": str(bare), "AUTOFIX_GITHUB_REPO": "acme/gitops", "GITHUB_TOKEN": TOKEN,
                "AUTOFIX_GITHUB_API_URL": gh.api_url, "AUTOFIX_GITHUB_WRITE_SPACING": "0",
                "AUTOFIX_DATA_DIR": str(tmp_path / "data"), "MLFLOW_TRACKING_URI": mlflow_uri,
-               "AUTOFIX_PROMETHEUS_URL": prometheus.url}
+               "AUTOFIX_PROMETHEUS_URL": prometheus.url,
+               "AUTOFIX_EXPORT_WAIT_SECONDS": "0"}  # no test here reads the MLflow run: records stay in the outbox
         proc = subprocess.run([sys.executable, "-m", "app.cli", "handle", str(SCENARIOS / scenario / "alert.json")],
                               env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
