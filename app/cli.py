@@ -306,7 +306,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     from app.adapters.tracking import MlflowTracker
 
     settings = settings_mod.load()
-    policy = policies.load(settings.policy_dir, defaults=settings.policy_base())
+    policy = policies.configured(settings)
     runs = MlflowTracker(settings.tracking_uri, ui_url=settings.mlflow_ui_url).scored_runs()
     data = calibration.samples(runs)
     wanted = policy.calibration.min_samples
@@ -359,7 +359,7 @@ def _dashboard_sync(args: argparse.Namespace) -> int:
     from app.wiring import build_forge, build_repos
 
     settings = settings_mod.load()
-    policy = policies.load(settings.policy_dir, defaults=settings.policy_base())
+    policy = policies.configured(settings)
     configured = repos.load(settings.policy_dir)  # repositories.yaml: the issue in its dashboard: true entry
     if configured is None:
         forge, _ = build_forge(settings)  # the one forge of the settings (no git URL needed for an issue)

@@ -350,7 +350,7 @@ def _prometheus(settings: Settings) -> tuple[Status, str]:
     from app.adapters.prometheus import PrometheusReader
 
     try:
-        labels = policies.load(settings.policy_dir, defaults=settings.policy_base()).metrics.labels
+        labels = policies.configured(settings).metrics.labels
     except Exception:  # the policy row says what is wrong with it; the defaults are checked here meanwhile
         labels = policies.MetricsLabels()
     token = settings.prometheus_token.get_secret_value() if settings.prometheus_token is not None else None

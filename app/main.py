@@ -49,7 +49,8 @@ def create_app(settings: Settings, *, pipeline: Handler | None = None) -> FastAP
     """The FastAPI app; ``pipeline`` defaults to the real one built from settings."""
     from app import policies
 
-    policies.load(settings.policy_dir, defaults=settings.policy_base())  # an invalid policy stops the service: ConfigError with file and line
+    # an invalid policy stops the service: ConfigError with file and line
+    policies.configured(settings)
     store = JobStore(settings.store_location)  # first: a corrupt store stops the start in one line (StartupError)
     if pipeline is None:
         # Imported here: the pipeline pulls in heavy clients, and tests inject their own handler.
@@ -166,7 +167,7 @@ async def _keep_dashboard(store: JobStore, forge: Any, settings: Settings) -> No
     at most once per policy ``dashboard.interval_seconds``. A forge without issues (a test's handler) has none."""
     from app import dashboard, policies
 
-    policy = policies.load(settings.policy_dir, defaults=settings.policy_base())
+    policy = policies.configured(settings)
     if not policy.dashboard.enabled or not hasattr(forge, "find_issue"):
         return
     keeper = dashboard.Keeper(board=forge, jobs=store, ledger=store, policy=policy, clock=time.time)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -360,6 +360,19 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 # Files of the same directory that are not policy files: the GitOps repositories (app/repos.py) and the
 # clusters (several clusters per install) are configured beside the policies, in the same ConfigMap.
 NOT_POLICIES = frozenset({"repositories.yaml", "repositories.yml", "clusters.yaml", "clusters.yml"})
+
+
+class Configured(Protocol):
+    """What of app.settings.Settings the running policy needs (policies sit below settings)."""
+
+    policy_dir: Path
+
+    def policy_base(self) -> Path | None: ...
+
+
+def configured(settings: Configured) -> Policy:
+    """The running configuration's policy: AUTOFIX_POLICY_DIR over AUTOFIX_POLICY_DEFAULTS."""
+    return load(settings.policy_dir, defaults=settings.policy_base())
 
 
 def layered_over(directory: Path, defaults: Path | None) -> str:

@@ -39,7 +39,8 @@ def build_pipeline(settings: Settings, *, cluster: ClusterReader | None = None,
     from app.adapters.store import JobStore
     from app.sources.layouts import Layouts
 
-    policy = policies.load(settings.policy_dir, defaults=settings.policy_base())  # first: an invalid policy stops everything, with its line
+    # first: an invalid policy stops everything, with its line
+    policy = policies.configured(settings)
     configured = repos.load(settings.policy_dir)  # repositories.yaml, validated: None without the file
     if not settings.git_url and configured is None:
         raise ConfigError("AUTOFIX_GIT_URL: required (clone URL of the GitOps repo)")
@@ -115,7 +116,8 @@ def build_handler(settings: Settings, *, cluster: ClusterReader | None = None,
 
     from app import clusters
 
-    policies.load(settings.policy_dir, defaults=settings.policy_base())  # first, as build_pipeline does: an invalid policy is the error to see
+    # first, as build_pipeline does: an invalid policy is the error to see
+    policies.configured(settings)
     fleet = clusters.load(settings.policy_dir) if cluster is None else None
     if fleet is None:
         return build_pipeline(settings, cluster=cluster, store=store)
