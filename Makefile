@@ -34,8 +34,8 @@ $(VENV)/.test-deps: $(BIN)/autofix
 
 setup-test: $(VENV)/.test-deps
 
-# Two workers (pytest-xdist): most tests wait on subprocesses and servers; 2 matches CI's cores. PYTEST_WORKERS=0:
-# one process.
+# Two workers (pytest-xdist, work stealing: pyproject addopts): most tests wait on subprocesses and servers; 2
+# matches CI's cores. PYTEST_WORKERS=0: one process.
 PYTEST_WORKERS ?= 2
 
 test: setup-test
