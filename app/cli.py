@@ -19,9 +19,11 @@ log = logging.getLogger("app.cli")
 
 
 # Exit statuses (README): 0 every alert decided, 1 a configuration error (one line on stderr naming what is
-# wrong), 2 a usage error (argparse), 3 `autofix handle` had a result `failed`.
+# wrong), 2 a usage error (argparse), 3 `autofix handle` had a result `failed`; 141 (128 + SIGPIPE, as a shell
+# reports it) when the reader of stdout went away (`autofix explain FP | head`): quietly, no traceback.
 EXIT_CONFIG = 1
 EXIT_FAILED = 3
+EXIT_PIPE = 141
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,10 +34,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _configure_logging(args)
         result: int = args.func(args)
+        sys.stdout.flush()  # here, not at exit: a closed pipe is then ours to answer
         return result
     except (ConfigError, StartupError) as err:
         print(f"autofix: {err}", file=sys.stderr)
         return EXIT_CONFIG
+    except BrokenPipeError:
+        _stdout_to_devnull()
+        return EXIT_PIPE
+
+
+def _stdout_to_devnull() -> None:
+    """What is left in stdout's buffer goes nowhere: Python's own flush at exit would report the closed pipe again
+    (docs.python.org, signal module, "Note on SIGPIPE")."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def _configure_logging(args: argparse.Namespace) -> None:

@@ -98,3 +98,16 @@ def test_runs_show_an_unknown_id_says_where_it_looked_and_creates_nothing(tmp_pa
     assert "no run or record 0123456789abcdef0123456789abcdef" in done.stderr
     assert "mlflow.db: no such file" in done.stderr
     assert not (tmp_path / "typo").exists()
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path: Path) -> None:
+    """`autofix ... | head`: the pipe closes before the output is written; the command says nothing more on stderr
+    (before: "Exception ignored ... BrokenPipeError" and status 120) and ends 141, as a shell reports SIGPIPE."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOFIX_", "MLFLOW_"))}
+    proc = subprocess.Popen([str(AUTOFIX), "policy", "check", str(Path(__file__).resolve().parents[2] / "policies")],
+                            env={**env, "AUTOFIX_DATA_DIR": str(tmp_path)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before the command prints
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and stderr == ""
