@@ -28,6 +28,7 @@ retry budget per job. An adapter:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -182,8 +183,12 @@ def timeout(seconds: float) -> float:
 
 
 def shown(seconds: float) -> str:
-    """``seconds`` as a message shows it: a call cut by the budget's last millisecond reads "1 s", not "0.999 s"."""
-    return f"{seconds:.2g}" if seconds < 1 else f"{round(seconds, 1):g}"
+    """``seconds`` as a message shows it. A call bounded by the budget gets what is left of it, a little under the
+    budget (the time since the job or stage started): from half a second up, the value is rounded up to a tenth
+    (slack up to 90 ms), so a call cut by a 1 s budget reads "1 s", not "0.97 s"; shorter ones keep two digits."""
+    if seconds < 0.5:
+        return f"{seconds:.2g}"
+    return f"{math.ceil(seconds * 10 - 0.01) / 10:g}"
 
 
 @contextmanager

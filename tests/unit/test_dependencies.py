@@ -215,5 +215,5 @@ def test_a_call_cut_by_the_budgets_last_millisecond_reads_as_the_budget() -> Non
     """deadlines.timeout() hands a call what is left of the budget, a hair under it: the message rounds it back."""
     from app.deadlines import shown
 
-    assert [shown(s) for s in (0.999, 0.9996, 1.0, 29.98, 30.0, 2.5, 0.25, 0.05)] == \
-        ["1", "1", "1", "30", "30", "2.5", "0.25", "0.05"]
+    assert [shown(s) for s in (0.999, 0.95, 0.92, 1.0, 1.0000001, 29.98, 30.0, 15.0, 2.5, 0.63, 0.25, 0.05)] == \
+        ["1", "1", "1", "1", "1", "30", "30", "15", "2.5", "0.7", "0.25", "0.05"]
